@@ -1,0 +1,47 @@
+// `npm run bench`: every bench/*.bench.ts suite (or those named on the command line) in one run,
+// one table on stdout, all figures in bench/results.json (median over runs, p99, goals).
+import { readdirSync, writeFileSync, accessSync, constants } from 'node:fs';
+import { cpus } from 'node:os';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+import { dirname, join } from 'node:path';
+import type { Row, Suite } from './suite.js';
+
+const dir = dirname(fileURLToPath(import.meta.url));
+const only = process.argv.slice(2);
+const quick = process.env.BENCH_QUICK === '1';
+const files = readdirSync(dir).filter((f) => f.endsWith('.bench.ts')).sort();
+
+const has = (bin: string) => ['/usr/bin', '/usr/sbin', '/usr/local/bin'].some((d) => { try { accessSync(join(d, bin), constants.X_OK); return true; } catch { return false; } });
+
+const rows: Row[] = [];
+const notRun: Array<{ suite: string; reason: string }> = [];
+for (const f of files) {
+  const suite = (await import(pathToFileURL(join(dir, f)).href)).default as Suite;
+  if (only.length && !only.includes(suite.name)) continue;
+  const missing = (suite.needs ?? []).filter((b) => !has(b));
+  if (missing.length) { notRun.push({ suite: suite.name, reason: `missing ${missing.join(', ')}` }); continue; }
+  process.stderr.write(`bench: ${suite.name} …\n`);
+  const t0 = performance.now();
+  try {
+    rows.push(...(await suite.run({ quick, log: (m) => process.stderr.write(`  ${m}\n`) })));
+  } catch (e) {
+    notRun.push({ suite: suite.name, reason: `failed: ${(e as Error).message}` });
+  }
+  process.stderr.write(`bench: ${suite.name} done in ${((performance.now() - t0) / 1000).toFixed(1)} s\n`);
+}
+
+const fmt = (v: number | undefined) => (v === undefined || Number.isNaN(v) ? '' : v >= 100 ? v.toFixed(0) : v >= 10 ? v.toFixed(1) : v.toFixed(2));
+const table = [
+  '| suite | measure | median | p99 | unit | goal | met |',
+  '|---|---|---:|---:|---|---|---|',
+  ...rows.map((r) => `| ${r.suite} | ${r.name} | ${fmt(r.value)} | ${fmt(r.p99)} | ${r.unit} | ${r.goal ?? ''} | ${r.met === undefined ? '' : r.met ? 'yes' : 'NO'} |`),
+].join('\n');
+process.stdout.write(table + '\n');
+for (const n of notRun) process.stdout.write(`not run: ${n.suite} (${n.reason})\n`);
+
+if (!only.length) {
+  writeFileSync(join(dir, 'results.json'), JSON.stringify({
+    date: new Date().toISOString(), node: process.version, cpus: cpus().length, cpu: cpus()[0]?.model, quick, rows, notRun,
+  }, null, 2) + '\n');
+  process.stderr.write('bench: wrote bench/results.json\n');
+}

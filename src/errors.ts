@@ -1,0 +1,313 @@
+// The one error catalogue: every failure has a stable code, an operator-facing message, and its
+// mapping to a gRPC status (allocator), an ng error-reason (proxy) and a CLI exit code.
+// Add a code here before throwing it; never `throw new Error('failed')` in src/.
+
+/** gRPC status codes (numeric, as in grpc/status.proto) so this module needs no gRPC import. */
+export const GrpcStatus = {
+  OK: 0, CANCELLED: 1, UNKNOWN: 2, INVALID_ARGUMENT: 3, DEADLINE_EXCEEDED: 4, NOT_FOUND: 5,
+  ALREADY_EXISTS: 6, PERMISSION_DENIED: 7, RESOURCE_EXHAUSTED: 8, FAILED_PRECONDITION: 9,
+  ABORTED: 10, OUT_OF_RANGE: 11, UNIMPLEMENTED: 12, INTERNAL: 13, UNAVAILABLE: 14,
+} as const;
+type Grpc = (typeof GrpcStatus)[keyof typeof GrpcStatus];
+
+/** Exit codes (sysexits.h where one fits). */
+export const Exit = {
+  OK: 0, FAILURE: 1, USAGE: 64, DATAERR: 65, UNAVAILABLE: 69, SOFTWARE: 70, OSERR: 71,
+  CANTCREAT: 73, TEMPFAIL: 75, NOPERM: 77, CONFIG: 78,
+} as const;
+
+type Details = Record<string, unknown>;
+interface Spec {
+  /** What happened and what to do, built from the details. */
+  message: (d: Details) => string;
+  grpc: Grpc;
+  exit: number;
+  /** ng `error-reason` when the proxy answers this error itself. */
+  ngReason?: string;
+}
+
+const s = (v: unknown): string => (typeof v === 'string' ? v : JSON.stringify(v));
+
+const CATALOGUE = {
+  // --- configuration and CLI -------------------------------------------------------------
+  CONFIG_INVALID: {
+    message: (d) => `invalid configuration:\n  - ${(d.problems as string[]).join('\n  - ')}`,
+    grpc: GrpcStatus.INVALID_ARGUMENT, exit: Exit.CONFIG,
+  },
+  CLI_USAGE: {
+    message: (d) => `${s(d.reason)}; run 'rtpengine-k8s help' for the commands and options`,
+    grpc: GrpcStatus.INVALID_ARGUMENT, exit: Exit.USAGE,
+  },
+
+  // --- ng protocol: framing and codec ---------------------------------------------------------
+  NG_NO_COOKIE: {
+    message: (d) => `ng message has no cookie (${s(d.reason ?? 'no space before the dictionary')}); dropped`,
+    grpc: GrpcStatus.INVALID_ARGUMENT, exit: Exit.DATAERR,
+  },
+  NG_COOKIE_TOO_LONG: {
+    message: (d) => `ng cookie is ${s(d.length)} bytes, the limit is ${s(d.max)}; dropped`,
+    grpc: GrpcStatus.INVALID_ARGUMENT, exit: Exit.DATAERR,
+  },
+  NG_NO_PAYLOAD: {
+    message: () => 'ng message has a cookie but no dictionary after the space',
+    grpc: GrpcStatus.INVALID_ARGUMENT, exit: Exit.DATAERR, ngReason: 'Invalid data (no payload)',
+  },
+  NG_BAD_FORMAT: {
+    message: (d) => `ng dictionary must start with 'd' (bencode) or '{' (JSON), got byte ${s(d.byte)}`,
+    grpc: GrpcStatus.INVALID_ARGUMENT, exit: Exit.DATAERR, ngReason: 'Invalid NG data format',
+  },
+  NG_BENCODE_INVALID: {
+    message: (d) => `ng dictionary is not valid bencode at offset ${s(d.offset)}: ${s(d.reason)}`,
+    grpc: GrpcStatus.INVALID_ARGUMENT, exit: Exit.DATAERR, ngReason: 'Could not decode bencode dictionary',
+  },
+  NG_JSON_INVALID: {
+    message: (d) => `ng dictionary is not valid JSON: ${s(d.reason)}`,
+    grpc: GrpcStatus.INVALID_ARGUMENT, exit: Exit.DATAERR, ngReason: 'Could not decode JSON dictionary',
+  },
+  NG_NOT_DICT: {
+    message: (d) => `ng payload root must be a dictionary, got ${s(d.type)}`,
+    grpc: GrpcStatus.INVALID_ARGUMENT, exit: Exit.DATAERR, ngReason: 'Could not decode bencode dictionary',
+  },
+  NG_TOO_DEEP: {
+    message: (d) => `ng dictionary nests deeper than ${s(d.max)} levels; rejected`,
+    grpc: GrpcStatus.INVALID_ARGUMENT, exit: Exit.DATAERR, ngReason: 'Could not decode bencode dictionary',
+  },
+  NG_TOO_LARGE: {
+    message: (d) => `ng message of ${s(d.size)} bytes exceeds the ${s(d.max)}-byte limit`,
+    grpc: GrpcStatus.INVALID_ARGUMENT, exit: Exit.DATAERR, ngReason: 'Message too large',
+  },
+  NG_MISSING_KEY: {
+    message: (d) => `ng ${s(d.command ?? 'message')} lacks required key '${s(d.key)}'`,
+    grpc: GrpcStatus.INVALID_ARGUMENT, exit: Exit.DATAERR,
+  },
+  NG_BAD_REPLY: {
+    message: (d) => `rtpengine reply is not usable: ${s(d.reason)}`,
+    grpc: GrpcStatus.INTERNAL, exit: Exit.SOFTWARE,
+  },
+
+  // --- ng protocol: transport -------------------------------------------------------------------
+  NG_TIMEOUT: {
+    message: (d) => `no ng reply from ${s(d.peer)} after ${s(d.attempts)} attempt(s) of ${s(d.timeoutMs)} ms (command ${s(d.command)}); is rtpengine running and listening there?`,
+    grpc: GrpcStatus.DEADLINE_EXCEEDED, exit: Exit.UNAVAILABLE, ngReason: 'rtpengine did not answer (timeout)',
+  },
+  NG_REMOTE_ERROR: {
+    message: (d) => `rtpengine answered ${s(d.command)} with error: ${s(d.reason)}`,
+    grpc: GrpcStatus.FAILED_PRECONDITION, exit: Exit.FAILURE,
+  },
+  NG_SOCKET: {
+    message: (d) => `ng socket error towards ${s(d.peer)}: ${s(d.reason)}`,
+    grpc: GrpcStatus.UNAVAILABLE, exit: Exit.UNAVAILABLE, ngReason: 'rtpengine unreachable',
+  },
+  NG_CLOSED: {
+    message: (d) => `ng client to ${s(d.peer)} was closed while ${s(d.inFlight ?? 'a')} request(s) waited`,
+    grpc: GrpcStatus.CANCELLED, exit: Exit.UNAVAILABLE, ngReason: 'rtpengine connection closed',
+  },
+  NG_TCP_BUFFER: {
+    message: (d) => `TCP ng stream from ${s(d.peer)} holds ${s(d.buffered)} bytes without a complete message (limit ${s(d.max)}); connection closed`,
+    grpc: GrpcStatus.RESOURCE_EXHAUSTED, exit: Exit.DATAERR,
+  },
+
+  // --- ng proxy (sidecar) ------------------------------------------------------------------------
+  PROXY_DRAINING: {
+    message: () => 'this rtpengine is draining: new calls are refused so Kamailio picks another node',
+    grpc: GrpcStatus.UNAVAILABLE, exit: Exit.TEMPFAIL, ngReason: 'Parallel session limit reached',
+  },
+  PROXY_UPSTREAM_DOWN: {
+    message: (d) => `rtpengine at ${s(d.upstream)} is not answering (${s(d.reason)}); new calls are sent elsewhere`,
+    grpc: GrpcStatus.UNAVAILABLE, exit: Exit.UNAVAILABLE, ngReason: 'Parallel session limit reached',
+  },
+  PROXY_UPSTREAM_FAILED: {
+    message: (d) => `rtpengine at ${s(d.upstream)} failed for call ${s(d.callId)}: ${s(d.reason)}`,
+    grpc: GrpcStatus.UNAVAILABLE, exit: Exit.UNAVAILABLE,
+  },
+  PROXY_SOURCE_DENIED: {
+    message: (d) => `ng datagram from ${s(d.source)} is outside the allowed source CIDRs; dropped`,
+    grpc: GrpcStatus.PERMISSION_DENIED, exit: Exit.NOPERM,
+  },
+
+  // --- allocator ---------------------------------------------------------------------------------
+  ALLOC_INVALID_ARGUMENT: {
+    message: (d) => `invalid request: field '${s(d.field)}' ${s(d.reason)}`,
+    grpc: GrpcStatus.INVALID_ARGUMENT, exit: Exit.USAGE,
+  },
+  ALLOC_TABLES_EXHAUSTED: {
+    message: (d) => `no free kernel table on node ${s(d.node)}: ${s(d.inUse)} of ${s(d.size)} in use (range ${s(d.range)}); scale out to another node or widen --table-range`,
+    grpc: GrpcStatus.RESOURCE_EXHAUSTED, exit: Exit.UNAVAILABLE,
+  },
+  ALLOC_POOL_EXHAUSTED: {
+    message: (d) => `address pool '${s(d.pool)}' (${s(d.cidr)}) on node ${s(d.node)} has no free address: ${s(d.inUse)} in use; widen the pool or its range`,
+    grpc: GrpcStatus.RESOURCE_EXHAUSTED, exit: Exit.UNAVAILABLE,
+  },
+  ALLOC_UNKNOWN_POOL: {
+    message: (d) => `unknown address pool '${s(d.pool)}'; configured pools: ${s(d.known)}`,
+    grpc: GrpcStatus.INVALID_ARGUMENT, exit: Exit.USAGE,
+  },
+  ALLOC_POOL_INVALID: {
+    message: (d) => `address pool '${s(d.pool)}' is invalid: ${s(d.reason)}`,
+    grpc: GrpcStatus.INVALID_ARGUMENT, exit: Exit.CONFIG,
+  },
+  ALLOC_NOT_FOUND: {
+    message: (d) => `no allocation for pod ${s(d.pod)} (uid ${s(d.uid)}) on node ${s(d.node)}`,
+    grpc: GrpcStatus.NOT_FOUND, exit: Exit.FAILURE,
+  },
+  ALLOC_PERMISSION_DENIED: {
+    message: (d) => `allocation refused for pod ${s(d.pod)}: ${s(d.reason)}`,
+    grpc: GrpcStatus.PERMISSION_DENIED, exit: Exit.NOPERM,
+  },
+  ALLOC_STATE_CORRUPT: {
+    message: (d) => `allocator state file ${s(d.path)} is unreadable (${s(d.reason)}); refusing to start over it. Inspect or move it aside by hand — starting empty would hand out tables and IPs that running pods hold`,
+    grpc: GrpcStatus.INTERNAL, exit: Exit.DATAERR,
+  },
+  ALLOC_STATE_VERSION: {
+    message: (d) => `allocator state file ${s(d.path)} has format version ${s(d.found)}, this build reads ${s(d.supported)}; run the matching allocator version`,
+    grpc: GrpcStatus.INTERNAL, exit: Exit.DATAERR,
+  },
+  ALLOC_STATE_WRITE: {
+    message: (d) => `could not persist allocator state to ${s(d.path)}: ${s(d.reason)}`,
+    grpc: GrpcStatus.UNAVAILABLE, exit: Exit.CANTCREAT,
+  },
+  ALLOC_SOCKET_IN_USE: {
+    message: (d) => `another allocator is already serving on ${s(d.socket)}; refusing to start a second one on this node`,
+    grpc: GrpcStatus.ALREADY_EXISTS, exit: Exit.TEMPFAIL,
+  },
+  ALLOC_UNAVAILABLE: {
+    message: (d) => `allocator at ${s(d.target)} is not reachable: ${s(d.reason)}`,
+    grpc: GrpcStatus.UNAVAILABLE, exit: Exit.UNAVAILABLE,
+  },
+  ALLOC_CONFLICT: {
+    message: (d) => `allocation conflict for ${s(d.resource)}: ${s(d.reason)}`,
+    grpc: GrpcStatus.ABORTED, exit: Exit.TEMPFAIL,
+  },
+
+  // --- kernel (/proc/rtpengine) -----------------------------------------------------------------
+  KERNEL_TABLE_BUSY: {
+    message: (d) => `kernel table ${s(d.table)} is still held by a running daemon (EBUSY on 'del ${s(d.table)}'); it stays reserved and will be retried`,
+    grpc: GrpcStatus.UNAVAILABLE, exit: Exit.TEMPFAIL,
+  },
+  KERNEL_PROC_FAILED: {
+    message: (d) => `${s(d.op)} on ${s(d.path)} failed: ${s(d.reason)}; check that the rtpengine kernel module is loaded and this process may write there (proc_uid/proc_gid module parameters)`,
+    grpc: GrpcStatus.INTERNAL, exit: Exit.OSERR,
+  },
+  KERNEL_REQUIRED: {
+    message: (d) => `kernel forwarding is required (--require-kernel) but ${s(d.reason)}`,
+    grpc: GrpcStatus.FAILED_PRECONDITION, exit: Exit.UNAVAILABLE,
+  },
+
+  // --- sidecar lifecycle --------------------------------------------------------------------------
+  RULES_APPLY_FAILED: {
+    message: (d) => `${s(d.binary)} failed (exit ${s(d.code)}): ${s(d.stderr)}`,
+    grpc: GrpcStatus.INTERNAL, exit: Exit.OSERR,
+  },
+  RULES_NO_BACKEND: {
+    message: (d) => `no usable iptables binary: ${s(d.reason)}`,
+    grpc: GrpcStatus.FAILED_PRECONDITION, exit: Exit.UNAVAILABLE,
+  },
+  RTPENGINE_SPAWN_FAILED: {
+    message: (d) => `could not start rtpengine (${s(d.binary)}): ${s(d.reason)}`,
+    grpc: GrpcStatus.INTERNAL, exit: Exit.OSERR,
+  },
+  RTPENGINE_EXITED: {
+    message: (d) => `rtpengine exited unexpectedly (code ${s(d.code)}, signal ${s(d.signal)}); last log: ${s(d.tail)}`,
+    grpc: GrpcStatus.UNAVAILABLE, exit: Exit.SOFTWARE,
+  },
+  RTPENGINE_NOT_READY: {
+    message: (d) => `rtpengine did not answer ping on ${s(d.ng)} within ${s(d.timeoutMs)} ms`,
+    grpc: GrpcStatus.UNAVAILABLE, exit: Exit.UNAVAILABLE,
+  },
+  NET_ADDR_FAILED: {
+    message: (d) => `could not ${s(d.op)} media address ${s(d.ip)} on ${s(d.dev)}: ${s(d.reason)} (the sidecar needs NET_ADMIN)`,
+    grpc: GrpcStatus.INTERNAL, exit: Exit.OSERR,
+  },
+  NET_ADDR_MISSING: {
+    message: (d) => `media address ${s(d.ip)} assigned by the CNI is not present on ${s(d.dev)}`,
+    grpc: GrpcStatus.FAILED_PRECONDITION, exit: Exit.UNAVAILABLE,
+  },
+  DRAIN_DEADLINE: {
+    message: (d) => `drain deadline of ${s(d.deadlineS)} s passed with ${s(d.sessions)} session(s) left`,
+    grpc: GrpcStatus.DEADLINE_EXCEEDED, exit: Exit.TEMPFAIL,
+  },
+  SIDECAR_UNREACHABLE: {
+    message: (d) => `sidecar control endpoint ${s(d.url)} is not reachable: ${s(d.reason)}`,
+    grpc: GrpcStatus.UNAVAILABLE, exit: Exit.UNAVAILABLE,
+  },
+
+  // --- Kubernetes ---------------------------------------------------------------------------------
+  KUBE_API: {
+    message: (d) => `Kubernetes API ${s(d.verb)} ${s(d.resource)} failed: HTTP ${s(d.status)} ${s(d.reason)}`,
+    grpc: GrpcStatus.UNAVAILABLE, exit: Exit.UNAVAILABLE,
+  },
+  KUBE_RETRIES_EXHAUSTED: {
+    message: (d) => `gave up updating ${s(d.resource)} after ${s(d.attempts)} conflicting attempts; another writer keeps changing it`,
+    grpc: GrpcStatus.ABORTED, exit: Exit.TEMPFAIL,
+  },
+  KUBE_CONFIG: {
+    message: (d) => `no usable Kubernetes client configuration: ${s(d.reason)}`,
+    grpc: GrpcStatus.FAILED_PRECONDITION, exit: Exit.CONFIG,
+  },
+
+  // --- Kamailio sync ------------------------------------------------------------------------------
+  KAMAILIO_RPC_FAILED: {
+    message: (d) => `Kamailio RPC ${s(d.method)} via ${s(d.transport)} failed: ${s(d.reason)}`,
+    grpc: GrpcStatus.UNAVAILABLE, exit: Exit.UNAVAILABLE,
+  },
+  DBTEXT_WRITE_FAILED: {
+    message: (d) => `could not write Kamailio db_text table ${s(d.path)}: ${s(d.reason)}`,
+    grpc: GrpcStatus.INTERNAL, exit: Exit.CANTCREAT,
+  },
+  DBTEXT_PARSE: {
+    message: (d) => `db_text file ${s(d.path)} line ${s(d.line)}: ${s(d.reason)}`,
+    grpc: GrpcStatus.INVALID_ARGUMENT, exit: Exit.DATAERR,
+  },
+} satisfies Record<string, Spec>;
+
+export type ErrorCode = keyof typeof CATALOGUE;
+
+/** Base of every error this project throws on purpose. */
+export class RtpeK8sError extends Error {
+  readonly code: ErrorCode;
+  readonly details: Details;
+  constructor(code: ErrorCode, details: Details = {}, options?: { cause?: unknown }) {
+    super(CATALOGUE[code].message(details), options);
+    this.name = new.target.name;
+    this.code = code;
+    this.details = details;
+  }
+  get grpcStatus(): number { return CATALOGUE[this.code].grpc; }
+  get exitCode(): number { return CATALOGUE[this.code].exit; }
+  /** The ng `error-reason` the proxy puts in its own `error` reply. */
+  get ngReason(): string { return (CATALOGUE[this.code] as Spec).ngReason ?? this.message; }
+  toJSON(): Details { return { code: this.code, message: this.message, ...this.details }; }
+}
+
+type Prefixed<P extends string> = Extract<ErrorCode, `${P}${string}`>;
+
+export class ConfigError extends RtpeK8sError {
+  constructor(code: Prefixed<'CONFIG_' | 'CLI_'>, details?: Details) { super(code, details); }
+}
+export class NgError extends RtpeK8sError {
+  constructor(code: Prefixed<'NG_' | 'PROXY_'>, details?: Details, options?: { cause?: unknown }) { super(code, details, options); }
+}
+export class AllocError extends RtpeK8sError {
+  constructor(code: Prefixed<'ALLOC_' | 'KERNEL_'>, details?: Details, options?: { cause?: unknown }) { super(code, details, options); }
+}
+export class SidecarError extends RtpeK8sError {
+  constructor(code: Prefixed<'RULES_' | 'RTPENGINE_' | 'NET_' | 'DRAIN_' | 'SIDECAR_' | 'KERNEL_'>, details?: Details, options?: { cause?: unknown }) { super(code, details, options); }
+}
+export class KubeError extends RtpeK8sError {
+  constructor(code: Prefixed<'KUBE_'>, details?: Details, options?: { cause?: unknown }) { super(code, details, options); }
+}
+export class KamailioError extends RtpeK8sError {
+  constructor(code: Prefixed<'KAMAILIO_' | 'DBTEXT_'>, details?: Details, options?: { cause?: unknown }) { super(code, details, options); }
+}
+
+export function isCoded(e: unknown, code?: ErrorCode): e is RtpeK8sError {
+  return e instanceof RtpeK8sError && (code === undefined || e.code === code);
+}
+
+/** Every code with its mappings, for docs and the catalogue test. */
+export function catalogue(): Array<{ code: ErrorCode; grpc: number; exit: number; ngReason?: string }> {
+  return (Object.keys(CATALOGUE) as ErrorCode[]).map((code) => {
+    const spec = CATALOGUE[code] as Spec;
+    return { code, grpc: spec.grpc, exit: spec.exit, ngReason: spec.ngReason };
+  });
+}

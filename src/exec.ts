@@ -1,0 +1,29 @@
+// Process-runner port: the one way this project runs external binaries (iptables-restore, ip,
+// rtpengine --version). Commands get an argument vector, never a shell string.
+import { spawn } from 'node:child_process';
+
+export interface RunResult { code: number; stdout: string; stderr: string }
+export interface RunOptions { input?: string; timeoutMs?: number }
+
+export interface Runner {
+  run(binary: string, args: readonly string[], opts?: RunOptions): Promise<RunResult>;
+}
+
+export const processRunner: Runner = {
+  run(binary, args, opts = {}) {
+    return new Promise((resolve) => {
+      const child = spawn(binary, args, {
+        stdio: ['pipe', 'pipe', 'pipe'],
+        timeout: opts.timeoutMs ?? 30_000,
+      });
+      let stdout = '';
+      let stderr = '';
+      child.stdout.setEncoding('utf8').on('data', (c: string) => { stdout += c; });
+      child.stderr.setEncoding('utf8').on('data', (c: string) => { stderr += c; });
+      child.on('error', (e: NodeJS.ErrnoException) => resolve({ code: e.code === 'ENOENT' ? 127 : 126, stdout, stderr: stderr + e.message }));
+      child.on('close', (code, signal) => resolve({ code: code ?? (signal ? 128 : 1), stdout, stderr }));
+      child.stdin.on('error', () => { /* the child may exit before reading its input */ });
+      child.stdin.end(opts.input ?? '');
+    });
+  },
+};
