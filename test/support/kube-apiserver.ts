@@ -409,7 +409,7 @@ export async function startKubeApiServer(opts: StandInOptions = {}): Promise<Kub
         marked.metadata.resourceVersion = String(++rv);
         m.set(key(namespace, name), marked);
         emit(resource, 'MODIFIED', marked, cur);
-        const t = setTimeout(() => { graceTimers.delete(t); const now = m.get(key(namespace, name)); if (now?.metadata.uid === cur.metadata.uid) removeNow(resource, now); }, grace * 1000);
+        const t = setTimeout(() => { graceTimers.delete(t); const now = m.get(key(namespace, name)); if (now && now.metadata.uid === cur.metadata.uid) removeNow(resource, now); }, grace * 1000);
         t.unref();
         graceTimers.add(t);
         return clone(marked);
