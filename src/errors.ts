@@ -214,6 +214,18 @@ const CATALOGUE = {
     message: (d) => `rtpengine did not answer ping on ${s(d.ng)} within ${s(d.timeoutMs)} ms`,
     grpc: GrpcStatus.UNAVAILABLE, exit: Exit.UNAVAILABLE,
   },
+  RTPENGINE_VERSION_UNKNOWN: {
+    message: (d) => `could not tell the rtpengine version from '${s(d.binary)} --version' (${s(d.output)}); set --rtpengine-era mr11|mr12|mr14.1 explicitly`,
+    grpc: GrpcStatus.FAILED_PRECONDITION, exit: Exit.CONFIG,
+  },
+  RTPENGINE_OPTION_MANAGED: {
+    message: (d) => `rtpengine option '${s(d.option)}' is set by the sidecar from the allocation; remove it from --rtpengine-options`,
+    grpc: GrpcStatus.INVALID_ARGUMENT, exit: Exit.CONFIG,
+  },
+  SIDECAR_ACQUIRE_FAILED: {
+    message: (d) => `could not acquire a table and media IP for pod ${s(d.pod)} after ${s(d.attempts)} attempt(s) over ${s(d.elapsedS)} s: ${s(d.reason)}`,
+    grpc: GrpcStatus.UNAVAILABLE, exit: Exit.UNAVAILABLE,
+  },
   NET_ADDR_FAILED: {
     message: (d) => `could not ${s(d.op)} media address ${s(d.ip)} on ${s(d.dev)}: ${s(d.reason)} (the sidecar needs NET_ADMIN)`,
     grpc: GrpcStatus.INTERNAL, exit: Exit.OSERR,

@@ -1,0 +1,101 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtemp, writeFile, rm, readFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { processRunner } from '../exec.js';
+import { silentLogger } from '../log.js';
+import { systemClock } from '../clock.js';
+import { requires } from '../../test/support/require.js';
+import { freePort, freePortRange } from '../../test/support/ports.js';
+import {
+  classifyEra, detectKernel, detectVersion, parseVersion, planForwarding, renderArgs, renderConfig,
+  rtpengineOptions, spawnRtpengine, waitNgReady, writeConfigFile,
+} from './rtpengine.js';
+
+test('versions parse and classify into the three firewall eras', () => {
+  const cases: Array<[string, string]> = [
+    ['Version: 10.5.3.5-1+deb12u1', 'mr11'],
+    ['Version: 11.5.1.20-1~bpo12+1', 'mr11'],
+    ['Version: mr12.0.1.3', 'mr12'],
+    ['Version: 13.5.1.2-1', 'mr12'],
+    ['Version: 14.0.1.1', 'mr12'],
+    ['Version: 14.1.1.0', 'mr14.1'],
+    ['Version: 26.2.0.0+0~mr26.2.0.0', 'mr14.1'],
+  ];
+  for (const [out, era] of cases) assert.equal(classifyEra(parseVersion(out)!), era, out);
+  assert.equal(parseVersion('rtpengine: unknown option'), undefined);
+});
+
+test('Debian 12 rtpengine on this machine is classified mr11', { skip: requires('rtpengine') }, async () => {
+  const { version, era } = await detectVersion(processRunner, 'rtpengine');
+  assert.equal(version.major, 10);
+  assert.equal(era, 'mr11');
+});
+
+test('an unusable binary gives a coded error, not a guess', async () => {
+  await assert.rejects(detectVersion(processRunner, '/nonexistent/rtpengine'), (e: any) => e.code === 'RTPENGINE_VERSION_UNKNOWN');
+});
+
+test('forwarding plan per era, and userspace or fatal without the module', () => {
+  assert.deepEqual(planForwarding({ kernel: true, era: 'mr11', table: 5, requireKernel: false }), { table: 5, kernel: true, rules: 'iptables' });
+  assert.deepEqual(planForwarding({ kernel: true, era: 'mr12', table: 5, requireKernel: false }), { table: 5, kernel: true, rules: 'daemon', nftablesChain: 'rtpe_k8s_5' });
+  assert.equal(planForwarding({ kernel: true, era: 'mr14.1', table: 6, requireKernel: false }).nftablesChain, 'rtpe_k8s_6');
+  assert.deepEqual(planForwarding({ kernel: false, era: 'mr11', table: 5, requireKernel: false }), { table: -1, kernel: false, rules: 'none' });
+  assert.throws(() => planForwarding({ kernel: false, era: 'mr11', table: 5, requireKernel: true }), (e: any) => e.code === 'KERNEL_REQUIRED');
+});
+
+test('kernel detection looks for <procRoot>/control', async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'proc-rtpe-'));
+  try {
+    assert.equal((await detectKernel(dir)).present, false);
+    await writeFile(join(dir, 'control'), '');
+    assert.equal((await detectKernel(dir)).present, true);
+  } finally { await rm(dir, { recursive: true, force: true }); }
+});
+
+test('config file and argv carry the same managed options plus pass-through', async () => {
+  const opts = rtpengineOptions({
+    plan: { table: 4, kernel: true, rules: 'daemon', nftablesChain: 'rtpe_k8s_4' },
+    addresses: ['10.1.0.4', '2001:db8::4'], interfaceName: 'pub', advertised: '203.0.113.4',
+    ngHost: '127.0.0.1', ngPort: 2223, portMin: 30000, portMax: 30999, extra: { 'num-threads': 4, 'delete-delay': 0 },
+  });
+  assert.equal(renderConfig(opts), [
+    '[rtpengine]', 'table = 4', 'interface = pub/10.1.0.4!203.0.113.4;pub/2001:db8::4!203.0.113.4', 'listen-ng = 127.0.0.1:2223',
+    'port-min = 30000', 'port-max = 30999', 'nftables-chain = rtpe_k8s_4', 'num-threads = 4', 'delete-delay = 0', '',
+  ].join('\n'));
+  assert.deepEqual(renderArgs(opts).slice(0, 5), ['--config-file=none', '--foreground', '--log-stderr', '--table=4', '--interface=pub/10.1.0.4!203.0.113.4']);
+  assert.throws(() => rtpengineOptions({ plan: { table: -1, kernel: false, rules: 'none' }, addresses: ['127.0.0.1'], ngHost: '127.0.0.1', ngPort: 1, portMin: 1, portMax: 2, extra: { table: 3 } }),
+    (e: any) => e.code === 'RTPENGINE_OPTION_MANAGED');
+  const dir = await mkdtemp(join(tmpdir(), 'rtpe-conf-'));
+  try {
+    await writeConfigFile(join(dir, 'sub', 'rtpengine.conf'), renderConfig(opts));
+    assert.match(await readFile(join(dir, 'sub', 'rtpengine.conf'), 'utf8'), /^table = 4$/m);
+  } finally { await rm(dir, { recursive: true, force: true }); }
+});
+
+test('a rendered config file is accepted by the real daemon', { skip: requires('rtpengine') }, async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'rtpe-conf-'));
+  const ngPort = await freePort();
+  const { min, max } = await freePortRange(20);
+  const file = join(dir, 'rtpengine.conf');
+  await writeConfigFile(file, renderConfig(rtpengineOptions({
+    plan: { table: -1, kernel: false, rules: 'none' }, addresses: ['127.0.0.1'], ngHost: '127.0.0.1', ngPort, portMin: min, portMax: max,
+    extra: { 'delete-delay': 0, 'num-threads': 2 },
+  })));
+  const d = spawnRtpengine('rtpengine', [`--config-file=${file}`, '--foreground', '--log-stderr'], silentLogger);
+  try {
+    await waitNgReady('127.0.0.1', ngPort, { timeoutMs: 10_000, clock: systemClock });
+  } finally {
+    const st = await d.stop(5000);
+    await rm(dir, { recursive: true, force: true });
+    assert.equal(st.signal ?? 'exit', st.signal ? 'SIGTERM' : 'exit', d.tail());
+  }
+});
+
+test('the supervisor reports an early exit with the daemon log tail', { skip: requires('rtpengine') }, async () => {
+  const d = spawnRtpengine('rtpengine', ['--config-file=none', '--foreground', '--log-stderr', '--listen-ng=127.0.0.1:9'], silentLogger);
+  const st = await d.exited;
+  assert.notEqual(st.code, 0);
+  assert.match(d.tail(), /Missing option --interface/);
+});
