@@ -106,6 +106,14 @@ const CATALOGUE = {
     message: (d) => `TCP ng stream from ${s(d.peer)} holds ${s(d.buffered)} bytes without a complete message (limit ${s(d.max)}); connection closed`,
     grpc: GrpcStatus.RESOURCE_EXHAUSTED, exit: Exit.DATAERR,
   },
+  NG_ABORTED: {
+    message: (d) => `ng request to ${s(d.peer)} (command ${s(d.command)}) was abandoned by its caller after ${s(d.attempts)} attempt(s)`,
+    grpc: GrpcStatus.CANCELLED, exit: Exit.TEMPFAIL,
+  },
+  NG_ENCODE_INVALID: {
+    message: (d) => `cannot bencode ng value at ${s(d.path)}: ${s(d.reason)}`,
+    grpc: GrpcStatus.INVALID_ARGUMENT, exit: Exit.SOFTWARE,
+  },
 
   // --- ng proxy (sidecar) ------------------------------------------------------------------------
   PROXY_DRAINING: {
