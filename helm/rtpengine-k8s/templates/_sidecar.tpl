@@ -1,0 +1,108 @@
+{{/* The sidecar container: as a native sidecar (init container, restartPolicy Always), a plain
+     container beside rtpengine, or alone in exec mode. */}}
+{{- define "rtpengine-k8s.sidecarContainer" -}}
+{{- $exec := eq .Values.rtpengine.mode "exec" -}}
+{{- $native := and (not $exec) .Values.rtpengine.nativeSidecar -}}
+- name: sidecar
+  image: {{ if $exec }}{{ include "rtpengine-k8s.execImage" . }}{{ else }}{{ include "rtpengine-k8s.image" . }}{{ end }}
+  imagePullPolicy: {{ .Values.image.pullPolicy }}
+  {{- if $native }}
+  restartPolicy: Always
+  {{- end }}
+  args: ["sidecar"]
+  env:
+    {{- include "rtpengine-k8s.downwardEnv" . | nindent 4 }}
+    - name: RTPE_K8S_LOG_LEVEL
+      value: {{ .Values.logLevel | quote }}
+    - name: RTPE_K8S_ALLOCATOR_SOCKET
+      value: {{ printf "%s/allocator.sock" .Values.socketDir | quote }}
+    - name: RTPE_K8S_MODE
+      value: {{ .Values.rtpengine.mode | quote }}
+    - name: RTPE_K8S_CONFIG_FILE
+      value: "/etc/rtpengine-k8s/rtpengine.conf"
+    - name: RTPE_K8S_POOL
+      value: {{ (index .Values.pools 0).name | quote }}
+    - name: RTPE_K8S_INTERFACE
+      value: {{ ternary .Values.multus.interfaceName .Values.rtpengine.interface .Values.multus.enabled | quote }}
+    {{- with .Values.rtpengine.advertisedAddress }}
+    - name: RTPE_K8S_ADVERTISED_ADDRESS
+      value: {{ . | quote }}
+    {{- end }}
+    - name: RTPE_K8S_PORT_MIN
+      value: {{ .Values.rtpengine.portMin | quote }}
+    - name: RTPE_K8S_PORT_MAX
+      value: {{ .Values.rtpengine.portMax | quote }}
+    - name: RTPE_K8S_REQUIRE_KERNEL
+      value: {{ .Values.rtpengine.requireKernel | quote }}
+    {{- with .Values.rtpengine.extraOptions }}
+    - name: RTPE_K8S_RTPENGINE_OPTIONS
+      value: {{ toJson . | quote }}
+    {{- end }}
+    - name: RTPE_K8S_NG_LISTEN
+      value: {{ printf "0.0.0.0:%d" (int .Values.sidecar.ngPort) | quote }}
+    - name: RTPE_K8S_UPSTREAM
+      value: {{ printf "127.0.0.1:%d" (int .Values.sidecar.upstreamPort) | quote }}
+    - name: RTPE_K8S_HTTP_LISTEN
+      value: {{ printf "0.0.0.0:%d" (int .Values.sidecar.httpPort) | quote }}
+    {{- with .Values.sidecar.allowedSources }}
+    - name: RTPE_K8S_ALLOWED_SOURCES
+      value: {{ join "," . | quote }}
+    {{- end }}
+    - name: RTPE_K8S_DRAIN_DEADLINE
+      value: {{ .Values.sidecar.drainDeadlineSeconds | quote }}
+    - name: RTPE_K8S_DELETION_COST
+      value: {{ .Values.sidecar.deletionCost.enabled | quote }}
+    - name: RTPE_K8S_DELETION_COST_INTERVAL
+      value: {{ .Values.sidecar.deletionCost.minIntervalSeconds | quote }}
+    {{- with .Values.sidecar.extraEnv }}
+    {{- toYaml . | nindent 4 }}
+    {{- end }}
+  ports:
+    - name: ng
+      containerPort: {{ .Values.sidecar.ngPort }}
+      protocol: UDP
+    - name: http
+      containerPort: {{ .Values.sidecar.httpPort }}
+      protocol: TCP
+  {{- if $native }}
+  # Passes once the allocation is held and rtpengine.conf is written; rtpengine starts after it.
+  startupProbe:
+    exec:
+      command: ["test", "-s", "/etc/rtpengine-k8s/rtpengine.conf"]
+    periodSeconds: 1
+    failureThreshold: 300
+  {{- end }}
+  livenessProbe:
+    httpGet: { path: /healthz, port: http }
+    periodSeconds: 10
+    failureThreshold: 3
+  readinessProbe:
+    # Ready = rtpengine answers ping and the pod is not draining.
+    httpGet: { path: /readyz, port: http }
+    periodSeconds: 2
+    failureThreshold: 1
+  {{- if not $native }}
+  lifecycle:
+    preStop:
+      # As a plain container (or alone, in exec mode) TERM order is not defined: the sidecar
+      # itself must wait for the calls to end.
+      exec:
+        command: ["rtpengine-k8s", "drain", "--wait"]
+  {{- end }}
+  securityContext:
+    # uid 0 for iptables-restore and `ip addr`; NET_ADMIN covers both, inside this pod's own
+    # network namespace only. No privileged mode, no host network.
+    runAsUser: 0
+    runAsNonRoot: false
+    allowPrivilegeEscalation: false
+    capabilities:
+      drop: ["ALL"]
+      add: ["NET_ADMIN"]
+  volumeMounts:
+    - name: config
+      mountPath: /etc/rtpengine-k8s
+    - name: allocator-socket
+      mountPath: {{ .Values.socketDir }}
+  resources:
+    {{- toYaml .Values.sidecar.resources | nindent 4 }}
+{{- end -}}
