@@ -1,0 +1,100 @@
+// Typed gRPC client for the allocator (used by the sidecar and `ctl`): unix socket by default,
+// promises instead of callbacks, and failures mapped back to coded AllocErrors.
+import * as grpc from '@grpc/grpc-js';
+import { AllocError, RtpeK8sError, type ErrorCode } from '../errors.js';
+import { loadProtos, ERROR_CODE_KEY, ERROR_DETAILS_KEY } from './proto.js';
+import { fromWire, type AllocationView } from './wire.js';
+import type { AllocatorClient as RawClient } from '../gen/rtpengine_k8s/v1/Allocator.js';
+import type { HealthClient } from '../gen/grpc/health/v1/Health.js';
+import type { PodRef } from './store.js';
+
+export const DEFAULT_SOCKET = '/run/rtpengine-k8s/allocator.sock';
+
+export interface AllocatorClientOptions {
+  /** Unix socket path (default /run/rtpengine-k8s/allocator.sock) … */
+  socket?: string;
+  /** … or `host:port` of the optional TCP listener. */
+  address?: string;
+  /** Per-call deadline (default 5000 ms). */
+  timeoutMs?: number;
+}
+
+export interface AcquireRequest { pod: PodRef; pools?: string[]; interface?: string }
+/** A pod by UID, or by namespace + name (`ctl release ns/pod`). */
+export type PodSelector = { uid: string } | { namespace: string; name: string };
+export interface ListResult { node: string; allocations: AllocationView[]; tablesFree: number; tablesTotal: number }
+export interface ReleaseResult { found: boolean; allocation?: AllocationView }
+
+export class AllocatorClient {
+  readonly target: string;
+  private readonly raw: RawClient;
+  private readonly healthRaw: HealthClient;
+  private readonly timeoutMs: number;
+
+  constructor(opts: AllocatorClientOptions = {}) {
+    this.target = opts.address ? opts.address : `unix:${opts.socket ?? DEFAULT_SOCKET}`;
+    this.timeoutMs = opts.timeoutMs ?? 5000;
+    const { allocator, health } = loadProtos();
+    const creds = grpc.credentials.createInsecure();
+    this.raw = new allocator.rtpengine_k8s.v1.Allocator(this.target, creds);
+    // Share the channel so health and calls see the same connection.
+    this.healthRaw = new health.grpc.health.v1.Health(this.target, creds, { channelOverride: this.raw.getChannel() });
+  }
+
+  private call<Req, Res>(method: string, req: Req): Promise<Res> {
+    return new Promise((resolve, reject) => {
+      const fn = (this.raw as any)[method] as (r: Req, m: grpc.Metadata, o: grpc.CallOptions, cb: (e: grpc.ServiceError | null, r?: Res) => void) => void;
+      fn.call(this.raw, req, new grpc.Metadata(), { deadline: Date.now() + this.timeoutMs }, (err, res) => {
+        if (err) reject(this.mapError(err));
+        else resolve(res as Res);
+      });
+    });
+  }
+
+  /** Server-side coded errors come back with their code and details; transport failures → ALLOC_UNAVAILABLE. */
+  private mapError(err: grpc.ServiceError): RtpeK8sError {
+    const code = err.metadata?.get(ERROR_CODE_KEY)?.[0];
+    if (typeof code === 'string') {
+      let details: Record<string, unknown> = {};
+      try { details = JSON.parse(String(err.metadata.get(ERROR_DETAILS_KEY)?.[0] ?? '{}')); } catch { /* keep empty */ }
+      return code.startsWith('ALLOC_') || code.startsWith('KERNEL_')
+        ? new AllocError(code as never, details)
+        : new RtpeK8sError(code as ErrorCode, details);
+    }
+    return new AllocError('ALLOC_UNAVAILABLE', { target: this.target, reason: `${grpc.status[err.code] ?? err.code}: ${err.details}` }, { cause: err });
+  }
+
+  async acquire(req: AcquireRequest): Promise<AllocationView> {
+    return fromWire(await this.call('Acquire', { pod: req.pod, pools: req.pools ?? [], interface: req.interface ?? '' }));
+  }
+
+  async renew(uid: string): Promise<AllocationView> {
+    return fromWire(await this.call('Renew', { uid }));
+  }
+
+  async release(sel: PodSelector, reason = ''): Promise<ReleaseResult> {
+    const res = await this.call<unknown, { found: boolean; allocation: any }>('Release', { ...sel, reason });
+    return { found: res.found, allocation: res.allocation ? fromWire(res.allocation) : undefined };
+  }
+
+  async get(sel: PodSelector): Promise<AllocationView> {
+    return fromWire(await this.call('Get', sel));
+  }
+
+  async list(): Promise<ListResult> {
+    const res = await this.call<unknown, { node: string; allocations: any[]; tablesFree: number; tablesTotal: number }>('List', {});
+    return { node: res.node, allocations: res.allocations.map(fromWire), tablesFree: res.tablesFree, tablesTotal: res.tablesTotal };
+  }
+
+  /** grpc.health.v1 Check: 'SERVING' | 'NOT_SERVING' | …; unreachable → ALLOC_UNAVAILABLE. */
+  health(service = ''): Promise<string> {
+    return new Promise((resolve, reject) => {
+      this.healthRaw.check({ service }, { deadline: Date.now() + this.timeoutMs }, (err, res) => {
+        if (err) reject(this.mapError(err));
+        else resolve(String(res?.status ?? 'UNKNOWN'));
+      });
+    });
+  }
+
+  close(): void { this.raw.close(); }
+}

@@ -1,0 +1,13 @@
+// Original file: proto/allocator.proto
+
+import type { Allocation as _rtpengine_k8s_v1_Allocation, Allocation__Output as _rtpengine_k8s_v1_Allocation__Output } from '../../rtpengine_k8s/v1/Allocation.js';
+
+export interface ReleaseResponse {
+  'found'?: (boolean);
+  'allocation'?: (_rtpengine_k8s_v1_Allocation | null);
+}
+
+export interface ReleaseResponse__Output {
+  'found': (boolean);
+  'allocation': (_rtpengine_k8s_v1_Allocation__Output | null);
+}
