@@ -1,0 +1,100 @@
+// KubePort over the real @kubernetes/client-node against the API stand-in: status mapping,
+// patches, leases, informers that survive an API outage, EndpointSlice watch.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { startKubeApiServer, type KubeApiServer } from '../../test/support/kube-apiserver.js';
+import { createKubeClient, kubeConfigFrom, kubeStatus, type KubePort, type Pod, type EndpointSlice } from './client.js';
+import { isCoded } from '../errors.js';
+import { writeFileSync, mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
+let srv: KubeApiServer;
+let kube: KubePort;
+before(async () => { srv = await startKubeApiServer(); kube = createKubeClient(srv.kubeconfig(), { retryMinMs: 50, retryMaxMs: 200 }); });
+after(async () => { await srv.close(); });
+const until = async (cond: () => boolean, ms = 5000) => {
+  const end = Date.now() + ms;
+  while (!cond()) { if (Date.now() > end) throw new Error('condition not reached'); await new Promise((r) => setTimeout(r, 10)); }
+};
+const statusOf = async (p: Promise<unknown>) => { try { await p; return 200; } catch (e) { return kubeStatus(e); } };
+
+test('pods: get (404 → undefined), merge-patch annotations, list by field selector', async () => {
+  srv.store.addPod({ namespace: 'a', name: 'p', nodeName: 'n1' });
+  srv.store.addPod({ namespace: 'b', name: 'q', nodeName: 'n2' });
+  assert.equal(await kube.getPod('a', 'missing'), undefined);
+  const p = await kube.patchPodAnnotations('a', 'p', { 'controller.kubernetes.io/pod-deletion-cost': '7' });
+  assert.equal(p.metadata?.annotations?.['controller.kubernetes.io/pod-deletion-cost'], '7');
+  const again = await kube.patchPodAnnotations('a', 'p', { 'controller.kubernetes.io/pod-deletion-cost': null });
+  assert.equal(again.metadata?.annotations?.['controller.kubernetes.io/pod-deletion-cost'], undefined);
+  assert.deepEqual((await kube.listPods({ fieldSelector: 'spec.nodeName=n2' })).map((x) => x.metadata?.name), ['q']);
+  const err = await kube.patchPodAnnotations('a', 'p', { 'controller.kubernetes.io/pod-deletion-cost': 'x' }).catch((e) => e);
+  assert.ok(isCoded(err, 'KUBE_API'));
+  assert.equal(err.details.status, 422);
+});
+
+test('leases and IPPools: 409 on create-exists / stale replace, 422 on failed test op, conditional delete', async () => {
+  const l = await kube.createLease('kube-system', { metadata: { name: 'x' }, spec: { holderIdentity: 'u1' } });
+  assert.equal(await statusOf(kube.createLease('kube-system', { metadata: { name: 'x' } })), 409);
+  const l2 = await kube.replaceLease('kube-system', { ...l, spec: { holderIdentity: 'u2' } });
+  assert.equal(await statusOf(kube.replaceLease('kube-system', { ...l, spec: { holderIdentity: 'u3' } })), 409);
+  assert.equal(await statusOf(kube.deleteLease('kube-system', 'x', { uid: 'not-it' })), 409);
+  assert.equal(await kube.deleteLease('kube-system', 'x', { uid: l2.metadata!.uid! }), true);
+  assert.equal(await kube.deleteLease('kube-system', 'x'), false);
+
+  const pool = await kube.createIPPool('kube-system', { metadata: { name: '10.9.0.0-24' }, spec: { range: '10.9.0.0/24', allocations: {} } });
+  assert.equal(await statusOf(kube.createIPPool('kube-system', { metadata: { name: '10.9.0.0-24' }, spec: { range: '10.9.0.0/24' } })), 409);
+  const rv = pool.metadata.resourceVersion!;
+  await kube.patchIPPool('kube-system', '10.9.0.0-24', [{ op: 'test', path: '/metadata/resourceVersion', value: rv }, { op: 'add', path: '/spec/allocations/5', value: { id: 'a', podref: '' } }]);
+  assert.equal(await statusOf(kube.patchIPPool('kube-system', '10.9.0.0-24', [{ op: 'test', path: '/metadata/resourceVersion', value: rv }])), 422);
+  assert.deepEqual((await kube.getIPPool('kube-system', '10.9.0.0-24'))?.spec.allocations, { 5: { id: 'a', podref: '' } });
+  assert.equal(await kube.getIPPool('kube-system', 'nope'), undefined);
+});
+
+test('pod informer on one node: add/update/delete, and it recovers after an API outage', async () => {
+  const events: string[] = [];
+  const errors: number[] = [];
+  const inf = kube.watchPods({ fieldSelector: 'spec.nodeName=inf-node' }, {
+    add: (p: Pod) => events.push(`add:${p.metadata?.name}`),
+    update: (p: Pod) => events.push(`update:${p.metadata?.name}`),
+    delete: (p: Pod) => events.push(`delete:${p.metadata?.name}`),
+    error: (e) => errors.push(Number(e.details.status)),
+  });
+  srv.store.addPod({ namespace: 'i', name: 'one', nodeName: 'inf-node' });
+  await inf.synced;
+  await until(() => inf.list().length === 1);
+  srv.store.addPod({ namespace: 'i', name: 'other-node', nodeName: 'elsewhere' });
+  srv.faults.outage(true);
+  await until(() => errors.length > 0);
+  srv.store.addPod({ namespace: 'i', name: 'two', nodeName: 'inf-node' });
+  srv.store.delete('pods', 'i', 'one');
+  srv.faults.outage(false);
+  await until(() => events.includes('delete:one') && events.includes('add:two'));
+  assert.deepEqual(inf.list().map((p) => p.metadata?.name), ['two']);
+  assert.ok(!events.some((e) => e.endsWith('other-node')));
+  assert.equal(errors[0], 0, 'outage reported as unreachable (status 0)');
+  await inf.stop();
+});
+
+test('watchEndpointSlices: events carry the full current set', async () => {
+  let last: EndpointSlice[] = [];
+  const types: string[] = [];
+  const stop = kube.watchEndpointSlices('voice', 'kubernetes.io/service-name=rtpe', (t, _s, all) => { types.push(t); last = all; }, () => undefined);
+  srv.store.create('endpointslices', { metadata: { name: 's1', namespace: 'voice', labels: { 'kubernetes.io/service-name': 'rtpe' } }, addressType: 'IPv4', endpoints: [] });
+  srv.store.create('endpointslices', { metadata: { name: 's2', namespace: 'voice', labels: { 'kubernetes.io/service-name': 'other' } }, addressType: 'IPv4', endpoints: [] });
+  await until(() => last.length === 1);
+  srv.store.delete('endpointslices', 'voice', 's1');
+  await until(() => types.includes('DELETED'));
+  assert.equal(last.length, 0);
+  assert.deepEqual((await kube.listEndpointSlices('voice', 'kubernetes.io/service-name=other')).map((s) => s.metadata?.name), ['s2']);
+  await stop();
+});
+
+test('kubeConfigFrom: explicit file works, a bad one is KUBE_CONFIG', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'kc-'));
+  const file = join(dir, 'config');
+  writeFileSync(file, srv.kubeconfig().exportConfig());
+  assert.equal(kubeConfigFrom({ kubeconfig: file }).getCurrentCluster()?.server, srv.url);
+  assert.throws(() => kubeConfigFrom({ kubeconfig: join(dir, 'missing') }), (e) => isCoded(e, 'KUBE_CONFIG'));
+  assert.throws(() => kubeConfigFrom({ kubeconfig: file, context: 'nope' }), (e) => isCoded(e, 'KUBE_CONFIG'));
+});
