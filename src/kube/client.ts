@@ -82,7 +82,7 @@ export function kubeStatus(e: unknown): number | undefined {
 function toKubeError(e: unknown, verb: string, resource: string): KubeError {
   if (isCoded(e, 'KUBE_API')) return e as KubeError;
   if (e instanceof ApiException) {
-    let reason = '';
+    let reason: string;
     try { const b = typeof e.body === 'string' ? JSON.parse(e.body) : e.body; reason = b?.reason ? `${b.reason}: ${b.message}` : String(b?.message ?? ''); } catch { reason = String(e.body).slice(0, 200); }
     return new KubeError('KUBE_API', { verb, resource, status: e.code, reason }, { cause: e });
   }
