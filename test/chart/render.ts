@@ -30,7 +30,7 @@ function tracked(v: unknown, path: string, seen: Set<string>): unknown {
   return new Proxy(v as object, {
     get(target, key, recv) {
       const val = Reflect.get(target, key, recv);
-      if (typeof key !== 'string' || (Array.isArray(target) && !/^\d+$/.test(key))) return val;
+      if (typeof key !== 'string' || key === 'toJSON' || (Array.isArray(target) && !/^\d+$/.test(key))) return val;
       const p = Array.isArray(target) ? `${path}[]` : path ? `${path}.${key}` : key;
       if (!Array.isArray(target)) seen.add(p);
       return tracked(val, p, seen);

@@ -1,0 +1,307 @@
+// Chart checks without a helm binary: values ↔ templates ↔ schema, rendered YAML for several value
+// sets (test/chart/gotpl.ts evaluates the template subset we use), RBAC equal to docs/rbac-rules.yaml,
+// and every env var the chart sets accepted by the option set of the command that container runs.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { isIP } from 'node:net';
+import Ajv from 'ajv';
+import * as yaml from 'js-yaml';
+import { chartDir, defaultValues, loadYaml, mergeValues, renderChart, templateFiles } from './render.js';
+import { TemplateError } from './gotpl.js';
+import { commands } from '../../src/commands.js';
+import { commonOptions, envName, type OptionSet } from '../../src/config.js';
+
+const repo = join(chartDir, '..', '..');
+
+// Value sets that together take every branch of the templates.
+const variants: Record<string, Record<string, unknown>> = {
+  defaults: {},
+  plainSidecar: { rtpengine: { nativeSidecar: false, podAnnotations: { team: 'voice' }, podLabels: { tier: 'media' } } },
+  exec: { rtpengine: { mode: 'exec', advertisedAddress: '203.0.113.7', extraOptions: { 'num-threads': '4' } } },
+  multus: { multus: { enabled: true }, allocator: { ipMode: 'multus' }, rtpengine: { interface: 'net1' } },
+  hostDevice: { multus: { enabled: true, type: 'host-device', device: 'ens5' } },
+  fileStore: { allocator: { store: 'file', privileged: true } },
+  keda: { autoscaling: { hpa: { enabled: false }, keda: { enabled: true } } },
+  full: {
+    serviceMonitor: { enabled: true, labels: { release: 'prom' } }, kamailioSync: { enabled: true },
+    imagePullSecrets: [{ name: 'regcred' }], fullnameOverride: 'media',
+    allocator: { nodeSelector: { media: 'yes' }, tolerations: [{ key: 'media', operator: 'Exists' }], affinity: { a: {} }, priorityClassName: 'system-node-critical', extraEnv: [{ name: 'RTPE_K8S_LOG_PRETTY', value: 'false' }], podAnnotations: { x: 'y' } },
+    rtpengine: { nodeSelector: { media: 'yes' }, tolerations: [{ key: 'media', operator: 'Exists' }], affinity: { a: {} }, topologySpreadConstraints: [{ maxSkew: 1 }], priorityClassName: 'high', image: { repository: 'example/rtpengine', tag: 'mr11.5' } },
+    sidecar: { allowedSources: ['10.0.0.0/8'], extraEnv: [{ name: 'RTPE_K8S_LOG_PRETTY', value: 'false' }] },
+    nameOverride: 'rtpe',
+  },
+  noAllocator: { allocator: { enabled: false }, pdb: { enabled: false }, autoscaling: { hpa: { enabled: false } }, rbac: { create: false } },
+};
+
+const renders = Object.fromEntries(Object.entries(variants).map(([k, v]) => [k, renderChart(v)]));
+
+function newAjv() {
+  const A: any = (Ajv as any).default ?? Ajv;
+  const ajv = new A({ allErrors: true, strict: true, allowUnionTypes: true });
+  ajv.addFormat('ipv4', (s: string) => isIP(s) === 4);
+  ajv.addFormat('ipv6', (s: string) => isIP(s) === 6);
+  return ajv;
+}
+const validate = newAjv().compile(JSON.parse(readFileSync(join(chartDir, 'values.schema.json'), 'utf8')));
+
+test('values.yaml validates against values.schema.json', () => {
+  assert.equal(validate(defaultValues()), true, JSON.stringify(validate.errors, null, 2));
+  for (const [name, v] of Object.entries(variants)) {
+    assert.equal(validate(mergeValues(defaultValues(), v)), true, `${name}: ${JSON.stringify(validate.errors)}`);
+  }
+});
+
+test('the schema rejects what the programs would reject', () => {
+  const bad: Array<[string, Record<string, unknown>]> = [
+    ['table out of 0-63', { allocator: { tableMax: 64 } }],
+    ['unknown mode', { rtpengine: { mode: 'sidecarless' } }],
+    ['unknown key', { rtpengine: { replica: 3 } }],
+    ['bad pool range', { pools: [{ name: 'media', range: '192.0.2.0' }] }],
+    ['stabilization > 3600', { autoscaling: { hpa: { scaleDownStabilizationSeconds: 7200 } } }],
+    ['margin below 10 s', { sidecar: { drainMarginSeconds: 0 } }],
+  ];
+  for (const [why, v] of bad) assert.equal(validate(mergeValues(defaultValues(), v)), false, why);
+});
+
+/** Leaf paths of values.yaml (maps descended; lists and empty maps are leaves). */
+function leaves(v: unknown, path = ''): string[] {
+  if (!v || typeof v !== 'object' || Array.isArray(v) || Object.keys(v).length === 0) return [path];
+  return Object.entries(v).flatMap(([k, x]) => leaves(x, path ? `${path}.${k}` : k));
+}
+function has(v: any, path: string): boolean {
+  let cur = v;
+  for (const p of path.split('.')) {
+    if (p.endsWith('[]')) { cur = cur?.[p.slice(0, -2)]?.[0]; continue; }
+    if (!cur || typeof cur !== 'object' || !(p in cur)) return false;
+    cur = cur[p];
+  }
+  return true;
+}
+
+test('every .Values path in the templates exists in values.yaml', () => {
+  const values = defaultValues();
+  const missing: string[] = [];
+  for (const f of templateFiles()) {
+    const src = readFileSync(join(chartDir, 'templates', f), 'utf8');
+    for (const m of src.matchAll(/\.Values((?:\.[A-Za-z_][\w]*)+)/g)) {
+      const path = m[1]!.slice(1);
+      if (!has(values, path)) missing.push(`${f}: .Values.${path}`);
+    }
+  }
+  // Paths reached through variables ($hpa.minReplicas) show up only while rendering.
+  for (const [name, r] of Object.entries(renders)) {
+    for (const p of r.read) {
+      const path = p.replace(/\[\]/g, '[]');
+      if (!has(values, path) && !has(mergeValues(values, variants[name]), path)) missing.push(`${name}: ${p}`);
+    }
+  }
+  assert.deepEqual(missing, []);
+});
+
+test('every value in values.yaml is read by some template', () => {
+  const read = new Set<string>();
+  for (const r of Object.values(renders)) for (const p of r.read) read.add(p);
+  const unused = leaves(defaultValues()).filter((l) => !read.has(l) && ![...read].some((r) => r.startsWith(`${l}.`) || r.startsWith(`${l}[]`)));
+  assert.deepEqual(unused, []);
+});
+
+test('every variant renders to Kubernetes objects', () => {
+  for (const [name, r] of Object.entries(renders)) {
+    assert.ok(r.objects.length >= 3, name);
+    for (const o of r.objects) {
+      assert.ok(o.apiVersion && o.kind && o.metadata?.name, `${name}: ${JSON.stringify(o).slice(0, 120)}`);
+      assert.ok(o.metadata.name.length <= 63, `${name}: name too long ${o.metadata.name}`);
+    }
+  }
+  assert.throws(() => renderChart({ autoscaling: { keda: { enabled: true } } }), (e: unknown) => e instanceof TemplateError && /exclusive/.test(e.message));
+  assert.throws(() => renderChart({ multus: { enabled: true, type: 'host-device' } }), /multus.device is required/);
+});
+
+const kind = (r: { objects: any[] }, k: string) => r.objects.filter((o) => o.kind === k);
+const deployment = (r: { objects: any[] }) => kind(r, 'Deployment')[0]!.spec.template.spec;
+
+test('rtpengine pod: native sidecar, preStop drain, grace = deadline + margin, NET_ADMIN only', () => {
+  const v = defaultValues() as any;
+  const pod = deployment(renders.defaults!);
+  const sidecar = pod.initContainers.find((c: any) => c.name === 'sidecar');
+  assert.equal(sidecar.restartPolicy, 'Always');
+  assert.ok(sidecar.startupProbe, 'rtpengine must start only after the sidecar rendered the config');
+  const rtpengine = pod.containers.find((c: any) => c.name === 'rtpengine');
+  assert.deepEqual(rtpengine.lifecycle.preStop.exec.command, ['rtpengine-k8s', 'drain', '--wait']);
+  assert.equal(pod.terminationGracePeriodSeconds, v.sidecar.drainDeadlineSeconds + v.sidecar.drainMarginSeconds);
+  assert.equal(renderChart({ sidecar: { drainDeadlineSeconds: 14400 } }).objects.find((o) => o.kind === 'Deployment').spec.template.spec.terminationGracePeriodSeconds, 14400 + v.sidecar.drainMarginSeconds);
+
+  const plain = deployment(renders.plainSidecar!);
+  assert.equal(plain.initContainers, undefined);
+  for (const c of plain.containers) assert.deepEqual(c.lifecycle.preStop.exec.command, ['rtpengine-k8s', 'drain', '--wait'], c.name);
+  const exec = deployment(renders.exec!);
+  assert.deepEqual(exec.containers.map((c: any) => c.name), ['sidecar']);
+  assert.match(exec.containers[0].image, /-exec$/);
+
+  for (const [name, r] of Object.entries(renders)) {
+    const p = deployment(r);
+    for (const c of [...(p.initContainers ?? []), ...p.containers]) {
+      assert.notEqual(c.securityContext.privileged, true, `${name}/${c.name}`);
+      assert.deepEqual(c.securityContext.capabilities, { drop: ['ALL'], add: ['NET_ADMIN'] }, `${name}/${c.name}`);
+    }
+    assert.equal(p.hostNetwork, undefined, name);
+  }
+});
+
+test('allocator: privileged only when asked, hostPath socket shared with the sidecars', () => {
+  const ds = kind(renders.defaults!, 'DaemonSet')[0]!.spec.template.spec;
+  assert.equal(ds.containers[0].securityContext.privileged, undefined);
+  assert.deepEqual(ds.containers[0].securityContext.capabilities, { drop: ['ALL'] });
+  assert.equal(kind(renders.fileStore!, 'DaemonSet')[0]!.spec.template.spec.containers[0].securityContext.privileged, true);
+  const pod = deployment(renders.defaults!);
+  assert.equal(ds.volumes.find((v: any) => v.name === 'socket').hostPath.path, pod.volumes.find((v: any) => v.name === 'allocator-socket').hostPath.path);
+  assert.ok(ds.containers[0].ports.some((p: any) => p.name === 'metrics'));
+  assert.ok(ds.containers[0].livenessProbe && ds.containers[0].readinessProbe);
+});
+
+test('HPA on sessions per pod with slow scale-down; KEDA alternative; PDB; headless Service', () => {
+  const hpa = kind(renders.defaults!, 'HorizontalPodAutoscaler')[0]!;
+  assert.equal(hpa.apiVersion, 'autoscaling/v2');
+  assert.equal(hpa.spec.metrics[0].type, 'Pods');
+  assert.equal(hpa.spec.metrics[0].pods.target.type, 'AverageValue');
+  assert.ok(hpa.spec.behavior.scaleDown.stabilizationWindowSeconds >= 300);
+  assert.equal(kind(renders.keda!, 'HorizontalPodAutoscaler').length, 0);
+  const so = kind(renders.keda!, 'ScaledObject')[0]!;
+  assert.match(so.spec.triggers[0].metadata.query, /rtpengine_k8s_sessions/);
+  assert.equal(kind(renders.defaults!, 'PodDisruptionBudget').length, 1);
+  const svc = kind(renders.defaults!, 'Service')[0]!;
+  assert.equal(svc.spec.clusterIP, 'None');
+  assert.ok(svc.spec.ports.some((p: any) => p.name === 'ng' && p.protocol === 'UDP'));
+  // Replicas are the HPA's when it is on (a rendered count would fight it on every upgrade).
+  assert.equal(kind(renders.defaults!, 'Deployment')[0]!.spec.replicas, undefined);
+  assert.equal(kind(renders.noAllocator!, 'Deployment')[0]!.spec.replicas, 2);
+});
+
+test('Multus: NetworkAttachmentDefinition and the pod annotation match', () => {
+  const r = renders.multus!;
+  const nad = kind(r, 'NetworkAttachmentDefinition')[0]!;
+  const cfg = JSON.parse(nad.spec.config);
+  assert.equal(cfg.type, 'macvlan');
+  assert.equal(cfg.ipam.type, 'whereabouts');
+  assert.equal(cfg.ipam.range, '192.0.2.0/24');
+  assert.equal(kind(r, 'Deployment')[0]!.spec.template.metadata.annotations['k8s.v1.cni.cncf.io/networks'], `${nad.metadata.name}@net1`);
+  // The allocator reserves the IP itself in reserve mode: the NAD must not assign one too.
+  assert.deepEqual(JSON.parse(kind(renders.hostDevice!, 'NetworkAttachmentDefinition')[0]!.spec.config).ipam, {});
+});
+
+// ---------------------------------------------------------------- RBAC --------------------------
+type Rule = string; // "namespace|group|resource|verb"
+const releaseNs = 'voice'; // renderChart's default release namespace
+function chartRules(r: { objects: any[] }, ippoolNs: string): Map<string, Set<Rule>> {
+  const out = new Map<string, Set<Rule>>();
+  const roles = new Map(kind(r, 'Role').map((o) => [`${o.metadata.namespace}/${o.metadata.name}`, o]));
+  assert.equal(kind(r, 'ClusterRole').length, 0, 'no cluster-wide roles');
+  for (const b of kind(r, 'RoleBinding')) {
+    const role = roles.get(`${b.metadata.namespace}/${b.roleRef.name}`);
+    assert.ok(role, `binding ${b.metadata.name} refers to a missing Role`);
+    for (const s of b.subjects) {
+      const who = String(s.name).replace(/^.*-(allocator|sidecar|kamailio-sync)$/, '$1');
+      const set = out.get(who) ?? new Set();
+      for (const rule of role.rules) for (const g of rule.apiGroups) for (const res of rule.resources) for (const v of rule.verbs) {
+        const ns = role.metadata.namespace === releaseNs ? 'release' : role.metadata.namespace === ippoolNs ? 'ippools' : `other:${role.metadata.namespace}`;
+        set.add(`${ns}|${g}|${res}|${v}`);
+      }
+      out.set(who, set);
+    }
+  }
+  return out;
+}
+function documentedRules(): Map<string, Set<Rule>> {
+  const doc = loadYaml(join(repo, 'docs', 'rbac-rules.yaml')) as Record<string, Array<{ namespace: string; apiGroups: string[]; resources: string[]; verbs: string[] }>>;
+  const out = new Map<string, Set<Rule>>();
+  for (const [who, rules] of Object.entries(doc)) {
+    const set = new Set<Rule>();
+    for (const r of rules) for (const g of r.apiGroups) for (const res of r.resources) for (const v of r.verbs) set.add(`${r.namespace}|${g}|${res}|${v}`);
+    out.set(who, set);
+  }
+  return out;
+}
+const sorted = (m: Map<string, Set<Rule>>) => Object.fromEntries([...m].sort().map(([k, s]) => [k, [...s].sort()]));
+
+test('RBAC rendered by the chart equals docs/rbac-rules.yaml (kubernetes store, all programs)', () => {
+  assert.deepEqual(sorted(chartRules(renders.full!, 'kube-system')), sorted(documentedRules()));
+  // Smaller set-ups only drop rules, never add.
+  const doc = documentedRules();
+  for (const name of ['defaults', 'multus', 'fileStore', 'keda']) {
+    for (const [who, set] of chartRules(renders[name]!, 'kube-system')) {
+      for (const r of set) assert.ok(doc.get(who)?.has(r), `${name}: ${who} has undocumented ${r}`);
+    }
+  }
+  assert.equal(kind(renders.noAllocator!, 'Role').length, 0);
+});
+
+test('docs/rbac-rules.yaml mirrors the table in docs/rbac.md', { skip: !exists(join(repo, 'docs', 'rbac.md')) && 'docs/rbac.md not written yet' }, () => {
+  const md = readFileSync(join(repo, 'docs', 'rbac.md'), 'utf8');
+  for (const [who, set] of documentedRules()) {
+    for (const r of set) {
+      const [, group, resource, verb] = r.split('|');
+      const row = md.split('\n').find((l) => l.startsWith('|') && l.includes(resource!) && (group === '' || l.includes(group!)) && l.toLowerCase().includes(who.split('-')[0]!));
+      assert.ok(row, `docs/rbac.md has no table row for ${who} ${resource}`);
+      assert.ok(row.includes(verb!), `docs/rbac.md row for ${who} ${resource} lacks verb ${verb}: ${row}`);
+    }
+  }
+});
+
+function exists(p: string): boolean {
+  try { readFileSync(p); return true; } catch { return false; }
+}
+
+// ---------------------------------------------------------------- env vs option sets ------------
+function acceptedEnv(command: string): Set<string> {
+  const c = commands.find((x) => x.name === command);
+  assert.ok(c, `command '${command}' is not registered in src/commands.ts`);
+  const set = { ...commonOptions, ...c.options } as OptionSet;
+  return new Set(Object.entries(set).map(([k, d]) => envName(k, d)));
+}
+
+/** The command a container's env is meant for: its args, or `drain` for the preStop-only rtpengine container. */
+function commandOf(c: any): string {
+  if (c.args?.[0]) return c.args[0];
+  if (c.lifecycle?.preStop?.exec?.command?.[1]) return c.lifecycle.preStop.exec.command[1];
+  throw new Error(`container ${c.name}: cannot tell which command it runs`);
+}
+
+test('every env var the chart sets is accepted by that container\'s command', () => {
+  const problems: string[] = [];
+  for (const [name, r] of Object.entries(renders)) {
+    for (const o of r.objects.filter((x) => x.kind === 'Deployment' || x.kind === 'DaemonSet')) {
+      const spec = o.spec.template.spec;
+      for (const c of [...(spec.initContainers ?? []), ...spec.containers]) {
+        const cmd = commandOf(c);
+        const ok = acceptedEnv(cmd);
+        for (const e of c.env ?? []) if (!ok.has(e.name)) problems.push(`${name}: ${o.kind}/${c.name} sets ${e.name}, unknown to '${cmd}'`);
+        // A preStop drain runs with the container's env: it must find the sidecar and know the deadline.
+        if (c.lifecycle?.preStop) {
+          const drainOk = acceptedEnv('drain');
+          for (const e of c.env ?? []) if (cmd !== 'drain' && !drainOk.has(e.name) && !ok.has(e.name)) problems.push(`${name}: ${c.name} preStop env ${e.name}`);
+        }
+      }
+    }
+  }
+  assert.deepEqual(problems, []);
+});
+
+test('the Kamailio example: parseable, kamailio-sync env accepted, RBAC equals the documented one', () => {
+  const file = join(repo, 'docs', 'examples', 'kamailio-sync.yaml');
+  const docs = loadAll(file).filter(Boolean);
+  const pod = docs.find((d: any) => d.kind === 'Deployment')!.spec.template.spec;
+  const sync = [...(pod.initContainers ?? []), ...pod.containers].find((c: any) => c.args?.[0] === 'kamailio-sync');
+  assert.ok(sync, 'the example has a kamailio-sync container');
+  const ok = acceptedEnv('kamailio-sync');
+  for (const e of sync.env ?? []) assert.ok(ok.has(e.name), `kamailio-sync does not accept ${e.name}`);
+  const role = docs.find((d: any) => d.kind === 'Role');
+  const rules = new Set<string>();
+  for (const r of role.rules) for (const g of r.apiGroups) for (const res of r.resources) for (const v of r.verbs) rules.add(`release|${g}|${res}|${v}`);
+  assert.deepEqual([...rules].sort(), [...documentedRules().get('kamailio-sync')!].sort());
+});
+
+function loadAll(file: string): any[] {
+  return yaml.loadAll(readFileSync(file, 'utf8')) as any[];
+}
