@@ -1,0 +1,133 @@
+// The sidecar's HTTP control server: /metrics (Prometheus), /healthz, /readyz, GET /status (JSON)
+// and POST /drain. It knows nothing of ng: it asks a ControlTarget (the proxy, or the sidecar
+// main composing more state) for readiness, status and to drain.
+import { createServer, type IncomingMessage, type ServerResponse, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import type { Registry } from 'prom-client';
+import type { Logger } from '../log.js';
+
+export interface Readiness { ready: boolean; reasons: string[] }
+
+export interface ControlTarget {
+  ready(): Readiness;
+  status(): Record<string, unknown>;
+  /** Start (or join) a drain; returns the status to show the caller. */
+  drain(opts: { deadlineMs?: number; trigger: string }): Record<string, unknown>;
+}
+
+export interface ControlServerOptions {
+  host: string;
+  port: number;
+  registry: Registry;
+  target: ControlTarget;
+  log: Logger;
+  /** Accept POST /drain from non-loopback peers (default false: the preStop hook runs locally). */
+  allowRemoteDrain?: boolean;
+}
+
+export interface ControlServer { host: string; port: number; url: string; close(): Promise<void> }
+
+const LOOPBACK = /^(127\.|::1$|::ffff:127\.)/;
+const MAX_BODY = 4096;
+
+function json(res: ServerResponse, code: number, body: unknown): void {
+  const text = JSON.stringify(body, null, 2) + '\n';
+  res.writeHead(code, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) });
+  res.end(text);
+}
+
+function readBody(req: IncomingMessage): Promise<string | undefined> {
+  return new Promise((resolve) => {
+    let size = 0;
+    const chunks: Buffer[] = [];
+    req.on('data', (c: Buffer) => {
+      size += c.length;
+      if (size > MAX_BODY) { resolve(undefined); req.destroy(); return; }
+      chunks.push(c);
+    });
+    req.on('end', () => resolve(Buffer.concat(chunks).toString('utf8')));
+    req.on('error', () => resolve(undefined));
+  });
+}
+
+/** Parses `{"deadlineSeconds": N}` (body) or `?deadlineSeconds=N`; returns an error text when bad. */
+function drainDeadline(url: URL, body: string): { deadlineMs?: number } | string {
+  let v: unknown = url.searchParams.get('deadlineSeconds') ?? undefined;
+  if (body.trim()) {
+    let parsed: unknown;
+    try { parsed = JSON.parse(body); } catch (e) { return `body is not JSON: ${(e as Error).message}`; }
+    if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) return 'body must be a JSON object such as {"deadlineSeconds": 600}';
+    v = (parsed as Record<string, unknown>).deadlineSeconds ?? v;
+  }
+  if (v === undefined || v === null) return {};
+  const n = Number(v);
+  if (!Number.isFinite(n) || n <= 0) return `deadlineSeconds must be a positive number, got ${JSON.stringify(v)}`;
+  return { deadlineMs: n * 1000 };
+}
+
+export async function startControlServer(o: ControlServerOptions): Promise<ControlServer> {
+  const log = o.log.child({ component: 'control-http' });
+  const handle = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
+    const url = new URL(req.url ?? '/', 'http://x');
+    const path = url.pathname;
+    if (path === '/drain') {
+      if (req.method !== 'POST') { res.writeHead(405, { allow: 'POST' }).end('use POST /drain\n'); return; }
+      const peer = req.socket.remoteAddress ?? '';
+      if (!o.allowRemoteDrain && !LOOPBACK.test(peer)) {
+        log.warn({ peer }, 'POST /drain refused: not from loopback');
+        json(res, 403, { error: 'POST /drain is accepted from loopback only (see --control-remote-drain)' });
+        return;
+      }
+      const body = await readBody(req);
+      if (body === undefined) { json(res, 400, { error: `body larger than ${MAX_BODY} bytes or unreadable` }); return; }
+      const d = drainDeadline(url, body);
+      if (typeof d === 'string') { json(res, 400, { error: d }); return; }
+      log.info({ peer, ...d }, 'drain requested over HTTP');
+      json(res, 202, o.target.drain({ ...d, trigger: 'http' }));
+      return;
+    }
+    if (req.method !== 'GET' && req.method !== 'HEAD') { res.writeHead(405, { allow: 'GET' }).end(); return; }
+    switch (path) {
+      case '/metrics': {
+        const text = await o.registry.metrics();
+        res.writeHead(200, { 'content-type': o.registry.contentType });
+        res.end(text);
+        return;
+      }
+      case '/healthz':
+        res.writeHead(200, { 'content-type': 'text/plain' }).end('ok\n');
+        return;
+      case '/readyz': {
+        const r = o.target.ready();
+        json(res, r.ready ? 200 : 503, r);
+        return;
+      }
+      case '/status':
+        json(res, 200, o.target.status());
+        return;
+      default:
+        json(res, 404, { error: `no such endpoint ${path}; try /metrics /healthz /readyz /status, POST /drain` });
+    }
+  };
+
+  const server: Server = createServer((req, res) => {
+    handle(req, res).catch((e: unknown) => {
+      log.error({ err: e, path: req.url }, 'control request failed');
+      if (!res.headersSent) json(res, 500, { error: (e as Error).message });
+      else res.destroy();
+    });
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(o.port, o.host, () => { server.off('error', reject); resolve(); });
+  });
+  const addr = server.address() as AddressInfo;
+  const host = addr.address.includes(':') ? `[${addr.address}]` : addr.address;
+  log.info({ address: addr.address, port: addr.port }, 'control server listening');
+  return {
+    host: addr.address,
+    port: addr.port,
+    url: `http://${host}:${addr.port}`,
+    close: () => new Promise<void>((r) => { server.closeAllConnections?.(); server.close(() => r()); }),
+  };
+}

@@ -1,0 +1,375 @@
+// The sidecar's ng proxy: Kamailio → rtpengine on loopback, dictionary bytes forwarded untouched,
+// retransmissions deduplicated, sessions tracked, drain and rtpengine failures answered so that
+// Kamailio fails over at once instead of stalling.
+//
+// Public API (everything else in src/sidecar/{sessions,drain,reply-cache,http}.ts is internal):
+//   const proxy = await startNgProxy(config: NgProxyConfig, deps: NgProxyDeps)
+//   proxy.sessions            SessionRegistry: count(), has(callId), on('change', n => …)
+//   proxy.events              'upstream' (up: boolean), 'drain' (DrainStatus)
+//   proxy.drain({deadlineMs?, trigger?}) → DrainStatus   (idempotent; POST /drain, SIGTERM, CLI)
+//   proxy.drained()           Promise<DrainStatus> resolved at 0 rtpengine sessions or the deadline
+//   proxy.ready() / status()  readiness (rtpengine answers pings, not draining) and a JSON view
+//   proxy.addresses           bound ng listeners;  proxy.close()
+// The proxy is a ControlTarget: pass it to startControlServer() (http.ts) for the HTTP endpoints.
+import { createSocket, type Socket, type RemoteInfo } from 'node:dgram';
+import { EventEmitter } from 'node:events';
+import { isIPv6 } from 'node:net';
+import type { Registry } from 'prom-client';
+import { NgError, isCoded } from '../errors.js';
+import type { Logger } from '../log.js';
+import { systemClock, type Clock, type Timer } from '../clock.js';
+import { tryCookie } from '../ng/framing.js';
+import { scanRouting, scanReplyResult } from '../ng/scan.js';
+import { decodeDict, str } from '../ng/codec.js';
+import { NgUdpClient } from '../ng/client.js';
+import type { NgUpstream, Routing } from '../ng/types.js';
+import { SessionRegistry } from './sessions.js';
+import { ReplyCache } from './reply-cache.js';
+import { DrainController, CREATING_COMMANDS, gate, type DrainStatus, type GateDecision } from './drain.js';
+import { createProxyMetrics, type ProxyMetrics } from './proxy-metrics.js';
+import { parseHostPort, sourceMatcher, type ProxyConfig } from './proxy-options.js';
+import type { ControlTarget, Readiness } from './http.js';
+
+/** The proxy's part of the sidecar configuration (see proxy-options.ts for meanings). */
+export type NgProxyConfig = Omit<ProxyConfig, 'controlListen' | 'controlRemoteDrain'>;
+
+export interface NgProxyDeps {
+  log: Logger;
+  registry: Registry;
+  clock?: Clock;
+  /** The ng client towards rtpengine; default: an NgUdpClient to config.ngUpstream (closed with the proxy). */
+  upstream?: NgUpstream;
+}
+
+export interface NgProxy extends ControlTarget {
+  readonly sessions: SessionRegistry;
+  readonly events: EventEmitter;
+  readonly addresses: ReadonlyArray<{ host: string; port: number }>;
+  drain(opts?: { deadlineMs?: number; trigger?: string }): DrainStatus & Record<string, unknown>;
+  drained(): Promise<DrainStatus>;
+  ready(): Readiness;
+  status(): ProxyStatus & Record<string, unknown>;
+  /** Runs one reconciliation with rtpengine now (also runs on a timer). */
+  reconcile(): Promise<void>;
+  close(): Promise<void>;
+}
+
+export interface ProxyStatus {
+  drain: DrainStatus;
+  sessions: number;
+  rtpengine: {
+    upstream: string; up: boolean | null; reason?: string;
+    sessionsOwn?: number; sessionsTotal?: number; lastReconcileAt?: number;
+  };
+  inFlight: number;
+  replyCache: { entries: number; bytes: number };
+  listeners: Array<{ host: string; port: number }>;
+}
+
+interface InFlight { sock: Socket; address: string; port: number; cookie: Buffer; routing: Routing; known: boolean; t0: number; retransmissions: number }
+
+const SP = 0x20;
+const PING = Buffer.from('d7:command4:pinge');
+const STATISTICS = Buffer.from('d7:command10:statisticse');
+
+/** A flat dictionary of strings in the request's format (bencode or JSON). */
+export function localReply(format: 'bencode' | 'json', fields: Record<string, string>): Buffer {
+  if (format === 'json') return Buffer.from(JSON.stringify(fields));
+  let s = 'd';
+  for (const [k, v] of Object.entries(fields)) s += `${Buffer.byteLength(k)}:${k}${Buffer.byteLength(v)}:${v}`;
+  return Buffer.from(s + 'e');
+}
+
+function frame(cookie: Buffer, dict: Buffer): Buffer {
+  const out = Buffer.allocUnsafe(cookie.length + 1 + dict.length);
+  cookie.copy(out, 0);
+  out[cookie.length] = SP;
+  dict.copy(out, cookie.length + 1);
+  return out;
+}
+
+const num = (v: unknown): number | undefined => {
+  if (typeof v === 'number') return v;
+  const s = str(v as never);
+  return s !== undefined && s !== '' && Number.isFinite(Number(s)) ? Number(s) : undefined;
+};
+
+export async function startNgProxy(config: NgProxyConfig, deps: NgProxyDeps): Promise<NgProxy> {
+  const log = deps.log.child({ component: 'ng-proxy' });
+  const clock = deps.clock ?? systemClock;
+  const up = parseHostPort(config.ngUpstream);
+  if (!up) throw new NgError('NG_SOCKET', { peer: config.ngUpstream, reason: 'upstream is not host:port' });
+  const upstreamName = config.ngUpstream;
+  const upstream = deps.upstream ?? new NgUdpClient({ host: up.host, port: up.port, timeoutMs: config.ngUpstreamTimeoutMs, retries: config.ngUpstreamRetries + 1, log: deps.log });
+  const ownsUpstream = deps.upstream === undefined;
+  const attempts = config.ngUpstreamRetries + 1;
+  const allowed = sourceMatcher(config.ngAllowCidrs);
+
+  const events = new EventEmitter();
+  const sessions = new SessionRegistry({ clock, tombstoneMs: config.deleteDelaySeconds * 1000 + 5000 });
+  const cache = new ReplyCache({ clock, ttlMs: config.ngReplyCacheTtlMs, maxBytes: config.ngReplyCacheMaxBytes });
+  const drainCtl = new DrainController({ clock, log });
+  const inflight = new Map<string, InFlight>();
+  const metrics: ProxyMetrics = createProxyMetrics(deps.registry, {
+    sessions: () => sessions.count(), inFlight: () => inflight.size, replyCacheBytes: () => cache.bytes,
+  });
+  drainCtl.on('phase', (s: DrainStatus) => { metrics.drainPhase(s.phase); events.emit('drain', s); });
+
+  // --- rtpengine health: null until the first ping answers ---------------------------------
+  let upstreamUp: boolean | null = null;
+  let downReason: string | undefined;
+  let pingFailures = 0;
+  const setHealth = (isUp: boolean, reason?: string) => {
+    if (isUp === upstreamUp) return;
+    upstreamUp = isUp;
+    downReason = isUp ? undefined : reason;
+    metrics.upstreamUp(isUp);
+    if (isUp) log.info({ upstream: upstreamName }, 'rtpengine answers: new calls accepted');
+    else log.warn({ upstream: upstreamName, reason }, 'rtpengine down: new offers get load limit, existing calls an error');
+    events.emit('upstream', isUp);
+  };
+  metrics.upstreamUp(false);
+  const failureReason = (e: unknown): string => (isCoded(e) ? e.ngReason : (e as Error).message);
+
+  // --- the hot path -------------------------------------------------------------------------
+  const send = (sock: Socket, buf: Buffer, port: number, address: string) => {
+    sock.send(buf, port, address, (err) => {
+      if (err) { metrics.dropped('send_failed'); log.warn({ err: err.message, to: `${address}:${port}` }, 'ng reply not sent'); }
+    });
+  };
+
+  const answerLocally = (f: InFlight | { sock: Socket; address: string; port: number; cookie: Buffer; t0: number }, key: string | undefined, command: string | undefined, dict: Buffer, result: string) => {
+    const out = frame(f.cookie, dict);
+    send(f.sock, out, f.port, f.address);
+    if (key !== undefined) cache.set(key, out);
+    metrics.request(command, result, 'proxy', (clock.monotonic() - f.t0) / 1000);
+  };
+
+  const decisionReply = (d: Exclude<GateDecision, { action: 'forward' }>, r: Routing, reason?: string): { dict: Buffer; result: string } => {
+    if (d.action === 'refuse') {
+      if (r.supportsLoadLimit) return { dict: localReply(r.format, { result: 'load limit', message: d.why === 'draining' ? 'draining' : 'rtpengine unavailable' }), result: 'load limit' };
+      return { dict: localReply(r.format, { result: 'error', 'error-reason': new NgError('PROXY_DRAINING').ngReason }), result: 'error' };
+    }
+    const err = new NgError('PROXY_UPSTREAM_FAILED', { upstream: upstreamName, callId: r.callId ?? '-', reason: reason ?? downReason ?? 'not answering pings' });
+    return { dict: localReply(r.format, { result: 'error', 'error-reason': err.message }), result: 'error' };
+  };
+
+  const onMessage = (sock: Socket, msg: Buffer, rinfo: RemoteInfo) => {
+    const t0 = clock.monotonic();
+    if (allowed && !allowed(rinfo.address)) { metrics.dropped('source_denied'); return; }
+    const cookie = tryCookie(msg);
+    if (!cookie) {
+      metrics.dropped('no_cookie');
+      log.debug({ from: `${rinfo.address}:${rinfo.port}`, size: msg.length }, 'ng datagram without a cookie dropped');
+      return;
+    }
+    const key = `${rinfo.address} ${rinfo.port} ${cookie.toString('latin1')}`;
+    const cached = cache.get(key);
+    if (cached) {
+      send(sock, cached, rinfo.port, rinfo.address);
+      metrics.request(undefined, 'cached', 'cache', (clock.monotonic() - t0) / 1000);
+      return;
+    }
+    const pending = inflight.get(key);
+    if (pending) { pending.retransmissions++; metrics.dropped('retransmission_in_flight'); return; }
+
+    const dict = msg.subarray(cookie.length + 1);
+    let r: Routing;
+    try {
+      if (dict.length === 0) throw new NgError('NG_NO_PAYLOAD', { cookieLength: cookie.length });
+      r = scanRouting(dict);
+    } catch (e) {
+      const reason = isCoded(e) ? e.ngReason : 'Could not decode bencode dictionary';
+      log.info({ from: `${rinfo.address}:${rinfo.port}`, code: isCoded(e) ? e.code : undefined, reason: (e as Error).message }, 'bad ng request answered with error');
+      const fmt = dict[0] === 0x7b ? 'json' : 'bencode';
+      answerLocally({ sock, address: rinfo.address, port: rinfo.port, cookie, t0 }, key, undefined, localReply(fmt, { result: 'error', 'error-reason': reason }), 'error');
+      return;
+    }
+    const known = r.callId !== undefined && sessions.has(r.callId);
+    const d = gate({ command: r.command, known, hasCallId: r.callId !== undefined, draining: drainCtl.draining, upstreamUp: upstreamUp !== false });
+    const f: InFlight = { sock, address: rinfo.address, port: rinfo.port, cookie, routing: r, known, t0, retransmissions: 0 };
+    if (d.action !== 'forward') {
+      const rep = decisionReply(d, r);
+      if (r.command !== 'ping') log.debug({ command: r.command, callId: r.callId, decision: d }, 'ng request answered by the proxy');
+      answerLocally(f, key, r.command, rep.dict, rep.result);
+      return;
+    }
+    inflight.set(key, f);
+    upstream.request(dict).then((res) => onReply(key, f, res.reply), (e: unknown) => onFail(key, f, e));
+  };
+
+  const onReply = (key: string, f: InFlight, reply: Buffer) => {
+    inflight.delete(key);
+    const out = frame(f.cookie, reply);
+    send(f.sock, out, f.port, f.address);
+    cache.set(key, out);
+    const r = f.routing;
+    let result: string | undefined;
+    let replyCallId: string | undefined;
+    try {
+      const s = scanReplyResult(reply);
+      result = s.result;
+      replyCallId = s.callId;
+    } catch {
+      result = 'invalid';
+    }
+    if (result === 'ok') {
+      const callId = r.callId ?? replyCallId;
+      if (callId !== undefined) {
+        if (r.command === 'delete') sessions.forget(callId);
+        else if (f.known || (r.command !== undefined && CREATING_COMMANDS.has(r.command)) || r.command === 'answer' || r.command === 'query') {
+          sessions.learn(callId, { fromTag: r.fromTag, toTag: r.toTag });
+        }
+      }
+    }
+    metrics.request(r.command, result, 'rtpengine', (clock.monotonic() - f.t0) / 1000);
+    if (f.retransmissions) log.debug({ command: r.command, callId: r.callId, retransmissions: f.retransmissions }, 'retransmissions answered by one upstream reply');
+  };
+
+  const onFail = (key: string, f: InFlight, e: unknown) => {
+    inflight.delete(key);
+    const r = f.routing;
+    const reason = failureReason(e);
+    if (isCoded(e, 'NG_TIMEOUT')) metrics.upstreamTimeout();
+    if (isCoded(e, 'NG_TIMEOUT') || isCoded(e, 'NG_SOCKET')) setHealth(false, reason);
+    if (isCoded(e, 'NG_CLOSED')) return; // shutting down: nothing to answer from
+    const creating = r.command !== undefined && CREATING_COMMANDS.has(r.command) && !f.known;
+    const d: Exclude<GateDecision, { action: 'forward' }> = creating ? { action: 'refuse', why: 'upstream-down' } : { action: 'fail', why: 'upstream-down' };
+    log.warn({ command: r.command, callId: r.callId, reason, answer: d.action }, 'rtpengine did not answer a forwarded request');
+    const rep = decisionReply(d, r, reason);
+    answerLocally(f, key, r.command, rep.dict, rep.result);
+  };
+
+  // --- listeners ------------------------------------------------------------------------------
+  const sockets: Socket[] = [];
+  const addresses: Array<{ host: string; port: number }> = [];
+  try {
+    for (const l of config.ngListen) {
+      const hp = parseHostPort(l)!;
+      const v6 = isIPv6(hp.host);
+      const sock = createSocket({ type: v6 ? 'udp6' : 'udp4', ipv6Only: v6 });
+      sock.on('message', (m, ri) => onMessage(sock, m, ri));
+      sock.on('error', (err) => log.error({ err: err.message, listen: l }, 'ng listener error'));
+      await new Promise<void>((resolve, reject) => {
+        sock.once('error', reject);
+        sock.bind(hp.port, hp.host, () => { sock.off('error', reject); resolve(); });
+      });
+      sockets.push(sock);
+      const a = sock.address();
+      addresses.push({ host: a.address, port: a.port });
+    }
+  } catch (e) {
+    for (const s of sockets) s.close();
+    if (ownsUpstream) upstream.close();
+    throw new NgError('NG_SOCKET', { peer: config.ngListen.join(','), reason: `cannot bind ng listener: ${(e as Error).message}` }, { cause: e });
+  }
+  log.info({ listen: addresses, upstream: upstreamName }, 'ng proxy listening');
+
+  // --- health pings and reconciliation --------------------------------------------------------
+  let closed = false;
+  let pingBusy = false;
+  const ping = async () => {
+    if (pingBusy || closed) return;
+    pingBusy = true;
+    try {
+      const res = await upstream.request(PING, { timeoutMs: Math.min(config.ngHealthIntervalMs, config.ngUpstreamTimeoutMs * attempts), retries: 1 });
+      const { result } = scanReplyResult(res.reply);
+      if (result !== 'pong') throw new NgError('NG_BAD_REPLY', { reason: `ping answered ${String(result)}` });
+      pingFailures = 0;
+      setHealth(true);
+    } catch (e) {
+      if (closed) return;
+      pingFailures++;
+      if (pingFailures >= config.ngHealthFailures) setHealth(false, failureReason(e));
+    } finally {
+      pingBusy = false;
+    }
+  };
+
+  let sessionsOwn: number | undefined;
+  let sessionsTotal: number | undefined;
+  let lastReconcileAt: number | undefined;
+  let reconciling: Promise<void> | undefined;
+  const reconcileOnce = async () => {
+    const startedAt = clock.monotonic();
+    const st = decodeDict((await upstream.request(STATISTICS)).reply);
+    const cur = (st.statistics as Record<string, unknown> | undefined)?.currentstatistics as Record<string, unknown> | undefined;
+    const own = num(cur?.sessionsown);
+    const total = num(cur?.sessionstotal);
+    if (own === undefined) throw new NgError('NG_BAD_REPLY', { reason: 'statistics reply lacks currentstatistics.sessionsown' });
+    sessionsOwn = own;
+    sessionsTotal = total;
+    metrics.upstreamSessions(own);
+    if (total !== undefined && total <= config.ngReconcileListMax) {
+      const lr = decodeDict((await upstream.request(Buffer.from(`d7:command4:list5:limiti${total + 100}ee`))).reply);
+      if (str(lr.result) === 'ok' && Array.isArray(lr.calls)) {
+        const ids = lr.calls.map((c) => str(c)).filter((c): c is string => c !== undefined);
+        const res = sessions.reconcile(ids, startedAt);
+        if (res.added || res.removed) log.info({ ...res, sessionsOwn: own }, 'sessions reconciled with rtpengine list');
+      }
+    }
+    lastReconcileAt = clock.now();
+    drainCtl.observe(own);
+  };
+  const reconcile = (): Promise<void> => {
+    if (closed) return Promise.resolve();
+    reconciling ??= reconcileOnce()
+      .catch((e: unknown) => log.warn({ err: (e as Error).message }, 'reconciliation with rtpengine failed'))
+      .finally(() => { reconciling = undefined; });
+    return reconciling;
+  };
+
+  const pingTimer: Timer = clock.setInterval(() => void ping(), config.ngHealthIntervalMs);
+  let reconcileTimer: Timer | undefined;
+  const scheduleReconcile = () => {
+    if (closed) return;
+    const ms = drainCtl.phase === 'draining' ? config.ngDrainPollMs : config.ngReconcileIntervalMs;
+    reconcileTimer = clock.setTimeout(() => { void reconcile().then(scheduleReconcile); }, ms);
+  };
+  await ping();
+  await reconcile();
+  scheduleReconcile();
+
+  const status = (): ProxyStatus & Record<string, unknown> => ({
+    drain: drainCtl.status(),
+    sessions: sessions.count(),
+    rtpengine: { upstream: upstreamName, up: upstreamUp, reason: downReason, sessionsOwn, sessionsTotal, lastReconcileAt },
+    inFlight: inflight.size,
+    replyCache: { entries: cache.size, bytes: cache.bytes },
+    listeners: addresses,
+  });
+
+  return {
+    sessions,
+    events,
+    addresses,
+    drain(opts = {}) {
+      const s = drainCtl.start(opts.deadlineMs ?? config.drainDeadlineSeconds * 1000, opts.trigger ?? 'api');
+      if (drainCtl.phase === 'draining') {
+        // Poll at the drain rate from now on, and look at rtpengine's count at once.
+        reconcileTimer?.cancel();
+        void reconcile().then(scheduleReconcile);
+      }
+      return { ...s, sessions: sessions.count() };
+    },
+    drained: () => drainCtl.wait(),
+    ready() {
+      const reasons: string[] = [];
+      if (upstreamUp !== true) reasons.push(`rtpengine at ${upstreamName} is not answering pings${downReason ? ` (${downReason})` : ''}`);
+      if (drainCtl.draining) reasons.push(`draining (${drainCtl.phase})`);
+      return { ready: reasons.length === 0, reasons };
+    },
+    status,
+    reconcile,
+    async close() {
+      if (closed) return;
+      closed = true;
+      pingTimer.cancel();
+      reconcileTimer?.cancel();
+      drainCtl.close();
+      await Promise.all(sockets.map((s) => new Promise<void>((r) => s.close(() => r()))));
+      if (ownsUpstream) upstream.close();
+      log.info({ inFlight: inflight.size }, 'ng proxy closed');
+    },
+  };
+}

@@ -1,0 +1,254 @@
+// Starts a real Kamailio (Debian's 5.6) from a config text on free loopback ports for a test,
+// with -A defines, a binrpc control socket (kamcmd) and a JSON-RPC FIFO; always stopped.
+// Generic: the config decides which defines it uses (see PROXY_TEST_CFG for the ng proxy tests).
+import { spawn, execFile, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, writeFileSync, readFileSync, existsSync, rmSync, mkdirSync } from 'node:fs';
+import { open } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { randomBytes } from 'node:crypto';
+import { freePort } from './ports.js';
+
+export interface KamailioOptions {
+  /** The kamailio.cfg text. It may use the defines below with `#!ifndef … #!define` defaults. */
+  config: string;
+  /** Extra `-A NAME=VALUE` defines (VALUE verbatim: quote strings yourself, e.g. '"udp:…"'). */
+  defines?: Record<string, string | number>;
+  /** SIP address to listen on; a free UDP port on 127.0.0.1 by default (define SIP_LISTEN). */
+  sipHost?: string;
+  sipPort?: number;
+  binary?: string;
+  /** Wait after the control socket answers (start-up rtpengine pings happen here). Default 500 ms. */
+  settleMs?: number;
+  /** Start-up budget. Default 15 s. */
+  timeoutMs?: number;
+}
+
+export interface KamailioHandle {
+  /** Temporary directory holding the config, pid file, sockets and FIFOs (removed on stop). */
+  dir: string;
+  configPath: string;
+  sipHost: string;
+  sipPort: number;
+  /** `unix:<dir>/kam_ctl` — the CTL_SOCK define. */
+  ctlSock: string;
+  /** The JSONRPC_FIFO define; usable when the config loads jsonrpcs with it. */
+  jsonrpcFifo: string;
+  pid: number;
+  proc: ChildProcess;
+  logs(): string;
+  /** Runs `kamcmd -s CTL_SOCK args…` and returns its stdout (rejects with stderr on failure). */
+  kamcmd(...args: string[]): Promise<string>;
+  /** One JSON-RPC call over the FIFO (config must load jsonrpcs with JSONRPC_FIFO/JSONRPC_REPLY_DIR). */
+  jsonrpc(method: string, params?: unknown[]): Promise<unknown>;
+  /** SIGTERM to the main process, wait (SIGKILL after 5 s), remove the directory. Idempotent. */
+  stop(): Promise<void>;
+}
+
+const q = (s: string) => `"${s}"`;
+
+/** `kamailio -c`: resolves the output when the config parses, rejects with it otherwise. */
+export function checkKamailioConfig(config: string, defines: Record<string, string | number> = {}, binary = 'kamailio'): Promise<string> {
+  const dir = mkdtempSync(join(tmpdir(), 'kamcheck-'));
+  const path = join(dir, 'kamailio.cfg');
+  writeFileSync(path, config);
+  const args = ['-c', '-f', path, ...Object.entries(defines).flatMap(([k, v]) => ['-A', `${k}=${v}`])];
+  return new Promise((resolve, reject) => {
+    execFile(binary, args, { timeout: 15_000 }, (err, stdout, stderr) => {
+      rmSync(dir, { recursive: true, force: true });
+      if (err) reject(new Error(`kamailio -c failed: ${stderr || stdout || err.message}`));
+      else resolve(stdout + stderr);
+    });
+  });
+}
+
+export async function startKamailio(o: KamailioOptions): Promise<KamailioHandle> {
+  const dir = mkdtempSync(join(tmpdir(), 'kam-'));
+  const runDir = join(dir, 'run');
+  mkdirSync(runDir);
+  const configPath = join(dir, 'kamailio.cfg');
+  writeFileSync(configPath, o.config);
+  const sipHost = o.sipHost ?? '127.0.0.1';
+  const sipPort = o.sipPort ?? (await freePort(sipHost));
+  const ctlPath = join(dir, 'kam_ctl');
+  const ctlSock = `unix:${ctlPath}`;
+  const jsonrpcFifo = join(dir, 'kam_jsonrpc_fifo');
+  const pidFile = join(dir, 'kamailio.pid');
+  const defines: Record<string, string | number> = {
+    SIP_LISTEN: `udp:${sipHost.includes(':') ? `[${sipHost}]` : sipHost}:${sipPort}`,
+    CTL_SOCK: q(ctlSock),
+    JSONRPC_FIFO: q(jsonrpcFifo),
+    JSONRPC_REPLY_DIR: q(dir),
+    RUN_DIR: q(runDir),
+    ...o.defines,
+  };
+  const args = ['-DD', '-E', '-f', configPath, '-P', pidFile, '-Y', runDir, '-w', dir,
+    ...Object.entries(defines).flatMap(([k, v]) => ['-A', `${k}=${v}`])];
+  const proc = spawn(o.binary ?? 'kamailio', args, { stdio: ['ignore', 'pipe', 'pipe'], cwd: dir });
+  let out = '';
+  const keep = (c: Buffer) => { out = (out + c.toString()).slice(-50_000); };
+  proc.stdout!.on('data', keep);
+  proc.stderr!.on('data', keep);
+  let exited = false;
+  const exit = new Promise<void>((r) => proc.once('exit', () => { exited = true; r(); }));
+
+  const kamcmd = (...a: string[]) => new Promise<string>((resolve, reject) => {
+    execFile('kamcmd', ['-s', ctlSock, ...a], { timeout: 10_000 }, (err, stdout, stderr) => {
+      if (err) reject(new Error(`kamcmd ${a.join(' ')} failed: ${stderr || err.message}`));
+      else resolve(stdout);
+    });
+  });
+
+  const jsonrpc = async (method: string, params: unknown[] = []) => {
+    const replyName = `rpl_${randomBytes(6).toString('hex')}`;
+    const replyPath = join(dir, replyName);
+    const req = JSON.stringify({ jsonrpc: '2.0', method, params, reply_name: replyName, id: 1 }) + '\n';
+    const fifo = await open(jsonrpcFifo, 'w');
+    try { await fifo.write(req); } finally { await fifo.close(); }
+    const deadline = Date.now() + 5000;
+    while (!existsSync(replyPath)) {
+      if (Date.now() > deadline) throw new Error(`no JSON-RPC reply for ${method}`);
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    const rf = await open(replyPath, 'r');
+    try {
+      const text = (await rf.readFile()).toString();
+      const parsed = JSON.parse(text) as { result?: unknown; error?: { message?: string } };
+      if (parsed.error) throw new Error(`JSON-RPC ${method}: ${parsed.error.message ?? JSON.stringify(parsed.error)}`);
+      return parsed.result;
+    } finally {
+      await rf.close();
+      rmSync(replyPath, { force: true });
+    }
+  };
+
+  let stopped = false;
+  const stop = async () => {
+    if (stopped) return;
+    stopped = true;
+    if (!exited) {
+      // -DD: the pid file holds the main process; SIGTERM to it stops every child.
+      let mainPid = proc.pid!;
+      try { mainPid = Number(readFileSync(pidFile, 'utf8').trim()) || mainPid; } catch { /* not written yet */ }
+      try { process.kill(mainPid, 'SIGTERM'); } catch { /* gone */ }
+      const k = setTimeout(() => { try { proc.kill('SIGKILL'); } catch { /* gone */ } }, 5000);
+      await exit;
+      clearTimeout(k);
+    }
+    rmSync(dir, { recursive: true, force: true });
+  };
+
+  const handle: KamailioHandle = {
+    dir, configPath, sipHost, sipPort, ctlSock, jsonrpcFifo, pid: proc.pid!, proc, logs: () => out, kamcmd, jsonrpc, stop,
+  };
+  const deadline = Date.now() + (o.timeoutMs ?? 15_000);
+  try {
+    for (;;) {
+      if (exited) throw new Error(`kamailio exited at start-up:\n${out.slice(-4000)}`);
+      if (Date.now() > deadline) throw new Error(`kamailio control socket did not answer in time:\n${out.slice(-4000)}`);
+      if (existsSync(ctlPath)) {
+        try { await kamcmd('core.version'); break; } catch { /* not ready yet */ }
+      }
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    await new Promise((r) => setTimeout(r, o.settleMs ?? 500));
+    if (exited) throw new Error(`kamailio exited at start-up:\n${out.slice(-4000)}`);
+    return handle;
+  } catch (e) {
+    await stop();
+    throw e;
+  }
+}
+
+/**
+ * The kamailio.md §10 test config (5.6): INVITE → rtpengine_offer (200 OK echoes the rewritten
+ * SDP), BYE/CANCEL → rtpengine_delete, binrpc at CTL_SOCK, JSON-RPC FIFO. Defines: SIP_LISTEN,
+ * RTPE_SOCK, CTL_SOCK, SERVER_ID, RTPE_TOUT_MS, RTPE_RETR, JSONRPC_FIFO, JSONRPC_REPLY_DIR.
+ */
+export const PROXY_TEST_CFG = `#!KAMAILIO
+#!ifndef SIP_LISTEN
+#!define SIP_LISTEN udp:127.0.0.1:5060
+#!endif
+#!ifndef RTPE_SOCK
+#!define RTPE_SOCK "udp:127.0.0.1:2223 udp:127.0.0.1:2224"
+#!endif
+#!ifndef CTL_SOCK
+#!define CTL_SOCK "unix:/run/kamailio/kamailio_ctl"
+#!endif
+#!ifndef SERVER_ID
+#!define SERVER_ID 1
+#!endif
+#!ifndef RTPE_TOUT_MS
+#!define RTPE_TOUT_MS 1000
+#!endif
+#!ifndef RTPE_RETR
+#!define RTPE_RETR 2
+#!endif
+#!ifndef JSONRPC_FIFO
+#!define JSONRPC_FIFO "/tmp/kamailio_jsonrpc_fifo"
+#!endif
+#!ifndef JSONRPC_REPLY_DIR
+#!define JSONRPC_REPLY_DIR "/tmp"
+#!endif
+
+debug=2
+log_stderror=yes
+fork=yes
+children=2
+auto_aliases=no
+listen=SIP_LISTEN
+server_id=SERVER_ID
+
+loadmodule "kex.so"
+loadmodule "corex.so"
+loadmodule "tm.so"
+loadmodule "sl.so"
+loadmodule "pv.so"
+loadmodule "textops.so"
+loadmodule "xlog.so"
+loadmodule "ctl.so"
+loadmodule "cfg_rpc.so"
+loadmodule "jsonrpcs.so"
+loadmodule "rtpengine.so"
+
+modparam("ctl", "binrpc", CTL_SOCK)
+modparam("jsonrpcs", "transport", 2)
+modparam("jsonrpcs", "fifo_name", JSONRPC_FIFO)
+modparam("jsonrpcs", "fifo_reply_dir", JSONRPC_REPLY_DIR)
+
+modparam("rtpengine", "rtpengine_sock", RTPE_SOCK)
+modparam("rtpengine", "rtpengine_tout_ms", RTPE_TOUT_MS)
+modparam("rtpengine", "rtpengine_retr", RTPE_RETR)
+modparam("rtpengine", "rtpengine_disable_tout", 10)
+modparam("rtpengine", "rtpengine_allow_op", 1)
+modparam("rtpengine", "hash_table_size", 4096)
+modparam("rtpengine", "hash_table_tout", 14400)
+modparam("rtpengine", "write_sdp_pv", "$avp(rtpe_sdp)")
+
+request_route {
+	if (is_method("ACK")) { exit; }
+	if (is_method("OPTIONS")) { sl_send_reply("200", "OK"); exit; }
+	if (is_method("INVITE")) {
+		if (!has_body("application/sdp")) { sl_send_reply("488", "No SDP"); exit; }
+		if (!rtpengine_offer("replace-origin replace-session-connection")) {
+			xlog("L_ERR", "rtpengine_offer failed for $ci\\n");
+			sl_send_reply("503", "Media Relay Unavailable"); exit;
+		}
+		set_reply_body("$avp(rtpe_sdp)", "application/sdp");
+		sl_send_reply("200", "OK"); exit;
+	}
+	if (is_method("BYE|CANCEL")) {
+		if (!rtpengine_delete()) {
+			xlog("L_ERR", "rtpengine_delete failed for $ci\\n");
+			sl_send_reply("500", "Media Relay Delete Failed"); exit;
+		}
+		sl_send_reply("200", "OK"); exit;
+	}
+	sl_send_reply("405", "Method Not Allowed");
+}
+`;
+
+/** The rtpengine_sock value for a list of ng endpoints: `"udp:H:P udp:H:P"`. */
+export function rtpengineSock(nodes: Array<{ host: string; port: number }>): string {
+  return q(nodes.map((n) => (n.host.includes(':') ? `udp6:[${n.host}]:${n.port}` : `udp:${n.host}:${n.port}`)).join(' '));
+}
