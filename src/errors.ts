@@ -186,6 +186,10 @@ const CATALOGUE = {
     message: (d) => `allocation conflict for ${s(d.resource)}: ${s(d.reason)}`,
     grpc: GrpcStatus.ABORTED, exit: Exit.TEMPFAIL,
   },
+  ALLOC_NO_CNI_ADDRESS: {
+    message: (d) => `pod ${s(d.pod)} has no media address from the CNI yet: ${s(d.reason)}; in network-status IP mode Multus/whereabouts must attach the interface first (retry shortly)`,
+    grpc: GrpcStatus.UNAVAILABLE, exit: Exit.TEMPFAIL,
+  },
 
   // --- kernel (/proc/rtpengine) -----------------------------------------------------------------
   KERNEL_TABLE_BUSY: {
