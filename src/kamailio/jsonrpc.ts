@@ -82,18 +82,20 @@ export function fifoRpc(fifoPath: string, replyDir: string, opts: { timeoutMs?: 
     const mk = await runner.run('mkfifo', ['-m', '0660', replyPath]);
     if (mk.code !== 0) throw fail(`mkfifo ${replyPath}: ${mk.stderr.trim()}`);
     let sock: Socket | undefined;
+    let timer: NodeJS.Timeout | undefined;
     try {
       // Non-blocking read end first, so Kamailio's non-blocking open for writing finds a reader.
       const rfh = await open(replyPath, constants.O_RDONLY | constants.O_NONBLOCK);
       sock = new Socket({ fd: rfh.fd, readable: true, writable: false });
       const reply = new Promise<string>((resolve, reject) => {
         let buf = '';
-        const timer = setTimeout(() => reject(fail(`no reply within ${opts.timeoutMs ?? 5000} ms`)), opts.timeoutMs ?? 5000);
+        timer = setTimeout(() => reject(fail(`no reply within ${opts.timeoutMs ?? 5000} ms`)), opts.timeoutMs ?? 5000);
         sock!.setEncoding('utf8');
         sock!.on('data', (c: string) => { buf += c; });
         sock!.on('end', () => { clearTimeout(timer); resolve(buf); });
         sock!.on('error', (e) => { clearTimeout(timer); reject(fail(e.message, e)); });
       });
+      reply.catch(() => undefined); // awaited below; a failed write must not leave it unhandled
       let wfh;
       try {
         wfh = await open(fifoPath, constants.O_WRONLY | constants.O_NONBLOCK);
@@ -108,6 +110,7 @@ export function fifoRpc(fifoPath: string, replyDir: string, opts: { timeoutMs?: 
       }
       return unwrap(method, transport, await reply);
     } finally {
+      clearTimeout(timer);
       sock?.destroy();
       await unlink(replyPath).catch(() => undefined);
     }

@@ -226,3 +226,22 @@ export class SipCaller {
     return this.request('BYE', callId, fromTag, '', 'tt1');
   }
 }
+
+// ------------------------------------------------------------------ EndpointSlice objects for the stand-in
+
+export interface SliceEndpoint { ip: string; pod: string; ready?: boolean; serving?: boolean; terminating?: boolean }
+
+/** A discovery.k8s.io/v1 EndpointSlice of Service `service` as the EndpointSlice controller writes it. */
+export function endpointSliceObj(namespace: string, name: string, service: string, ngPort: number | Array<{ ip: string; port: number }>, eps: SliceEndpoint[]) {
+  const port = typeof ngPort === 'number' ? ngPort : 0;
+  return {
+    metadata: { name, namespace, labels: { 'kubernetes.io/service-name': service, 'endpointslice.kubernetes.io/managed-by': 'endpointslice-controller.k8s.io' } },
+    addressType: 'IPv4',
+    endpoints: eps.map((e) => ({
+      addresses: [e.ip],
+      conditions: { ready: e.ready ?? !e.terminating, serving: e.serving ?? true, terminating: e.terminating ?? false },
+      targetRef: { kind: 'Pod', name: e.pod, namespace },
+    })),
+    ports: [{ name: 'ng', port, protocol: 'UDP' }],
+  };
+}

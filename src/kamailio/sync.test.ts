@@ -1,0 +1,99 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { requires } from '../../test/support/require.js';
+import { freePort } from '../../test/support/ports.js';
+import { startKamailioDb, endpointSliceObj } from '../../test/support/kamailio-db.js';
+import { startKubeApiServer } from '../../test/support/kube-apiserver.js';
+import { createKubeClient } from '../kube/client.js';
+import { createRegistry } from '../metrics.js';
+import { silentLogger } from '../log.js';
+import { systemClock } from '../clock.js';
+import { KamailioSync, defaultSyncOptions, type SyncStatus } from './sync.js';
+import { kubeEndpointSource } from './endpoints.js';
+import { httpRpc, showNodes } from './jsonrpc.js';
+import { ensureVersionRow, parseRtpengineTable, renderRtpengineTable } from './dbtext.js';
+
+const NS = 'media';
+const SVC = 'rtpengine';
+const select = { portName: 'ng', addressType: 'IPv4' as const, setid: 0, weight: 1 };
+const waitFor = async (what: string, f: () => boolean | Promise<boolean>, ms = 30_000) => {
+  const end = Date.now() + ms;
+  while (Date.now() < end) { if (await f()) return; await new Promise((r) => setTimeout(r, 100)); }
+  throw new Error(`timed out waiting for ${what}`);
+};
+const metric = async (reg: ReturnType<typeof createRegistry>, name: string, labels: Record<string, string> = {}) => {
+  const m = (await reg.getMetricsAsJSON()).find((x) => x.name === name);
+  return (m?.values ?? []).filter((v) => Object.entries(labels).every(([k, l]) => (v.labels as any)[k] === l)).reduce((a, v) => a + Number(v.value), 0);
+};
+
+test('sync against real Kamailio: no needless reload, outage and empty lists keep the table, a burst of changes is one reload after a refused early one',
+  { skip: requires('kamailio') }, async () => {
+    const api = await startKubeApiServer();
+    const dbDir = mkdtempSync(join(tmpdir(), 'ksync-'));
+    const tablePath = join(dbDir, 'rtpengine');
+    const [pA, pB, pC, pD] = await Promise.all([freePort(), freePort(), freePort(), freePort()]);
+    // Kamailio starts from a table naming A and B (as the init container leaves it).
+    await ensureVersionRow(dbDir, 'rtpengine');
+    writeFileSync(tablePath, renderRtpengineTable([pA, pB].map((p) => ({ setid: 0, url: `udp:127.0.0.1:${p}`, weight: 1, disabled: false }))));
+    const kam = await startKamailioDb({ dbDir });
+    const registry = createRegistry({ defaultMetrics: false });
+    const kube = createKubeClient(api.kubeconfig(), { retryMinMs: 200, retryMaxMs: 400 });
+    const sync = new KamailioSync(
+      { ...defaultSyncOptions, dbDir, select },
+      { source: kubeEndpointSource(kube, NS, `kubernetes.io/service-name=${SVC}`), rpc: httpRpc(kam.rpcUrl), clock: systemClock, log: silentLogger, registry },
+    );
+    const rounds: SyncStatus[] = [];
+    sync.onApplied((s) => rounds.push(s));
+    const urls = (ports: number[]) => ports.map((p) => `udp:127.0.0.1:${p}`).sort();
+    const fileUrls = () => parseRtpengineTable(readFileSync(tablePath, 'utf8')).map((r) => r.url).sort();
+    try {
+      // Empty first list (no slices yet): nothing is written.
+      await sync.start();
+      await new Promise((r) => setTimeout(r, 800));
+      assert.deepEqual(fileUrls(), urls([pA, pB]));
+      // A slice with only unready pods is empty too: kept, and counted.
+      api.store.create('endpointslices', endpointSliceObj(NS, 'rtpe-1', SVC, pA, [{ ip: '127.0.0.1', pod: 'a', ready: false, serving: false }]));
+      await waitFor('empty list ignored', async () => (await metric(registry, 'rtpengine_k8s_kamailio_empty_lists_ignored_total')) >= 1);
+      assert.deepEqual(fileUrls(), urls([pA, pB]));
+
+      // The real list equals what Kamailio loaded at start: verified with rtpengine.show, no reload.
+      const ab = [{ ip: '127.0.0.1', pod: 'a' }];
+      api.store.delete('endpointslices', NS, 'rtpe-1');
+      api.store.create('endpointslices', endpointSliceObj(NS, 'rtpe-a', SVC, pA, ab));
+      api.store.create('endpointslices', endpointSliceObj(NS, 'rtpe-b', SVC, pB, [{ ip: '127.0.0.1', pod: 'b' }]));
+      await waitFor('in sync without reload', () => sync.status().loaded);
+      assert.equal(sync.status().reloads, 0);
+      assert.equal(await metric(registry, 'rtpengine_k8s_kamailio_reload_failures_total'), 0);
+
+      // API outage: watch errors are counted, the table stays as it was.
+      api.faults.outage(true);
+      await waitFor('source errors counted', async () => (await metric(registry, 'rtpengine_k8s_kamailio_endpoint_errors_total')) >= 1);
+      await new Promise((r) => setTimeout(r, 1000));
+      assert.deepEqual(fileUrls(), urls([pA, pB]));
+      assert.deepEqual((await showNodes(httpRpc(kam.rpcUrl))).map((n) => n.url).sort(), urls([pA, pB]));
+      api.faults.outage(false);
+
+      // A burst (C added, D added, B flaps away and back) right after Kamailio's start: the first
+      // reload is refused (10 s window since start), then exactly one reload carries all of it.
+      api.store.create('endpointslices', endpointSliceObj(NS, 'rtpe-c', SVC, pC, [{ ip: '127.0.0.1', pod: 'c' }]));
+      api.store.delete('endpointslices', NS, 'rtpe-b');
+      api.store.create('endpointslices', endpointSliceObj(NS, 'rtpe-d', SVC, pD, [{ ip: '127.0.0.1', pod: 'd' }]));
+      api.store.create('endpointslices', endpointSliceObj(NS, 'rtpe-b', SVC, pB, [{ ip: '127.0.0.1', pod: 'b' }]));
+      await waitFor('reloaded', () => sync.status().reloads === 1, 25_000);
+      assert.deepEqual(fileUrls(), urls([pA, pB, pC, pD]));
+      assert.deepEqual((await showNodes(httpRpc(kam.rpcUrl))).map((n) => n.url).sort(), urls([pA, pB, pC, pD]));
+      assert.equal(await metric(registry, 'rtpengine_k8s_kamailio_reloads_total'), 1);
+      assert.ok(await metric(registry, 'rtpengine_k8s_kamailio_reload_failures_total', { reason: 'too_soon' }) >= 1, 'the early reload was refused and retried');
+      assert.equal(await metric(registry, 'rtpengine_k8s_kamailio_table_writes_total'), 1, 'one write for the whole burst');
+      assert.equal(await metric(registry, 'rtpengine_k8s_kamailio_nodes'), 4);
+      assert.equal(await metric(registry, 'rtpengine_k8s_kamailio_in_sync'), 1);
+    } finally {
+      await sync.stop();
+      await kam.stop();
+      await api.close();
+      rmSync(dbDir, { recursive: true, force: true });
+    }
+  });
