@@ -58,11 +58,9 @@ export class DeletionCost {
   async drain(): Promise<void> {
     if (this.closed) return;
     this.draining = true;
-    this.timer?.cancel();
-    this.timer = undefined;
+    this.cancelTimer();
     await this.inFlight;
-    this.timer?.cancel();
-    this.timer = undefined;
+    this.cancelTimer(); // the write just finished may have scheduled one
     this.desired = MIN_DELETION_COST;
     if (this.written !== MIN_DELETION_COST) await this.write(MIN_DELETION_COST);
   }
@@ -73,6 +71,11 @@ export class DeletionCost {
     this.timer?.cancel();
     this.timer = undefined;
     await this.inFlight;
+  }
+
+  private cancelTimer(): void {
+    this.timer?.cancel();
+    this.timer = undefined;
   }
 
   private schedule(): void {

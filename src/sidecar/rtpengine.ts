@@ -4,7 +4,7 @@
 import { spawn } from 'node:child_process';
 import { createSocket } from 'node:dgram';
 import { randomBytes } from 'node:crypto';
-import { stat, writeFile, rename, mkdir } from 'node:fs/promises';
+import { stat, writeFile, rename, mkdir, readFile, unlink } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import type { Runner } from '../exec.js';
 import type { Logger } from '../log.js';
@@ -223,4 +223,70 @@ export function spawnRtpengine(binary: string, args: readonly string[], log: Log
       return exited;
     },
   };
+}
+
+// ---- crash-only reattach (exec mode) --------------------------------------------------------
+
+interface PidRecord { pid: number; args: string[] }
+
+function alive(pid: number): boolean {
+  try { process.kill(pid, 0); return true; } catch (e) { return (e as NodeJS.ErrnoException).code === 'EPERM'; }
+}
+
+async function cmdline(pid: number): Promise<string[] | undefined> {
+  try { return (await readFile(`/proc/${pid}/cmdline`, 'utf8')).split('\0').filter(Boolean); } catch { return undefined; }
+}
+
+/** A daemon we did not spawn (left by our previous, killed incarnation): supervised by polling. */
+function adopted(pid: number, args: readonly string[], log: Logger, clock: Clock): SupervisedRtpengine {
+  let stopping = false;
+  const exited = new Promise<ExitStatus>((resolve) => {
+    const t = clock.setInterval(() => { if (!alive(pid)) { t.cancel(); resolve({ code: null, signal: null }); } }, 200);
+  });
+  return {
+    pid, args, exited,
+    get stopping() { return stopping; },
+    tail: () => '(adopted daemon: its log went to the previous sidecar)\n',
+    async stop(graceMs = 10_000) {
+      if (!stopping) {
+        stopping = true;
+        try { process.kill(pid, 'SIGTERM'); } catch { /* gone */ }
+        const k = clock.setTimeout(() => { log.warn({ pid }, 'adopted rtpengine ignored SIGTERM; killing it'); try { process.kill(pid, 'SIGKILL'); } catch { /* gone */ } }, graceMs);
+        void exited.then(() => k.cancel());
+      }
+      return exited;
+    },
+  };
+}
+
+/**
+ * Exec mode after a crash: an rtpengine from our previous incarnation with the same arguments
+ * still holds the table and the calls, so we adopt it instead of starting a second one. A stale
+ * one with other arguments is stopped first. The pid file lives in the run directory.
+ */
+export async function adoptOrSpawn(o: { pidFile: string; binary: string; args: readonly string[]; log: Logger; clock: Clock }): Promise<{ proc: SupervisedRtpengine; adopted: boolean }> {
+  let rec: PidRecord | undefined;
+  try { rec = JSON.parse(await readFile(o.pidFile, 'utf8')) as PidRecord; } catch { rec = undefined; }
+  if (rec && Number.isInteger(rec.pid) && rec.pid > 1 && alive(rec.pid)) {
+    const running = await cmdline(rec.pid);
+    const same = running !== undefined && JSON.stringify(running.slice(1)) === JSON.stringify([...o.args]);
+    if (same) {
+      o.log.info({ pid: rec.pid }, 'reattached to the rtpengine our previous incarnation started (same table, IP and calls)');
+      return { proc: adopted(rec.pid, o.args, o.log, o.clock), adopted: true };
+    }
+    if (running && JSON.stringify(running.slice(1)) === JSON.stringify(rec.args)) {
+      o.log.warn({ pid: rec.pid, was: rec.args, now: o.args }, 'stopping the rtpengine of our previous incarnation: its options differ');
+      await adopted(rec.pid, rec.args, o.log, o.clock).stop(5000);
+    }
+  }
+  const proc = spawnRtpengine(o.binary, o.args, o.log);
+  if (proc.pid > 0) {
+    await mkdir(dirname(o.pidFile), { recursive: true });
+    await writeFile(o.pidFile, JSON.stringify({ pid: proc.pid, args: o.args }));
+  }
+  return { proc, adopted: false };
+}
+
+export async function removePidFile(pidFile: string): Promise<void> {
+  await unlink(pidFile).catch(() => undefined);
 }
