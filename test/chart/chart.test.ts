@@ -32,7 +32,7 @@ const variants: Record<string, Record<string, unknown>> = {
     sidecar: { allowedSources: ['10.0.0.0/8'], extraEnv: [{ name: 'RTPE_K8S_LOG_PRETTY', value: 'false' }] },
     nameOverride: 'rtpe',
   },
-  noAllocator: { allocator: { enabled: false }, pdb: { enabled: false }, autoscaling: { hpa: { enabled: false } }, rbac: { create: false } },
+  noAllocator: { allocator: { enabled: false }, sidecar: { deletionCost: { enabled: false } }, pdb: { enabled: false }, autoscaling: { hpa: { enabled: false } }, rbac: { create: false } },
 };
 
 const renders = Object.fromEntries(Object.entries(variants).map(([k, v]) => [k, renderChart(v)]));
@@ -117,6 +117,7 @@ test('every variant renders to Kubernetes objects', () => {
   }
   assert.throws(() => renderChart({ autoscaling: { keda: { enabled: true } } }), (e: unknown) => e instanceof TemplateError && /exclusive/.test(e.message));
   assert.throws(() => renderChart({ multus: { enabled: true, type: 'host-device' } }), /multus.device is required/);
+  assert.throws(() => renderChart({ sidecar: { drainMarginSeconds: 20 } }), /drainMarginSeconds must exceed/);
 });
 
 const kind = (r: { objects: any[] }, k: string) => r.objects.filter((o) => o.kind === k);

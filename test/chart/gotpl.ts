@@ -411,6 +411,10 @@ export class Engine {
       case 'eq': need(2); return a[0] === a[1];
       case 'ne': need(2); return a[0] !== a[1];
       case 'not': need(1); return !truthy(a[0]);
+      case 'lt': need(2); return cmpNum(a[0], a[1]) < 0;
+      case 'le': need(2); return cmpNum(a[0], a[1]) <= 0;
+      case 'gt': need(2); return cmpNum(a[0], a[1]) > 0;
+      case 'ge': need(2); return cmpNum(a[0], a[1]) >= 0;
       case 'add': return a.reduce((s: number, x) => s + toInt(x), 0);
       case 'int': need(1); return toInt(a[0]);
       case 'trunc': need(2); return goString(a[1]).slice(0, Number(a[0]));
@@ -428,6 +432,12 @@ export class Engine {
       default: throw new TemplateError(`unsupported function '${name}'`);
     }
   }
+}
+
+// Go's lt/gt compare numbers of one kind only; a string would be a template error there too.
+function cmpNum(a: unknown, b: unknown): number {
+  if (typeof a !== 'number' || typeof b !== 'number') throw new TemplateError(`incompatible types for comparison: ${typeof a}, ${typeof b}`);
+  return a - b;
 }
 
 function toInt(x: unknown): number {

@@ -3,6 +3,9 @@
 {{- define "rtpengine-k8s.sidecarContainer" -}}
 {{- $exec := eq .Values.rtpengine.mode "exec" -}}
 {{- $native := and (not $exec) .Values.rtpengine.nativeSidecar -}}
+{{- /* rtpengine's options: delete-delay from values (the drain counts it), then the extras. */ -}}
+{{- $opts := dict "delete-delay" .Values.rtpengine.deleteDelaySeconds -}}
+{{- range $k, $v := .Values.rtpengine.extraOptions }}{{ $_ := set $opts $k $v }}{{ end -}}
 - name: sidecar
   image: {{ if $exec }}{{ include "rtpengine-k8s.execImage" . }}{{ else }}{{ include "rtpengine-k8s.image" . }}{{ end }}
   imagePullPolicy: {{ .Values.image.pullPolicy }}
@@ -16,43 +19,48 @@
       value: {{ .Values.logLevel | quote }}
     - name: RTPE_K8S_ALLOCATOR_SOCKET
       value: {{ printf "%s/allocator.sock" .Values.socketDir | quote }}
-    - name: RTPE_K8S_MODE
-      value: {{ .Values.rtpengine.mode | quote }}
-    - name: RTPE_K8S_CONFIG_FILE
-      value: "/etc/rtpengine-k8s/rtpengine.conf"
-    - name: RTPE_K8S_POOL
+    - name: RTPE_K8S_POOLS
       value: {{ (index .Values.pools 0).name | quote }}
-    - name: RTPE_K8S_INTERFACE
-      value: {{ ternary .Values.multus.interfaceName .Values.rtpengine.interface .Values.multus.enabled | quote }}
-    {{- with .Values.rtpengine.advertisedAddress }}
-    - name: RTPE_K8S_ADVERTISED_ADDRESS
-      value: {{ . | quote }}
-    {{- end }}
+    - name: RTPE_K8S_RTPENGINE_MODE
+      value: {{ .Values.rtpengine.mode | quote }}
+    - name: RTPE_K8S_RTPENGINE_CONFIG
+      value: "/etc/rtpengine-k8s/rtpengine.conf"
+    - name: RTPE_K8S_RTPENGINE_OPTIONS
+      value: {{ toJson $opts | quote }}
+    - name: RTPE_K8S_RUN_DIR
+      value: "/run/rtpengine-pod"
     - name: RTPE_K8S_PORT_MIN
       value: {{ .Values.rtpengine.portMin | quote }}
     - name: RTPE_K8S_PORT_MAX
       value: {{ .Values.rtpengine.portMax | quote }}
+    {{- with .Values.rtpengine.advertisedAddress }}
+    - name: RTPE_K8S_ADVERTISED_ADDRESS
+      value: {{ . | quote }}
+    {{- end }}
     - name: RTPE_K8S_REQUIRE_KERNEL
       value: {{ .Values.rtpengine.requireKernel | quote }}
-    {{- with .Values.rtpengine.extraOptions }}
-    - name: RTPE_K8S_RTPENGINE_OPTIONS
-      value: {{ toJson . | quote }}
-    {{- end }}
+    # reserved: the allocator reserved the IP and the sidecar adds it; cni: Multus/whereabouts did.
+    - name: RTPE_K8S_MEDIA_ADDRESS_MODE
+      value: {{ ternary "cni" "reserved" (eq .Values.allocator.ipMode "multus") | quote }}
+    - name: RTPE_K8S_MEDIA_INTERFACE
+      value: {{ ternary .Values.multus.interfaceName .Values.rtpengine.interface .Values.multus.enabled | quote }}
     - name: RTPE_K8S_NG_LISTEN
       value: {{ printf "0.0.0.0:%d" (int .Values.sidecar.ngPort) | quote }}
-    - name: RTPE_K8S_UPSTREAM
+    - name: RTPE_K8S_NG_UPSTREAM
       value: {{ printf "127.0.0.1:%d" (int .Values.sidecar.upstreamPort) | quote }}
-    - name: RTPE_K8S_HTTP_LISTEN
-      value: {{ printf "0.0.0.0:%d" (int .Values.sidecar.httpPort) | quote }}
     {{- with .Values.sidecar.allowedSources }}
-    - name: RTPE_K8S_ALLOWED_SOURCES
+    - name: RTPE_K8S_NG_ALLOW_CIDRS
       value: {{ join "," . | quote }}
     {{- end }}
-    - name: RTPE_K8S_DRAIN_DEADLINE
+    - name: RTPE_K8S_CONTROL_LISTEN
+      value: {{ printf "0.0.0.0:%d" (int .Values.sidecar.httpPort) | quote }}
+    - name: RTPE_K8S_DELETE_DELAY_SECONDS
+      value: {{ .Values.rtpengine.deleteDelaySeconds | quote }}
+    - name: RTPE_K8S_DRAIN_DEADLINE_SECONDS
       value: {{ .Values.sidecar.drainDeadlineSeconds | quote }}
     - name: RTPE_K8S_DELETION_COST
       value: {{ .Values.sidecar.deletionCost.enabled | quote }}
-    - name: RTPE_K8S_DELETION_COST_INTERVAL
+    - name: RTPE_K8S_DELETION_COST_INTERVAL_SECONDS
       value: {{ .Values.sidecar.deletionCost.minIntervalSeconds | quote }}
     {{- with .Values.sidecar.extraEnv }}
     {{- toYaml . | nindent 4 }}
@@ -103,6 +111,8 @@
       mountPath: /etc/rtpengine-k8s
     - name: allocator-socket
       mountPath: {{ .Values.socketDir }}
+    - name: run
+      mountPath: /run/rtpengine-pod
   resources:
     {{- toYaml .Values.sidecar.resources | nindent 4 }}
 {{- end -}}
