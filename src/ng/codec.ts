@@ -9,13 +9,15 @@ import { NG_RESULTS, type NgDict, type NgReply, type NgValue } from './types.js'
 const D = 0x64;
 const BRACE = 0x7b;
 
-/** Checks size and the first byte; returns the format or throws NG_TOO_LARGE / NG_BAD_FORMAT / NG_NO_PAYLOAD. */
+/** Checks size and the first byte; returns the format or throws NG_NO_PAYLOAD / NG_TOO_LARGE / NG_NOT_DICT / NG_BAD_FORMAT. */
 export function dictFormat(dict: Uint8Array): 'bencode' | 'json' {
   if (dict.length === 0) throw new NgError('NG_NO_PAYLOAD', {});
   if (dict.length > MAX_DICT_BYTES) throw new NgError('NG_TOO_LARGE', { size: dict.length, max: MAX_DICT_BYTES });
   const c = dict[0];
   if (c === D) return 'bencode';
   if (c === BRACE) return 'json';
+  const root = c === 0x6c ? 'list' : c === 0x69 ? 'integer' : c! >= 0x30 && c! <= 0x39 ? 'byte string' : c === 0x5b ? 'JSON array' : undefined;
+  if (root) throw new NgError('NG_NOT_DICT', { type: root });
   throw new NgError('NG_BAD_FORMAT', { byte: `0x${c!.toString(16).padStart(2, '0')}` });
 }
 
