@@ -1,5 +1,10 @@
 // Every CLI command, in the order `rtpengine-k8s help` lists them. One line per command.
 import type { Command } from './command.js';
+import { allocatorCommand, ctlCommand } from './allocator/commands.js';
+import { sidecarCommand } from './sidecar/main.js';
 
 export const commands: readonly Command<any>[] = [
+  allocatorCommand,
+  ctlCommand,
+  sidecarCommand,
 ];
