@@ -74,3 +74,10 @@ export function sourceMatcher(cidrs: readonly string[]): ((addr: string) => bool
     return fam !== 0 && bl.check(addr, fam === 6 ? 'ipv6' : 'ipv4');
   };
 }
+
+/** Every option at its default, then `overrides` (tests, benches, embedding). */
+export function proxyConfigWith(overrides: Partial<ProxyConfig> = {}): ProxyConfig {
+  const defaults: Record<string, unknown> = {};
+  for (const [k, d] of Object.entries(proxyOptions)) defaults[k] = (d.schema as z.ZodType).parse(undefined);
+  return { ...(defaults as ProxyConfig), ...overrides };
+}

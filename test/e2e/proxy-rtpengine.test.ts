@@ -1,0 +1,325 @@
+// The ng proxy in front of a real rtpengine, driven by raw ng datagrams: forwarding byte for byte,
+// session tracking against rtpengine's own count, cookie isolation, retransmissions, bad input,
+// the drain gate and rtpengine failure answers.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { createSocket, type Socket } from 'node:dgram';
+import { randomBytes } from 'node:crypto';
+import { requires } from '../support/require.js';
+import { startRtpengine, type RtpengineHandle } from '../support/rtpengine.js';
+import { freePort } from '../support/ports.js';
+import { startRawRelay } from '../../bench/raw-relay.js';
+import { startNgProxy, type NgProxy } from '../../src/sidecar/proxy.js';
+import { proxyConfigWith, type ProxyConfig } from '../../src/sidecar/proxy-options.js';
+import { createRegistry, type Registry } from '../../src/metrics.js';
+import { silentLogger } from '../../src/log.js';
+import { NgUdpClient } from '../../src/ng/client.js';
+import { decodeDict, encodeDict, str } from '../../src/ng/codec.js';
+
+const skip = requires('rtpengine');
+const SDP = 'v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 40000 RTP/AVP 0\r\n';
+
+interface Rig { rtp: RtpengineHandle; proxy: NgProxy; registry: Registry; port: number; direct: NgUdpClient; close(): Promise<void> }
+
+async function rig(overrides: Partial<ProxyConfig> = {}, upstreamPort?: (rtp: RtpengineHandle) => Promise<number>): Promise<Rig> {
+  const rtp = await startRtpengine();
+  const registry = createRegistry({ defaultMetrics: false });
+  const port = await freePort();
+  const up = upstreamPort ? await upstreamPort(rtp) : rtp.ngPort;
+  let proxy: NgProxy;
+  try {
+    proxy = await startNgProxy(proxyConfigWith({
+      ngListen: [`127.0.0.1:${port}`], ngUpstream: `127.0.0.1:${up}`, deleteDelaySeconds: 0,
+      ngHealthIntervalMs: 100, ngReconcileIntervalMs: 60_000, ngDrainPollMs: 100, ...overrides,
+    }), { log: silentLogger, registry });
+  } catch (e) {
+    await rtp.stop();
+    throw e;
+  }
+  const direct = new NgUdpClient({ host: '127.0.0.1', port: rtp.ngPort, timeoutMs: 500, retries: 2 });
+  return {
+    rtp, proxy, registry, port, direct,
+    close: async () => { direct.close(); await proxy.close(); await rtp.stop(); },
+  };
+}
+
+/** A bare UDP sender: full control of cookies and bytes, like Kamailio. */
+async function sender(): Promise<{ sock: Socket; send(port: number, cookie: string, dict: Buffer | string, waitMs?: number): Promise<Buffer | undefined>; close(): void }> {
+  const sock = createSocket('udp4');
+  await new Promise<void>((r) => sock.bind(0, '127.0.0.1', () => r()));
+  return {
+    sock,
+    send(port, cookie, dict, waitMs = 2000) {
+      return new Promise((resolve) => {
+        const t = setTimeout(() => { sock.off('message', on); resolve(undefined); }, waitMs);
+        const on = (m: Buffer) => {
+          if (!m.toString('latin1').startsWith(`${cookie} `)) return;
+          clearTimeout(t);
+          sock.off('message', on);
+          resolve(m);
+        };
+        sock.on('message', on);
+        sock.send(Buffer.concat([Buffer.from(`${cookie} `), Buffer.from(dict)]), port, '127.0.0.1');
+      });
+    },
+    close: () => sock.close(),
+  };
+}
+
+const offer = (callId: string, supports = true) => encodeDict({ command: 'offer', 'call-id': callId, 'from-tag': 'ft1', sdp: SDP, ...(supports ? { supports: ['load limit'] } : {}) });
+const del = (callId: string) => encodeDict({ command: 'delete', 'call-id': callId, 'from-tag': 'ft1', supports: ['load limit'] });
+const cookie = () => `t${randomBytes(6).toString('hex')}`;
+const dictOf = (m: Buffer | undefined) => { assert.ok(m, 'expected a reply'); return decodeDict(m.subarray(m.indexOf(0x20) + 1)); };
+async function sessionsOwn(c: NgUdpClient): Promise<number> {
+  const r = await c.command({ command: 'statistics' });
+  return Number((r.statistics as any).currentstatistics.sessionsown);
+}
+/** Offers rtpengine executed (duplicates answered from its cookie cache are not counted). */
+async function offersExecuted(c: NgUdpClient): Promise<number> {
+  const r = await c.command({ command: 'statistics' });
+  return Number((r.statistics as any).controlstatistics.totaloffercount);
+}
+async function metric(reg: Registry, name: string, labels: Record<string, string> = {}): Promise<number> {
+  const m = (await reg.getMetricsAsJSON()).find((x) => x.name === name);
+  const v = (m?.values as Array<{ labels: Record<string, unknown>; value: number }> | undefined)?.find((x) => Object.entries(labels).every(([k, val]) => x.labels[k] === val));
+  return v?.value ?? 0;
+}
+
+test('offer/answer/delete through the proxy: reply bytes untouched, sessions match rtpengine', { skip }, async () => {
+  const r = await rig();
+  const s = await sender();
+  try {
+    const id = `call-${randomBytes(4).toString('hex')}`;
+    const c = cookie();
+    const rep = await s.send(r.port, c, offer(id));
+    const d = dictOf(rep);
+    assert.equal(str(d.result), 'ok');
+    assert.match(str(d.sdp) ?? '', /m=audio \d+ RTP\/AVP 0/);
+    assert.equal(r.proxy.sessions.count(), 1);
+    assert.ok(r.proxy.sessions.has(id));
+    assert.equal(await sessionsOwn(r.direct), 1);
+
+    const ans = await s.send(r.port, cookie(), encodeDict({ command: 'answer', 'call-id': id, 'from-tag': 'ft1', 'to-tag': 'tt1', sdp: SDP, supports: ['load limit'] }));
+    assert.equal(str(dictOf(ans).result), 'ok');
+    assert.equal(r.proxy.sessions.get(id)?.toTag, 'tt1');
+
+    const bye = await s.send(r.port, cookie(), del(id));
+    assert.equal(str(dictOf(bye).result), 'ok');
+    assert.equal(r.proxy.sessions.count(), 0);
+    assert.equal(await sessionsOwn(r.direct), 0);
+    assert.equal(await metric(r.registry, 'rtpengine_k8s_ng_requests_total', { command: 'offer', result: 'ok', origin: 'rtpengine' }), 1);
+  } finally {
+    s.close();
+    await r.close();
+  }
+});
+
+test('the reply is rtpengine\'s dictionary byte for byte behind the client\'s cookie', { skip }, async () => {
+  const r = await rig();
+  const s = await sender();
+  try {
+    // An odd but valid request: unsorted keys, a JSON twin; compare with the direct answer.
+    const rep = await s.send(r.port, 'k_1', 'd7:command4:pinge');
+    assert.equal(rep?.toString(), 'k_1 d6:result4:ponge');
+    const js = await s.send(r.port, 'k_2', '{"command":"ping"}');
+    assert.equal(js?.toString(), 'k_2 {"result":"pong"}');
+  } finally {
+    s.close();
+    await r.close();
+  }
+});
+
+test('calls rtpengine holds but the proxy never saw are found by reconciliation', { skip }, async () => {
+  const r = await rig();
+  try {
+    const id = `direct-${randomBytes(4).toString('hex')}`;
+    await r.direct.command({ command: 'offer', 'call-id': id, 'from-tag': 'x', sdp: SDP });
+    assert.equal(r.proxy.sessions.has(id), false);
+    await r.proxy.reconcile();
+    assert.equal(r.proxy.sessions.has(id), true);
+    assert.equal(r.proxy.status().rtpengine.sessionsOwn, 1);
+    await r.direct.command({ command: 'delete', 'call-id': id, 'from-tag': 'x' });
+    await r.proxy.reconcile();
+    assert.equal(r.proxy.sessions.count(), 0);
+  } finally {
+    await r.close();
+  }
+});
+
+test('two senders with the same cookie each get their own reply (direct to rtpengine they cross)', { skip }, async () => {
+  const r = await rig();
+  const a = await sender();
+  const b = await sender();
+  try {
+    const c = cookie();
+    const id = `same-${randomBytes(4).toString('hex')}`;
+    const [ra, rb] = await Promise.all([a.send(r.port, c, offer(id)), b.send(r.port, c, 'd7:command4:pinge')]);
+    assert.equal(str(dictOf(ra).result), 'ok');
+    assert.ok(dictOf(ra).sdp, 'the offer got an SDP answer');
+    assert.equal(str(dictOf(rb).result), 'pong');
+    // Control: the same two requests straight to rtpengine: its cookie cache answers the second
+    // sender with the first one's reply.
+    const c2 = cookie();
+    const ra2 = await a.send(r.rtp.ngPort, c2, offer(`${id}-2`));
+    const rb2 = await b.send(r.rtp.ngPort, c2, 'd7:command4:pinge');
+    assert.equal(str(dictOf(ra2).result), 'ok');
+    assert.notEqual(str(dictOf(rb2).result), 'pong', 'rtpengine alone crosses replies for a shared cookie');
+  } finally {
+    a.close();
+    b.close();
+    await r.close();
+  }
+});
+
+test('a lost upstream reply: the retransmission waits for the one upstream request; one call in rtpengine', { skip }, async () => {
+  let relay: Awaited<ReturnType<typeof startRawRelay>> | undefined;
+  // Proxy → lossy relay → rtpengine; the relay drops the first offer reply. The proxy's client
+  // retransmits with the same upstream cookie, rtpengine answers from its cookie cache.
+  const r = await rig({ ngUpstreamTimeoutMs: 400, ngUpstreamRetries: 2 }, async (rtp) => {
+    relay = await startRawRelay({ upstreamHost: '127.0.0.1', upstreamPort: rtp.ngPort, dropReply: (m) => m.includes('3:sdp') && relay!.dropped === 0 });
+    return relay.port;
+  });
+  const s = await sender();
+  try {
+    const id = `lost-${randomBytes(4).toString('hex')}`;
+    const c = cookie();
+    const first = s.send(r.port, c, offer(id), 3000);
+    await new Promise((res) => setTimeout(res, 150));
+    s.sock.send(Buffer.concat([Buffer.from(`${c} `), offer(id)]), r.port, '127.0.0.1'); // client retransmits while in flight
+    const rep = await first;
+    assert.equal(str(dictOf(rep).result), 'ok');
+    assert.equal(relay!.dropped, 1);
+    assert.equal(await metric(r.registry, 'rtpengine_k8s_ng_dropped_datagrams_total', { reason: 'retransmission_in_flight' }), 1);
+    assert.equal(await sessionsOwn(r.direct), 1, 'exactly one call in rtpengine');
+    assert.equal(await offersExecuted(r.direct), 1, 'rtpengine executed the offer once (its cookie cache answered the proxy retry)');
+
+    // A late retransmission (after the reply) is answered from the reply cache, same bytes.
+    const late = await s.send(r.port, c, offer(id));
+    assert.deepEqual(late, rep);
+    assert.equal(await metric(r.registry, 'rtpengine_k8s_ng_requests_total', { origin: 'cache' }), 1);
+    assert.equal(await offersExecuted(r.direct), 1);
+  } finally {
+    s.close();
+    await r.close();
+    await relay?.close();
+  }
+});
+
+test('bad input: broken dictionary → error with reason; no cookie → dropped and counted; proxy keeps serving', { skip }, async () => {
+  const r = await rig();
+  const s = await sender();
+  try {
+    const bad = await s.send(r.port, 'b1', 'd7:command4:pin');
+    assert.equal(str(dictOf(bad).result), 'error');
+    assert.equal(str(dictOf(bad)['error-reason']), 'Could not decode bencode dictionary');
+    const fmt = await s.send(r.port, 'b2', 'xyz');
+    assert.equal(str(dictOf(fmt)['error-reason']), 'Invalid NG data format');
+    const js = await s.send(r.port, 'b3', '{"command": ');
+    assert.equal(str(JSON.parse(js!.subarray(3).toString())['error-reason']), 'Could not decode JSON dictionary');
+    const empty = await s.send(r.port, 'b5', Buffer.alloc(0));
+    assert.equal(str(dictOf(empty)['error-reason']), 'Invalid data (no payload)');
+    s.sock.send(Buffer.from('no-space-at-all'), r.port, '127.0.0.1');
+    await new Promise((res) => setTimeout(res, 100));
+    assert.equal(await metric(r.registry, 'rtpengine_k8s_ng_dropped_datagrams_total', { reason: 'no_cookie' }), 1);
+    const ok = await s.send(r.port, 'b4', 'd7:command4:pinge');
+    assert.equal(str(dictOf(ok).result), 'pong');
+  } finally {
+    s.close();
+    await r.close();
+  }
+});
+
+test('source allowlist: others dropped and counted', { skip }, async () => {
+  const r = await rig({ ngAllowCidrs: ['10.0.0.0/8'] });
+  const s = await sender();
+  try {
+    assert.equal(await s.send(r.port, 'a1', 'd7:command4:pinge', 300), undefined);
+    assert.equal(await metric(r.registry, 'rtpengine_k8s_ng_dropped_datagrams_total', { reason: 'source_denied' }), 1);
+  } finally {
+    s.close();
+    await r.close();
+  }
+});
+
+test('drain: pong kept, new offers load limit / PSLR, known calls forwarded, complete at 0 sessions', { skip }, async () => {
+  const r = await rig();
+  const s = await sender();
+  try {
+    const held = `held-${randomBytes(4).toString('hex')}`;
+    assert.equal(str(dictOf(await s.send(r.port, cookie(), offer(held))).result), 'ok');
+    const st = r.proxy.drain({ trigger: 'test' });
+    assert.equal(st.phase, 'draining');
+    assert.equal(r.proxy.ready().ready, false);
+
+    assert.equal(str(dictOf(await s.send(r.port, cookie(), 'd7:command4:pinge')).result), 'pong');
+    const ll = dictOf(await s.send(r.port, cookie(), offer('new-1')));
+    assert.equal(str(ll.result), 'load limit');
+    assert.equal(str(ll.message), 'draining');
+    const pslr = dictOf(await s.send(r.port, cookie(), offer('new-2', false)));
+    assert.equal(str(pslr.result), 'error');
+    assert.equal(str(pslr['error-reason']), 'Parallel session limit reached');
+    const pub = dictOf(await s.send(r.port, cookie(), encodeDict({ command: 'publish', sdp: SDP, supports: ['load limit'] })));
+    assert.equal(str(pub.result), 'load limit', 'publish is gated too (rtpengine does not limit it)');
+    const unknownAnswer = dictOf(await s.send(r.port, cookie(), encodeDict({ command: 'answer', 'call-id': 'elsewhere', 'from-tag': 'a', 'to-tag': 'b', sdp: SDP, supports: ['load limit'] })));
+    assert.equal(str(unknownAnswer.result), 'load limit');
+    // The held call: re-INVITE offer, query and delete all reach rtpengine.
+    assert.equal(str(dictOf(await s.send(r.port, cookie(), offer(held))).result), 'ok');
+    assert.equal(str(dictOf(await s.send(r.port, cookie(), encodeDict({ command: 'query', 'call-id': held }))).result), 'ok');
+    assert.equal(await sessionsOwn(r.direct), 1, 'no refused offer reached rtpengine');
+    assert.equal(r.proxy.status().drain.phase, 'draining');
+    assert.equal(str(dictOf(await s.send(r.port, cookie(), del(held))).result), 'ok');
+    // A retransmitted delete inside the delete-delay window is still "here": forwarded.
+    const done = await r.proxy.drained();
+    assert.equal(done.phase, 'drained');
+    assert.equal(done.outcome, 'empty');
+    assert.equal(await metric(r.registry, 'rtpengine_k8s_drain_state', { phase: 'drained' }), 1);
+  } finally {
+    s.close();
+    await r.close();
+  }
+});
+
+test('drain deadline: completes with outcome deadline while a call is left', { skip }, async () => {
+  const r = await rig();
+  const s = await sender();
+  try {
+    assert.equal(str(dictOf(await s.send(r.port, cookie(), offer(`dl-${randomBytes(3).toString('hex')}`))).result), 'ok');
+    r.proxy.drain({ deadlineMs: 300 });
+    const done = await r.proxy.drained();
+    assert.equal(done.outcome, 'deadline');
+    assert.equal(done.sessionsLeft, 1);
+  } finally {
+    s.close();
+    await r.close();
+  }
+});
+
+test('rtpengine gone: new offers fail over (load limit), known calls get an error naming the failure, not ready', { skip }, async () => {
+  const r = await rig({ ngUpstreamTimeoutMs: 100, ngUpstreamRetries: 1, ngHealthIntervalMs: 100, ngHealthFailures: 2 });
+  const s = await sender();
+  try {
+    const held = `k-${randomBytes(4).toString('hex')}`;
+    assert.equal(str(dictOf(await s.send(r.port, cookie(), offer(held))).result), 'ok');
+    const wentDown = new Promise<boolean>((res) => r.proxy.events.once('upstream', res));
+    r.rtp.proc.kill('SIGKILL');
+    // Before the health check notices: the forwarded offer times out and is answered load limit.
+    const first = dictOf(await s.send(r.port, cookie(), offer('after-kill-1')));
+    assert.equal(str(first.result), 'load limit');
+    assert.equal(await wentDown, false);
+    assert.equal(r.proxy.ready().ready, false);
+    const timeoutsAtDown = await metric(r.registry, 'rtpengine_k8s_ng_upstream_timeouts_total');
+    // Known down: answered at once, nothing forwarded (no further upstream timeouts).
+    const second = dictOf(await s.send(r.port, cookie(), offer('after-kill-2', false)));
+    assert.equal(str(second['error-reason']), 'Parallel session limit reached');
+    const q = dictOf(await s.send(r.port, cookie(), encodeDict({ command: 'query', 'call-id': held })));
+    assert.equal(str(q.result), 'error');
+    assert.match(str(q['error-reason']) ?? '', /rtpengine at 127\.0\.0\.1:\d+ failed for call k-/);
+    const ping = dictOf(await s.send(r.port, cookie(), 'd7:command4:pinge'));
+    assert.equal(str(ping.result), 'error', 'ping is answered (never silence), not with pong');
+    assert.equal(await metric(r.registry, 'rtpengine_k8s_ng_upstream_timeouts_total'), timeoutsAtDown);
+    assert.equal(await metric(r.registry, 'rtpengine_k8s_rtpengine_up'), 0);
+  } finally {
+    s.close();
+    await r.close();
+  }
+});
