@@ -1,0 +1,139 @@
+// Wires one allocator: store + kernel port + service + gRPC server + sweep timer + optional
+// /metrics,/healthz HTTP port. `startAllocator` is what the CLI, `npm start` and tests embed.
+import { createServer, type Server } from 'node:http';
+import { readFileSync } from 'node:fs';
+import { hostname } from 'node:os';
+import type { Registry } from 'prom-client';
+import type { Logger } from '../log.js';
+import { createRegistry } from '../metrics.js';
+import { systemClock, type Clock, type Timer } from '../clock.js';
+import { AllocError } from '../errors.js';
+import type { Parsed } from '../config.js';
+import { AllocatorService } from './service.js';
+import { FileStore } from './store-file.js';
+import { ProcKernel, type KernelPort, type ProcFs } from './kernel.js';
+import { startServer, parseListen, type RunningServer } from './server.js';
+import { allocatorMetrics } from './metrics.js';
+import { parseTableRange, type TableRange } from './tables.js';
+import { poolsSchema, type allocatorOptions } from './options.js';
+import type { PoolConfig } from './pools.js';
+import type { AllocationStore } from './store.js';
+
+export interface AllocatorConfig {
+  node: string;
+  socket: string;
+  tcpListen?: string;
+  tableRange: TableRange;
+  pools: PoolConfig[];
+  defaultPools?: string[];
+  stateFile: string;
+  procRoot: string;
+  leaseTtlMs: number;
+  sweepIntervalMs: number;
+  metricsListen?: string;
+}
+
+export interface AllocatorDeps {
+  log: Logger;
+  registry?: Registry;
+  clock?: Clock;
+  /** Stand-in for the /proc file operations (tests: test/support/proc-rtpengine.ts). */
+  procFs?: ProcFs;
+  kernel?: KernelPort;
+  /** Another store (Kubernetes); default the file store at config.stateFile. */
+  store?: AllocationStore;
+}
+
+export interface AllocatorHandle {
+  service: AllocatorService;
+  store: AllocationStore;
+  socket: string;
+  tcpAddress?: string;
+  metricsAddress?: string;
+  registry: Registry;
+  close(): Promise<void>;
+}
+
+/** Parsed CLI options → config; reads --pools-file. */
+export function configFromOptions(o: Parsed<typeof allocatorOptions>): AllocatorConfig {
+  const pools: PoolConfig[] = [...o.pools];
+  if (o.poolsFile) {
+    let raw: unknown;
+    try { raw = JSON.parse(readFileSync(o.poolsFile, 'utf8')); } catch (e) {
+      throw new AllocError('ALLOC_POOL_INVALID', { pool: o.poolsFile, reason: `cannot read pools file: ${(e as Error).message}` });
+    }
+    const r = poolsSchema.safeParse(raw);
+    if (!r.success) {
+      const i = r.error.issues[0]!;
+      throw new AllocError('ALLOC_POOL_INVALID', { pool: o.poolsFile, reason: `at ${i.path.join('.') || '(root)'}: ${i.message}` });
+    }
+    pools.push(...r.data);
+  }
+  return {
+    node: o.nodeName || hostname(),
+    socket: o.socket,
+    tcpListen: o.tcpListen || undefined,
+    tableRange: parseTableRange(o.tableRange),
+    pools,
+    defaultPools: o.defaultPools.length ? o.defaultPools : undefined,
+    stateFile: o.stateFile,
+    procRoot: o.procRoot,
+    leaseTtlMs: Math.round(o.leaseTtl * 1000),
+    sweepIntervalMs: Math.round(o.sweepInterval * 1000),
+    metricsListen: o.metricsListen || undefined,
+  };
+}
+
+export async function startAllocator(config: AllocatorConfig, deps: AllocatorDeps): Promise<AllocatorHandle> {
+  const log = deps.log.child({ component: 'allocator' });
+  const clock = deps.clock ?? systemClock;
+  const registry = deps.registry ?? createRegistry({ defaultMetrics: false });
+  const store = deps.store ?? new FileStore(config.stateFile);
+  const kernel = deps.kernel ?? new ProcKernel({ root: config.procRoot, fs: deps.procFs });
+  if (!(await kernel.available())) log.warn({ procRoot: config.procRoot }, 'no rtpengine kernel module proc tree: nothing to check or clean; pods will forward in userspace');
+  const metrics = allocatorMetrics(registry);
+  const service = await AllocatorService.open(
+    { node: config.node, tableRange: config.tableRange, pools: config.pools, defaultPools: config.defaultPools, leaseTtlMs: config.leaseTtlMs },
+    { store, kernel, clock, log, onAcquire: metrics.observeAcquire, onReclaim: metrics.reclaim, onCleanup: metrics.cleanup },
+  );
+  metrics.attach(service);
+  const server: RunningServer = await startServer(service, { socket: config.socket, tcpListen: config.tcpListen }, log);
+
+  let http: Server | undefined;
+  let metricsAddress: string | undefined;
+  if (config.metricsListen) {
+    const { host, port } = parseListen(config.metricsListen, 'metrics-listen');
+    http = createServer((req, res) => {
+      if (req.url === '/healthz') { res.writeHead(200, { 'content-type': 'text/plain' }).end('ok\n'); return; }
+      if (req.url !== '/metrics') { res.writeHead(404).end(); return; }
+      registry.metrics().then(
+        (text) => res.writeHead(200, { 'content-type': registry.contentType }).end(text),
+        (e) => res.writeHead(500).end(String(e)),
+      );
+    });
+    await new Promise<void>((resolve, reject) => { http!.once('error', reject); http!.listen(port, host, () => resolve()); });
+    const a = http.address() as { port: number };
+    metricsAddress = `${host.includes(':') ? `[${host}]` : host}:${a.port}`;
+    log.info({ metrics: metricsAddress }, 'serving /metrics and /healthz');
+  }
+
+  // Sweep once now (leftover busy tables, leases restarted at load), then on a timer.
+  await service.sweep();
+  const timer: Timer = clock.setInterval(() => { void service.sweep(); }, config.sweepIntervalMs);
+
+  let closed: Promise<void> | undefined;
+  return {
+    service, store, socket: server.socket, tcpAddress: server.tcpAddress, metricsAddress, registry,
+    close() {
+      closed ??= (async () => {
+        timer.cancel();
+        await server.close();
+        await service.drain();
+        await store.close();
+        if (http) await new Promise<void>((r) => http!.close(() => r()));
+        log.info({ socket: config.socket }, 'allocator stopped');
+      })();
+      return closed;
+    },
+  };
+}

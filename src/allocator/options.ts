@@ -1,0 +1,43 @@
+// The allocator's and ctl's options (flags/env, zod-checked); src/cli.ts parses them once.
+import { z } from 'zod';
+import { opt, type OptionDef, type OptionSet } from '../config.js';
+
+export const poolSchema = z.object({
+  name: z.string().regex(/^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/, 'lower-case letters, digits, - and .'),
+  cidr: z.string().min(3),
+  rangeStart: z.string().optional(),
+  rangeEnd: z.string().optional(),
+  exclude: z.array(z.string()).optional(),
+  gateway: z.string().optional(),
+}).strict();
+export const poolsSchema = z.array(poolSchema);
+
+const tableRange: OptionDef<string> = {
+  kind: 'string',
+  schema: z.string().regex(/^\s*\d{1,2}\s*(-\s*\d{1,2}\s*)?$/, "MIN-MAX inside 0-63, e.g. '0-63'").default('0-63'),
+  help: 'kernel table IDs this allocator hands out (xt_RTPENGINE/nft_rtpengine keep 0-63 per host)',
+  default: '0-63',
+};
+
+export const DEFAULT_SOCKET = '/run/rtpengine-k8s/allocator.sock';
+
+export const allocatorOptions = {
+  nodeName: opt.optionalString('node this allocator serves (downward API spec.nodeName); default: the host name', { env: 'NODE_NAME' }),
+  socket: opt.string('unix socket the gRPC service listens on (mode 0660, parent created)', DEFAULT_SOCKET),
+  tcpListen: opt.optionalString('also serve gRPC on TCP: PORT (loopback) or HOST:PORT'),
+  tableRange,
+  pools: opt.json('address pools as JSON: [{"name","cidr","rangeStart"?,"rangeEnd"?,"exclude"?:[…],"gateway"?}] (whereabouts semantics)', poolsSchema, []),
+  poolsFile: opt.optionalString('JSON file with the address pools (same form as --pools; both may be given, names must differ)'),
+  defaultPools: opt.list('pools used when a request names none (default: the first pool)', []),
+  stateFile: opt.string('the embedded store: one JSON state file, written atomically', '/var/lib/rtpengine-k8s/allocator-state.json'),
+  procRoot: opt.string('root of the kernel module proc tree (a directory with the same files in tests)', '/proc/rtpengine'),
+  leaseTtl: opt.number('lease TTL in seconds: an allocation not renewed (Renew RPC) within it is reclaimed; 0 = never', 60, { min: 0 }),
+  sweepInterval: opt.number('seconds between lease/busy-table sweeps', 2, { min: 0.05 }),
+  metricsListen: opt.optionalString('serve /metrics and /healthz over HTTP: PORT (loopback) or HOST:PORT'),
+} satisfies OptionSet;
+
+export const ctlOptions = {
+  socket: opt.string('allocator unix socket', DEFAULT_SOCKET),
+  address: opt.optionalString('allocator TCP address HOST:PORT instead of the socket'),
+  timeout: opt.number('per-call deadline in seconds', 5, { min: 0.1 }),
+} satisfies OptionSet;

@@ -1,0 +1,158 @@
+// gRPC transport for the allocator: unix socket (stale file replaced only if nothing answers,
+// a live allocator there → refuse), optional TCP listener, grpc.health.v1, small handlers.
+import * as grpc from '@grpc/grpc-js';
+import { connect } from 'node:net';
+import { promises as fsp } from 'node:fs';
+import { dirname } from 'node:path';
+import type { Logger } from '../log.js';
+import { AllocError, RtpeK8sError } from '../errors.js';
+import { loadProtos, ERROR_CODE_KEY, ERROR_DETAILS_KEY } from './proto.js';
+import { toWire } from './wire.js';
+import type { AllocatorService } from './service.js';
+
+const SERVICE_NAME = 'rtpengine_k8s.v1.Allocator';
+
+/** Does anything accept connections on this unix socket? */
+function answers(path: string, timeoutMs = 500): Promise<boolean> {
+  return new Promise((resolve) => {
+    const s = connect(path);
+    const done = (v: boolean) => { s.destroy(); resolve(v); };
+    s.setTimeout(timeoutMs, () => done(true)); // accepted but silent: someone is there
+    s.once('connect', () => done(true));
+    s.once('error', () => done(false));
+  });
+}
+
+/** Make the socket path usable: parent created; a stale socket removed only after nobody answers. */
+export async function prepareSocket(path: string, log: Logger): Promise<void> {
+  await fsp.mkdir(dirname(path), { recursive: true, mode: 0o755 });
+  let st;
+  try { st = await fsp.lstat(path); } catch { return; }
+  if (!st.isSocket()) throw new AllocError('ALLOC_SOCKET_IN_USE', { socket: `${path} (exists and is not a socket; remove it by hand)` });
+  if (await answers(path)) throw new AllocError('ALLOC_SOCKET_IN_USE', { socket: path });
+  log.warn({ socket: path }, 'removing stale socket file: nothing answers on it');
+  await fsp.unlink(path);
+}
+
+function toServiceError(e: unknown, log: Logger): Partial<grpc.StatusObject> {
+  const md = new grpc.Metadata();
+  if (e instanceof RtpeK8sError) {
+    md.set(ERROR_CODE_KEY, e.code);
+    md.set(ERROR_DETAILS_KEY, JSON.stringify(e.details));
+    return { code: e.grpcStatus as grpc.status, details: `[${e.code}] ${e.message}`, metadata: md };
+  }
+  log.error({ err: e }, 'unexpected failure in a handler');
+  return { code: grpc.status.INTERNAL, details: `internal error: ${(e as Error)?.message ?? String(e)}`, metadata: md };
+}
+
+type Handler<Req, Res> = (req: Req) => Promise<Res> | Res;
+
+/** Validate → one domain call → map. The callback is called exactly once. */
+function unary<Req, Res>(fn: Handler<Req, Res>, log: Logger): grpc.handleUnaryCall<Req, Res> {
+  return (call, callback) => {
+    let p: Promise<Res>;
+    try { p = Promise.resolve(fn(call.request)); } catch (e) { callback(toServiceError(e, log)); return; }
+    p.then((res) => callback(null, res), (e) => callback(toServiceError(e, log)));
+  };
+}
+
+export interface ServerOptions {
+  socket: string;
+  /** `host:port` (or `port`: loopback) for an optional TCP listener. */
+  tcpListen?: string;
+}
+
+export interface RunningServer {
+  socket: string;
+  /** Bound TCP `host:port`, when a TCP listener was asked for. */
+  tcpAddress?: string;
+  setServing(serving: boolean): void;
+  close(): Promise<void>;
+}
+
+export function parseListen(text: string, field: string): { host: string; port: number } {
+  const m = /^(?:\[?([^\]]*?)\]?:)?(\d{1,5})$/.exec(text.trim());
+  const port = m ? Number(m[2]) : NaN;
+  if (!m || port > 65535) throw new AllocError('ALLOC_INVALID_ARGUMENT', { field, reason: `must be PORT or HOST:PORT, got '${text}'` });
+  return { host: m[1] || '127.0.0.1', port };
+}
+
+export async function startServer(service: AllocatorService, opts: ServerOptions, log: Logger): Promise<RunningServer> {
+  const { allocator, health } = loadProtos();
+  const server = new grpc.Server();
+  server.addService(allocator.rtpengine_k8s.v1.Allocator.service, {
+    Acquire: unary((r: any) => service.acquire({ pod: r.pod, pools: r.pools, interface: r.interface }).then(toWire), log),
+    Renew: unary((r: any) => service.renew(r.uid).then(toWire), log),
+    Release: unary(async (r: any) => {
+      const res = await service.release({ uid: r.uid, namespace: r.namespace, name: r.name }, r.reason);
+      return { found: res.found, allocation: res.allocation ? toWire(res.allocation) : null };
+    }, log),
+    Get: unary((r: any) => toWire(service.get({ uid: r.uid, namespace: r.namespace, name: r.name })), log),
+    List: unary(() => {
+      const l = service.list();
+      return { node: l.node, allocations: l.allocations.map(toWire), tablesFree: l.tablesFree, tablesTotal: l.tablesTotal };
+    }, log),
+  } as grpc.UntypedServiceImplementation);
+
+  let serving = true;
+  const status = (svc: string) => (svc === '' || svc === SERVICE_NAME ? (serving ? 'SERVING' : 'NOT_SERVING') : undefined);
+  const watchers = new Set<grpc.ServerWritableStream<any, any>>();
+  server.addService(health.grpc.health.v1.Health.service, {
+    Check: (call: grpc.ServerUnaryCall<any, any>, cb: grpc.sendUnaryData<any>) => {
+      const s = status(call.request.service);
+      if (!s) { cb({ code: grpc.status.NOT_FOUND, details: `unknown service '${call.request.service}'` }); return; }
+      cb(null, { status: s });
+    },
+    Watch: (call: grpc.ServerWritableStream<any, any>) => {
+      call.write({ status: status(call.request.service) ?? 'SERVICE_UNKNOWN' });
+      watchers.add(call);
+      call.on('cancelled', () => watchers.delete(call));
+    },
+  } as grpc.UntypedServiceImplementation);
+
+  const bind = (addr: string) => new Promise<number>((resolve, reject) => {
+    server.bindAsync(addr, grpc.ServerCredentials.createInsecure(), (err, port) => (err ? reject(err) : resolve(port)));
+  });
+  await prepareSocket(opts.socket, log);
+  try {
+    await bind(`unix:${opts.socket}`);
+  } catch (e) {
+    // Lost a start-up race with another allocator on the same path.
+    throw new AllocError('ALLOC_SOCKET_IN_USE', { socket: opts.socket, reason: (e as Error).message });
+  }
+  await fsp.chmod(opts.socket, 0o660);
+  let tcpAddress: string | undefined;
+  if (opts.tcpListen) {
+    const { host, port } = parseListen(opts.tcpListen, 'tcp-listen');
+    const h = host.includes(':') ? `[${host}]` : host;
+    try {
+      const bound = await bind(`${h}:${port}`);
+      tcpAddress = `${h}:${bound}`;
+    } catch (e) {
+      server.forceShutdown();
+      await fsp.unlink(opts.socket).catch(() => undefined);
+      throw new AllocError('ALLOC_UNAVAILABLE', { target: `${h}:${port}`, reason: `cannot listen: ${(e as Error).message}` });
+    }
+  }
+  log.info({ socket: opts.socket, tcp: tcpAddress }, 'allocator serving gRPC');
+  return {
+    socket: opts.socket,
+    tcpAddress,
+    setServing(v) {
+      serving = v;
+      for (const w of watchers) w.write({ status: serving ? 'SERVING' : 'NOT_SERVING' });
+    },
+    async close() {
+      serving = false;
+      for (const w of watchers) w.end();
+      watchers.clear();
+      await new Promise<void>((resolve) => {
+        const t = setTimeout(() => { server.forceShutdown(); resolve(); }, 2000);
+        server.tryShutdown(() => { clearTimeout(t); resolve(); });
+      });
+      // Only our own socket file: it still is ours because a second allocator refuses to start.
+      await fsp.unlink(opts.socket).catch(() => undefined);
+    },
+  };
+}
+
