@@ -46,7 +46,7 @@ test('slices of the other family or without the named port give nothing', () => 
 
 test('annotations override set id and weight; bad values are reported and ignored', () => {
   const bad: string[] = [];
-  const ann = new Map([
+  const ann = new Map<string, Record<string, string>>([
     ['media/a', { [ANNOTATION_WEIGHT]: '5', [ANNOTATION_SETID]: '2' }],
     ['media/b', { [ANNOTATION_WEIGHT]: 'heavy' }],
   ]);

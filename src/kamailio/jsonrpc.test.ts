@@ -48,7 +48,7 @@ test('an unreachable Kamailio is a coded error without a fault code, on both tra
     (e) => isCoded(e, 'KAMAILIO_RPC_FAILED') && (e as any).details.faultCode === undefined);
   const dir = mkdtempSync(join(tmpdir(), 'kfifo-'));
   try {
-    await assert.rejects(fifoRpc(join(dir, 'nobody.fifo'), dir).call('core.version'),
+    await assert.rejects(fifoRpc(join(dir, 'nobody.fifo'), dir + '/').call('core.version'),
       (e) => isCoded(e, 'KAMAILIO_RPC_FAILED') && (e as any).details.faultCode === undefined);
   } finally { rmSync(dir, { recursive: true, force: true }); }
 });

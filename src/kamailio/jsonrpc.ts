@@ -1,10 +1,10 @@
 // Kamailio JSON-RPC (jsonrpcs module) behind one interface: over HTTP (xhttp + jsonrpc_dispatch)
 // or over the jsonrpcs FIFO (request into fifo_name, reply read from a FIFO we create in
 // fifo_reply_dir). RPC faults become coded errors carrying Kamailio's code and message.
-import { constants } from 'node:fs';
+import { constants, open as openFd } from 'node:fs';
+import { promisify } from 'node:util';
 import { open, unlink } from 'node:fs/promises';
 import { Socket } from 'node:net';
-import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { KamailioError } from '../errors.js';
 import { processRunner, type Runner } from '../exec.js';
@@ -64,7 +64,8 @@ export function httpRpc(url: string, opts: { timeoutMs?: number } = {}): Kamaili
 }
 
 /**
- * JSON-RPC over the jsonrpcs FIFO. `replyDir` must be the module's `fifo_reply_dir`; the reply FIFO
+ * JSON-RPC over the jsonrpcs FIFO. `replyDir` must be the module's `fifo_reply_dir` verbatim
+ * (with its trailing slash: Kamailio appends the name without adding one); the reply FIFO
  * is created there before the request is written (Kamailio opens it non-blocking and gives up if
  * nobody reads), and removed afterwards. Calls are serialized: one FIFO conversation at a time.
  */
@@ -76,7 +77,8 @@ export function fifoRpc(fifoPath: string, replyDir: string, opts: { timeoutMs?: 
   async function once(method: string, params: unknown[]): Promise<unknown> {
     // jsonrpcs forbids '.' and '/' in reply_name.
     const replyName = `rtpek8s_${process.pid}_${randomBytes(4).toString('hex')}`;
-    const replyPath = join(replyDir, replyName);
+    // Kamailio concatenates fifo_reply_dir and reply_name as they are: mirror that exactly.
+    const replyPath = replyDir + replyName;
     const fail = (reason: string, e?: unknown) =>
       new KamailioError('KAMAILIO_RPC_FAILED', { method, transport, fifo: fifoPath, reason }, { cause: e });
     const mk = await runner.run('mkfifo', ['-m', '0660', replyPath]);
@@ -85,8 +87,9 @@ export function fifoRpc(fifoPath: string, replyDir: string, opts: { timeoutMs?: 
     let timer: NodeJS.Timeout | undefined;
     try {
       // Non-blocking read end first, so Kamailio's non-blocking open for writing finds a reader.
-      const rfh = await open(replyPath, constants.O_RDONLY | constants.O_NONBLOCK);
-      sock = new Socket({ fd: rfh.fd, readable: true, writable: false });
+      // A raw fd (not a FileHandle): the socket owns and closes it.
+      const rfd = await promisify(openFd)(replyPath, constants.O_RDONLY | constants.O_NONBLOCK);
+      sock = new Socket({ fd: rfd, readable: true, writable: false });
       const reply = new Promise<string>((resolve, reject) => {
         let buf = '';
         timer = setTimeout(() => reject(fail(`no reply within ${opts.timeoutMs ?? 5000} ms`)), opts.timeoutMs ?? 5000);
