@@ -2,9 +2,11 @@
 import type { Command } from './command.js';
 import { allocatorCommand, ctlCommand } from './allocator/commands.js';
 import { sidecarCommand } from './sidecar/main.js';
+import { drainCommand } from './sidecar/drain-command.js';
 
 export const commands: readonly Command<any>[] = [
   allocatorCommand,
   ctlCommand,
   sidecarCommand,
+  drainCommand,
 ];

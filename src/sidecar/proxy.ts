@@ -254,6 +254,8 @@ export async function startNgProxy(config: NgProxyConfig, deps: NgProxyDeps): Pr
         sock.once('error', reject);
         sock.bind(hp.port, hp.host, () => { sock.off('error', reject); resolve(); });
       });
+      // Bursts from many SIP workers must not overflow the default buffer (capped by rmem_max).
+      try { sock.setRecvBufferSize(4 * 1024 * 1024); } catch { /* keep the default */ }
       sockets.push(sock);
       const a = sock.address();
       addresses.push({ host: a.address, port: a.port });

@@ -1,0 +1,84 @@
+// `rtpengine-k8s drain [--wait] [--url …]`: asks the local sidecar to drain (POST /drain) and, with
+// --wait, follows GET /status printing sessions left and time elapsed until the drain completes;
+// exits non-zero when the deadline ended it with calls left. Meant for the pod's preStop hook.
+import { z } from 'zod';
+import { defineCommand } from '../command.js';
+import { opt } from '../config.js';
+import { Exit, SidecarError } from '../errors.js';
+import type { DrainStatus } from './drain.js';
+
+export const drainOptions = {
+  url: opt.string('the sidecar control server', 'http://127.0.0.1:9450'),
+  wait: opt.bool('block until the drain completes, printing progress', false),
+  deadlineSeconds: opt.int('drain deadline to request (0 = the sidecar\'s --drain-deadline-seconds)', 0, { min: 0 }),
+  pollMs: opt.int('with --wait, poll the sidecar this often', 1000, { min: 50 }),
+};
+
+interface StatusBody { drain?: DrainStatus; sessions?: number; rtpengine?: { sessionsOwn?: number } }
+
+const statusSchema = z.object({ drain: z.object({ phase: z.enum(['serving', 'draining', 'drained']) }).passthrough() }).passthrough();
+
+async function call(url: string, init?: RequestInit): Promise<StatusBody> {
+  let res: Response;
+  try {
+    res = await fetch(url, { ...init, signal: AbortSignal.timeout(5000) });
+  } catch (e) {
+    throw new SidecarError('SIDECAR_UNREACHABLE', { url, reason: (e as Error).cause ? String((e as { cause: unknown }).cause) : (e as Error).message });
+  }
+  const text = await res.text();
+  if (!res.ok) throw new SidecarError('SIDECAR_UNREACHABLE', { url, reason: `HTTP ${res.status}: ${text.trim()}` });
+  let body: unknown;
+  try { body = JSON.parse(text); } catch { throw new SidecarError('SIDECAR_UNREACHABLE', { url, reason: `not JSON: ${text.slice(0, 200)}` }); }
+  return body as StatusBody;
+}
+
+export const drainCommand = defineCommand({
+  name: 'drain',
+  summary: 'drain the local sidecar: refuse new calls, keep existing ones; --wait blocks until empty',
+  usage: 'drain [--wait] [--url http://127.0.0.1:9450] [--deadline-seconds N]',
+  options: drainOptions,
+  async run(config, _positionals, ctx) {
+    const base = config.url.replace(/\/+$/, '');
+    const started = Date.now();
+    const body = config.deadlineSeconds > 0 ? JSON.stringify({ deadlineSeconds: config.deadlineSeconds }) : '';
+    const first = await call(`${base}/drain`, { method: 'POST', body, headers: { 'content-type': 'application/json' } });
+    const sessionsOf = (s: StatusBody) => s.drain?.sessionsLeft ?? s.rtpengine?.sessionsOwn ?? s.sessions ?? 0;
+    const line = (s: StatusBody) => {
+      const d = s.drain!;
+      const elapsed = ((Date.now() - started) / 1000).toFixed(1);
+      const deadline = d.deadlineAt ? `, deadline in ${Math.max(0, (d.deadlineAt - Date.now()) / 1000).toFixed(0)} s` : '';
+      ctx.stdout.write(`${d.phase}: ${sessionsOf(s)} session(s) left, ${elapsed} s elapsed${d.phase === 'draining' ? deadline : ''}\n`);
+    };
+    let s = first;
+    if (!statusSchema.safeParse(s).success) throw new SidecarError('SIDECAR_UNREACHABLE', { url: base, reason: 'POST /drain answered without a drain phase' });
+    line(s);
+    if (!config.wait) return Exit.OK;
+    while (s.drain!.phase !== 'drained') {
+      if (ctx.signal.aborted) {
+        ctx.stdout.write('stopped waiting; the sidecar keeps draining\n');
+        return Exit.TEMPFAIL;
+      }
+      await new Promise((r) => setTimeout(r, config.pollMs));
+      try {
+        s = await call(`${base}/status`);
+      } catch (e) {
+        // The sidecar ends the pod once a drain completes; seen empty last time → that is what happened.
+        if (sessionsOf(s) === 0) {
+          ctx.stdout.write(`sidecar went away after draining to 0 sessions, ${((Date.now() - started) / 1000).toFixed(1)} s elapsed\n`);
+          return Exit.OK;
+        }
+        throw e;
+      }
+      if (!statusSchema.safeParse(s).success) throw new SidecarError('SIDECAR_UNREACHABLE', { url: base, reason: 'GET /status answered without a drain phase' });
+      line(s);
+    }
+    if (s.drain!.outcome === 'deadline') {
+      const e = new SidecarError('DRAIN_DEADLINE', { deadlineS: ((s.drain!.deadlineAt! - s.drain!.startedAt!) / 1000).toFixed(0), sessions: sessionsOf(s) });
+      ctx.log.warn({ code: e.code }, e.message);
+      ctx.stdout.write(`${e.message}\n`);
+      return e.exitCode;
+    }
+    ctx.stdout.write(`drained: 0 sessions after ${((Date.now() - started) / 1000).toFixed(1)} s\n`);
+    return Exit.OK;
+  },
+});

@@ -1,0 +1,80 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { gate, DrainController, type GateInput, type GateDecision } from './drain.js';
+import { systemClock } from '../clock.js';
+import { silentLogger } from '../log.js';
+
+type Row = [string, Partial<GateInput>, GateDecision];
+const base: GateInput = { command: 'offer', known: false, hasCallId: true, draining: false, upstreamUp: true };
+const F: GateDecision = { action: 'forward' };
+const RD: GateDecision = { action: 'refuse', why: 'draining' };
+const RU: GateDecision = { action: 'refuse', why: 'upstream-down' };
+const FU: GateDecision = { action: 'fail', why: 'upstream-down' };
+
+const rows: Row[] = [
+  ['serving: new offer forwarded', {}, F],
+  ['serving: answer for unknown call forwarded (rtpengine decides)', { command: 'answer' }, F],
+  ['serving: statistics forwarded', { command: 'statistics', hasCallId: false }, F],
+  ['draining: ping forwarded (pong keeps the node enabled)', { command: 'ping', hasCallId: false, draining: true }, F],
+  ['draining: new offer refused', { draining: true }, RD],
+  ['draining: offer without call-id refused', { draining: true, hasCallId: false }, RD],
+  ['draining: re-INVITE offer for a held call forwarded', { draining: true, known: true }, F],
+  ['draining: answer for a held call forwarded', { command: 'answer', draining: true, known: true }, F],
+  ['draining: delete for a held call forwarded', { command: 'delete', draining: true, known: true }, F],
+  ['draining: query for a held call forwarded', { command: 'query', draining: true, known: true }, F],
+  ['draining: publish for a new call refused', { command: 'publish', draining: true, hasCallId: false }, RD],
+  ['draining: create refused', { command: 'create', draining: true }, RD],
+  ['draining: transform refused', { command: 'transform', draining: true, hasCallId: false }, RD],
+  ['draining: delete for an unknown call → load limit (walk on)', { command: 'delete', draining: true }, RD],
+  ['draining: answer for an unknown call → load limit', { command: 'answer', draining: true }, RD],
+  ['draining: statistics (no call-id) forwarded', { command: 'statistics', hasCallId: false, draining: true }, F],
+  ['draining: list forwarded', { command: 'list', hasCallId: false, draining: true }, F],
+  ['down: new offer refused (fail over at once)', { upstreamUp: false }, RU],
+  ['down: publish refused', { command: 'publish', hasCallId: false, upstreamUp: false }, RU],
+  ['down: re-INVITE for a held call fails with the reason', { known: true, upstreamUp: false }, FU],
+  ['down: delete for a held call fails', { command: 'delete', known: true, upstreamUp: false }, FU],
+  ['down: answer for an unknown call fails', { command: 'answer', upstreamUp: false }, FU],
+  ['down: ping answered with an error, never silence', { command: 'ping', hasCallId: false, upstreamUp: false }, FU],
+  ['down: statistics fails', { command: 'statistics', hasCallId: false, upstreamUp: false }, FU],
+  ['down and draining: new offer refused as draining', { draining: true, upstreamUp: false }, RD],
+  ['down and draining: held call fails', { command: 'delete', known: true, draining: true, upstreamUp: false }, FU],
+  ['no command at all: forwarded (rtpengine explains)', { command: undefined, hasCallId: false }, F],
+  ['unknown command, unknown call, draining → load limit', { command: 'block media', draining: true }, RD],
+];
+
+for (const [name, input, want] of rows) {
+  test(`gate: ${name}`, () => assert.deepEqual(gate({ ...base, ...input }), want));
+}
+
+test('drain controller: serving → draining → drained at 0 sessions; wait() resolves; start idempotent', async () => {
+  const d = new DrainController({ clock: systemClock, log: silentLogger });
+  const phases: string[] = [];
+  d.on('phase', (s) => phases.push(s.phase));
+  assert.equal(d.phase, 'serving');
+  d.observe(0); // not draining: ignored
+  assert.equal(d.phase, 'serving');
+  const first = d.start(60_000, 'test');
+  const again = d.start(120_000, 'test');
+  assert.equal(again.deadlineAt, first.deadlineAt, 'a later deadline does not extend the drain');
+  const earlier = d.start(30_000, 'test');
+  assert.ok(earlier.deadlineAt! < first.deadlineAt!, 'an earlier deadline wins');
+  const waiting = d.wait();
+  d.observe(3);
+  assert.equal(d.status().sessionsLeft, 3);
+  d.observe(0);
+  const done = await waiting;
+  assert.equal(done.outcome, 'empty');
+  assert.deepEqual(phases, ['draining', 'drained']);
+  assert.equal(d.start(1000).phase, 'drained', 'a drained controller stays drained');
+  d.close();
+});
+
+test('drain controller: deadline ends the drain with outcome deadline', async () => {
+  const d = new DrainController({ clock: systemClock, log: silentLogger });
+  d.start(30, 'test');
+  d.observe(2);
+  const s = await d.wait();
+  assert.equal(s.outcome, 'deadline');
+  assert.equal(s.sessionsLeft, 2);
+  d.close();
+});

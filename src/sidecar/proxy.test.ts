@@ -1,0 +1,73 @@
+// The proxy's own answers, without rtpengine: bad input is answered or dropped, never a crash.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { createSocket } from 'node:dgram';
+import fc from 'fast-check';
+import { startNgProxy, localReply } from './proxy.js';
+import { proxyConfigWith, parseHostPort, sourceMatcher } from './proxy-options.js';
+import { createRegistry } from '../metrics.js';
+import { silentLogger } from '../log.js';
+import { scanRouting } from '../ng/scan.js';
+import { decodeDict, str } from '../ng/codec.js';
+import { freePort } from '../../test/support/ports.js';
+
+test('localReply: bencode and JSON flat dictionaries', () => {
+  assert.equal(localReply('bencode', { result: 'load limit', message: 'draining' }).toString(), 'd6:result10:load limit7:message8:draininge');
+  assert.equal(localReply('json', { result: 'error', 'error-reason': 'x' }).toString(), '{"result":"error","error-reason":"x"}');
+  assert.equal(str(decodeDict(localReply('bencode', { result: 'error', 'error-reason': 'ünï' }))['error-reason']), 'ünï');
+});
+
+test('options: host:port and CIDR parsing, allowlist matching (IPv4, IPv6, mapped)', () => {
+  assert.deepEqual(parseHostPort('[::1]:2223'), { host: '::1', port: 2223 });
+  assert.deepEqual(parseHostPort('10.0.0.1:22222'), { host: '10.0.0.1', port: 22222 });
+  assert.equal(parseHostPort('10.0.0.1'), undefined);
+  assert.equal(parseHostPort('10.0.0.1:70000'), undefined);
+  const m = sourceMatcher(['10.0.0.0/8', 'fd00::/8'])!;
+  assert.equal(m('10.1.2.3'), true);
+  assert.equal(m('::ffff:10.1.2.3'), true);
+  assert.equal(m('11.0.0.1'), false);
+  assert.equal(m('fd12::1'), true);
+  assert.equal(m('fe80::1'), false);
+  assert.equal(sourceMatcher([]), undefined);
+});
+
+test('bad input never crashes the proxy: every datagram with a cookie and a broken dictionary gets an error with a reason', async () => {
+  const port = await freePort();
+  const dead = await freePort(); // nothing listens: valid requests would time out, so only broken ones are sent
+  const registry = createRegistry({ defaultMetrics: false });
+  const proxy = await startNgProxy(proxyConfigWith({ ngListen: [`127.0.0.1:${port}`], ngUpstream: `127.0.0.1:${dead}`, ngUpstreamTimeoutMs: 50, ngUpstreamRetries: 0, ngHealthIntervalMs: 60_000 }), { log: silentLogger, registry });
+  const sock = createSocket('udp4');
+  await new Promise<void>((r) => sock.bind(0, '127.0.0.1', () => r()));
+  const replies = new Map<string, Buffer>();
+  sock.on('message', (m) => replies.set(m.toString('latin1', 0, m.indexOf(0x20)), m));
+  try {
+    const inputs: Buffer[] = [];
+    fc.assert(fc.property(fc.uint8Array({ maxLength: 300 }), fc.constantFrom('d', '{', 'l', 'x', ''), (bytes, lead) => {
+      const dict = Buffer.concat([Buffer.from(lead), Buffer.from(bytes)]);
+      try { scanRouting(dict); return; } catch { /* broken: keep it */ }
+      inputs.push(dict);
+    }), { numRuns: 300 });
+    for (const [i, dict] of inputs.entries()) {
+      sock.send(Buffer.concat([Buffer.from(`fz${i} `), dict]), port, '127.0.0.1');
+      if (i % 25 === 24) await new Promise((r) => setTimeout(r, 5)); // stay inside socket buffers
+    }
+    const deadline = Date.now() + 5000;
+    while (replies.size < inputs.length && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+    assert.equal(replies.size, inputs.length, 'every broken request was answered');
+    for (const [c, m] of replies) {
+      const body = m.subarray(c.length + 1);
+      const d = body[0] === 0x7b ? JSON.parse(body.toString()) : decodeDict(body);
+      assert.equal(str(d.result), 'error');
+      assert.ok((str(d['error-reason']) ?? '').length > 0);
+    }
+    // No cookie: dropped and counted, no reply.
+    sock.send(Buffer.from('nospace'), port, '127.0.0.1');
+    sock.send(Buffer.from(' leading-space'), port, '127.0.0.1');
+    await new Promise((r) => setTimeout(r, 100));
+    const dropped = (await registry.getSingleMetric('rtpengine_k8s_ng_dropped_datagrams_total')!.get()).values.find((v) => v.labels.reason === 'no_cookie');
+    assert.equal(dropped?.value, 2);
+  } finally {
+    sock.close();
+    await proxy.close();
+  }
+});
