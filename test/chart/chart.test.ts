@@ -55,10 +55,10 @@ test('values.yaml validates against values.schema.json', () => {
 
 test('the schema rejects what the programs would reject', () => {
   const bad: Array<[string, Record<string, unknown>]> = [
-    ['table out of 0-63', { allocator: { tableMax: 64 } }],
+    ['table out of 0-63', { allocator: { tableRange: '0-64' } }],
     ['unknown mode', { rtpengine: { mode: 'sidecarless' } }],
     ['unknown key', { rtpengine: { replica: 3 } }],
-    ['bad pool range', { pools: [{ name: 'media', range: '192.0.2.0' }] }],
+    ['bad pool range', { pools: [{ name: 'media', cidr: '192.0.2.0' }] }],
     ['stabilization > 3600', { autoscaling: { hpa: { scaleDownStabilizationSeconds: 7200 } } }],
     ['margin below 10 s', { sidecar: { drainMarginSeconds: 0 } }],
   ];
@@ -130,13 +130,15 @@ test('rtpengine pod: native sidecar, preStop drain, grace = deadline + margin, N
   assert.equal(sidecar.restartPolicy, 'Always');
   assert.ok(sidecar.startupProbe, 'rtpengine must start only after the sidecar rendered the config');
   const rtpengine = pod.containers.find((c: any) => c.name === 'rtpengine');
-  assert.deepEqual(rtpengine.lifecycle.preStop.exec.command, ['rtpengine-k8s', 'drain', '--wait']);
+  const drainCmd = ['rtpengine-k8s', 'drain', '--wait', `--url=http://127.0.0.1:${v.sidecar.httpPort}`];
+  assert.deepEqual(rtpengine.lifecycle.preStop.exec.command, drainCmd);
+  assert.ok(sidecar.env.some((e: any) => e.name === 'RTPE_K8S_CONTROL_LISTEN' && e.value.endsWith(`:${v.sidecar.httpPort}`)), 'drain --url and the control port agree');
   assert.equal(pod.terminationGracePeriodSeconds, v.sidecar.drainDeadlineSeconds + v.sidecar.drainMarginSeconds);
   assert.equal(renderChart({ sidecar: { drainDeadlineSeconds: 14400 } }).objects.find((o) => o.kind === 'Deployment').spec.template.spec.terminationGracePeriodSeconds, 14400 + v.sidecar.drainMarginSeconds);
 
   const plain = deployment(renders.plainSidecar!);
   assert.equal(plain.initContainers, undefined);
-  for (const c of plain.containers) assert.deepEqual(c.lifecycle.preStop.exec.command, ['rtpengine-k8s', 'drain', '--wait'], c.name);
+  for (const c of plain.containers) assert.deepEqual(c.lifecycle.preStop.exec.command, drainCmd, c.name);
   const exec = deployment(renders.exec!);
   assert.deepEqual(exec.containers.map((c: any) => c.name), ['sidecar']);
   assert.match(exec.containers[0].image, /-exec$/);
@@ -270,23 +272,24 @@ function commandOf(c: any): string {
 }
 
 test('every env var the chart sets is accepted by that container\'s command', () => {
-  const problems: string[] = [];
+  const problems = new Set<string>();
   for (const [name, r] of Object.entries(renders)) {
     for (const o of r.objects.filter((x) => x.kind === 'Deployment' || x.kind === 'DaemonSet')) {
       const spec = o.spec.template.spec;
       for (const c of [...(spec.initContainers ?? []), ...spec.containers]) {
         const cmd = commandOf(c);
         const ok = acceptedEnv(cmd);
-        for (const e of c.env ?? []) if (!ok.has(e.name)) problems.push(`${name}: ${o.kind}/${c.name} sets ${e.name}, unknown to '${cmd}'`);
-        // A preStop drain runs with the container's env: it must find the sidecar and know the deadline.
-        if (c.lifecycle?.preStop) {
-          const drainOk = acceptedEnv('drain');
-          for (const e of c.env ?? []) if (cmd !== 'drain' && !drainOk.has(e.name) && !ok.has(e.name)) problems.push(`${name}: ${c.name} preStop env ${e.name}`);
+        for (const e of c.env ?? []) if (!ok.has(e.name)) problems.add(`${o.kind}/${c.name} sets ${e.name}, unknown to '${cmd}'`);
+        // The preStop drain runs with this container's env: nothing there may change its target.
+        if (c.lifecycle?.preStop && cmd !== 'drain') {
+          const common = new Set(Object.entries(commonOptions).map(([k, d]) => envName(k, d)));
+          const drainEnv = acceptedEnv('drain');
+          for (const e of c.env ?? []) if (drainEnv.has(e.name) && !common.has(e.name)) problems.add(`${o.kind}/${c.name}: ${e.name} would also steer the preStop drain`);
         }
       }
     }
   }
-  assert.deepEqual(problems, []);
+  assert.deepEqual([...problems], []);
 });
 
 test('the Kamailio example: parseable, kamailio-sync env accepted, RBAC equals the documented one', () => {

@@ -72,10 +72,9 @@ app.kubernetes.io/component: allocator
 {{- add .Values.sidecar.drainDeadlineSeconds .Values.sidecar.drainMarginSeconds -}}
 {{- end -}}
 
-{{/* Where `drain --wait` and probes reach the sidecar inside the pod. */}}
-{{- define "rtpengine-k8s.drainEnv" -}}
-- name: RTPE_K8S_SIDECAR_URL
-  value: {{ printf "http://127.0.0.1:%d" (int .Values.sidecar.httpPort) | quote }}
-- name: RTPE_K8S_DRAIN_DEADLINE
-  value: {{ .Values.sidecar.drainDeadlineSeconds | quote }}
+{{/* The preStop hook: drain through the sidecar's control port (loopback) and wait until the
+     last call is gone or the sidecar's deadline passes. */}}
+{{- define "rtpengine-k8s.preStopDrain" -}}
+exec:
+  command: ["rtpengine-k8s", "drain", "--wait", {{ printf "--url=http://127.0.0.1:%d" (int .Values.sidecar.httpPort) | quote }}]
 {{- end -}}

@@ -94,8 +94,7 @@
     preStop:
       # As a plain container (or alone, in exec mode) TERM order is not defined: the sidecar
       # itself must wait for the calls to end.
-      exec:
-        command: ["rtpengine-k8s", "drain", "--wait"]
+      {{- include "rtpengine-k8s.preStopDrain" . | nindent 6 }}
   {{- end }}
   securityContext:
     # uid 0 for iptables-restore and `ip addr`; NET_ADMIN covers both, inside this pod's own
