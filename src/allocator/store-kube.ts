@@ -15,6 +15,8 @@ export const LABEL_NODE = 'rtpengine-k8s.io/node';
 export const LABEL_TABLE = 'rtpengine-k8s.io/table';
 export const LABEL_UID = 'rtpengine-k8s.io/pod-uid';
 export const ANNOTATION_ALLOCATION = 'rtpengine-k8s.io/allocation';
+/** Keeps a Lease (and so the record of its kernel table) until we cleaned up, even after GC. */
+export const FINALIZER = 'rtpengine-k8s.io/release';
 const MANAGER = 'rtpengine-k8s';
 
 export interface KubePoolConfig {
@@ -86,6 +88,7 @@ export class KubeStore implements AllocationStore {
         labels: { [LABEL_MANAGED]: MANAGER, [LABEL_NODE]: nodeLabel(this.o.node), [LABEL_TABLE]: String(a.table), [LABEL_UID]: a.pod.uid },
         annotations: { [ANNOTATION_ALLOCATION]: JSON.stringify(a satisfies Record_) },
         ownerReferences,
+        finalizers: [FINALIZER],
       },
       spec: { holderIdentity: a.pod.uid, acquireTime: t as any, renewTime: new Date(a.renewedAt || t.getTime()) as any },
     };
@@ -180,13 +183,23 @@ export class KubeStore implements AllocationStore {
     }
   }
 
+  /** Drop our finalizer (a Lease the GC already marked then disappears), then delete. */
   private async deleteLease(a: Allocation): Promise<void> {
-    const cached = this.leases.get(a.table);
-    const uid = cached?.spec?.holderIdentity === a.pod.uid ? cached.metadata?.uid : undefined;
-    try {
-      await this.kube.deleteLease(this.o.leaseNamespace, leaseName(this.o.node, a.table), uid ? { uid } : undefined);
-    } catch (e) {
-      if (kubeStatus(e) !== 409) throw e; // 409: the name now belongs to another Lease object — not ours to delete
+    const name = leaseName(this.o.node, a.table);
+    for (let attempt = 0; attempt < 5; attempt++) {
+      const cur = attempt === 0 ? (this.leases.get(a.table) ?? await this.kube.getLease(this.o.leaseNamespace, name)) : await this.kube.getLease(this.o.leaseNamespace, name);
+      if (!cur || cur.spec?.holderIdentity !== a.pod.uid) break; // gone, or the name belongs to another holder now
+      try {
+        if (cur.metadata?.finalizers?.includes(FINALIZER)) {
+          await this.kube.replaceLease(this.o.leaseNamespace, { ...cur, metadata: { ...cur.metadata, finalizers: cur.metadata.finalizers.filter((f) => f !== FINALIZER) } });
+        }
+        await this.kube.deleteLease(this.o.leaseNamespace, name, { uid: cur.metadata!.uid! });
+        break;
+      } catch (e) {
+        const st = kubeStatus(e);
+        if (st === 404) break;
+        if (st !== 409) throw e; // stale cache or a concurrent change: re-read
+      }
     }
     this.leases.delete(a.table);
   }

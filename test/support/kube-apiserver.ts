@@ -20,6 +20,7 @@ export interface KMeta {
   deletionTimestamp?: string;
   deletionGracePeriodSeconds?: number;
   creationTimestamp?: string;
+  finalizers?: string[];
   [k: string]: unknown;
 }
 
@@ -326,6 +327,18 @@ export async function startKubeApiServer(opts: StandInOptions = {}): Promise<Kub
     const m = objects.get(resource)!;
     const k = key(o.metadata.namespace, o.metadata.name);
     if (!m.has(k)) return;
+    const cur = m.get(k)!;
+    if ((cur.metadata.finalizers as string[] | undefined)?.length) {
+      // Finalizers hold the object: mark it terminating; it goes when the last finalizer is removed.
+      if (cur.metadata.deletionTimestamp) return;
+      const marked = clone(cur);
+      marked.metadata.deletionTimestamp = new Date().toISOString().replace(/\.\d+Z$/, 'Z');
+      marked.metadata.deletionGracePeriodSeconds = 0;
+      marked.metadata.resourceVersion = String(++rv);
+      m.set(k, marked);
+      emit(resource, 'MODIFIED', marked, cur);
+      return;
+    }
     m.delete(k);
     const gone = { ...clone(o), metadata: { ...clone(o.metadata), resourceVersion: String(++rv) } };
     emit(resource, 'DELETED', gone);
@@ -389,6 +402,7 @@ export async function startKubeApiServer(opts: StandInOptions = {}): Promise<Kub
       }
       objects.get(resource)!.set(key(current.metadata.namespace, current.metadata.name), obj);
       emit(resource, 'MODIFIED', obj, current);
+      if (obj.metadata.deletionTimestamp && !(obj.metadata.finalizers as string[] | undefined)?.length && resource !== 'pods') removeNow(resource, obj);
       if (obj.metadata.ownerReferences?.length) scheduleGc();
       return clone(obj);
     },
