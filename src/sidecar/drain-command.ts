@@ -14,11 +14,24 @@ export const drainOptions = {
   pollMs: opt.int('with --wait, poll the sidecar this often', 1000, { min: 50 }),
 };
 
-interface StatusBody { drain?: DrainStatus; sessions?: number; rtpengine?: { sessionsOwn?: number } }
+interface ProxyView { drain: DrainStatus; sessions?: number; rtpengine?: { sessionsOwn?: number } }
 
-const statusSchema = z.object({ drain: z.object({ phase: z.enum(['serving', 'draining', 'drained']) }).passthrough() }).passthrough();
+const drainSchema = z.object({ phase: z.enum(['serving', 'draining', 'drained']) }).passthrough();
+const proxySchema = z.object({ drain: drainSchema, sessions: z.number().optional() }).passthrough();
 
-async function call(url: string, init?: RequestInit): Promise<StatusBody> {
+/**
+ * The drain view in any of the shapes the control server answers: the proxy's status
+ * (`{drain, sessions, rtpengine}`), the sidecar's (`{proxy: {…}}`), or a bare DrainStatus.
+ */
+export function proxyView(body: unknown): ProxyView | undefined {
+  const b = body as Record<string, unknown> | null;
+  if (!b || typeof b !== 'object') return undefined;
+  for (const cand of [b, b.proxy]) if (proxySchema.safeParse(cand).success) return cand as unknown as ProxyView;
+  if (drainSchema.safeParse(b).success) return { drain: b as unknown as DrainStatus, sessions: typeof b.sessions === 'number' ? b.sessions : undefined };
+  return undefined;
+}
+
+async function call(url: string, init?: RequestInit): Promise<ProxyView> {
   let res: Response;
   try {
     res = await fetch(url, { ...init, signal: AbortSignal.timeout(5000) });
@@ -29,7 +42,9 @@ async function call(url: string, init?: RequestInit): Promise<StatusBody> {
   if (!res.ok) throw new SidecarError('SIDECAR_UNREACHABLE', { url, reason: `HTTP ${res.status}: ${text.trim()}` });
   let body: unknown;
   try { body = JSON.parse(text); } catch { throw new SidecarError('SIDECAR_UNREACHABLE', { url, reason: `not JSON: ${text.slice(0, 200)}` }); }
-  return body as StatusBody;
+  const v = proxyView(body);
+  if (!v) throw new SidecarError('SIDECAR_UNREACHABLE', { url, reason: `answered without a drain phase: ${text.slice(0, 200)}` });
+  return v;
 }
 
 export const drainCommand = defineCommand({
@@ -42,18 +57,17 @@ export const drainCommand = defineCommand({
     const started = Date.now();
     const body = config.deadlineSeconds > 0 ? JSON.stringify({ deadlineSeconds: config.deadlineSeconds }) : '';
     const first = await call(`${base}/drain`, { method: 'POST', body, headers: { 'content-type': 'application/json' } });
-    const sessionsOf = (s: StatusBody) => s.drain?.sessionsLeft ?? s.rtpengine?.sessionsOwn ?? s.sessions ?? 0;
-    const line = (s: StatusBody) => {
-      const d = s.drain!;
+    const sessionsOf = (s: ProxyView) => s.drain?.sessionsLeft ?? s.rtpengine?.sessionsOwn ?? s.sessions ?? 0;
+    const line = (s: ProxyView) => {
+      const d = s.drain;
       const elapsed = ((Date.now() - started) / 1000).toFixed(1);
       const deadline = d.deadlineAt ? `, deadline in ${Math.max(0, (d.deadlineAt - Date.now()) / 1000).toFixed(0)} s` : '';
       ctx.stdout.write(`${d.phase}: ${sessionsOf(s)} session(s) left, ${elapsed} s elapsed${d.phase === 'draining' ? deadline : ''}\n`);
     };
     let s = first;
-    if (!statusSchema.safeParse(s).success) throw new SidecarError('SIDECAR_UNREACHABLE', { url: base, reason: 'POST /drain answered without a drain phase' });
     line(s);
     if (!config.wait) return Exit.OK;
-    while (s.drain!.phase !== 'drained') {
+    while (s.drain.phase !== 'drained') {
       if (ctx.signal.aborted) {
         ctx.stdout.write('stopped waiting; the sidecar keeps draining\n');
         return Exit.TEMPFAIL;
@@ -69,11 +83,10 @@ export const drainCommand = defineCommand({
         }
         throw e;
       }
-      if (!statusSchema.safeParse(s).success) throw new SidecarError('SIDECAR_UNREACHABLE', { url: base, reason: 'GET /status answered without a drain phase' });
       line(s);
     }
-    if (s.drain!.outcome === 'deadline') {
-      const e = new SidecarError('DRAIN_DEADLINE', { deadlineS: ((s.drain!.deadlineAt! - s.drain!.startedAt!) / 1000).toFixed(0), sessions: sessionsOf(s) });
+    if (s.drain.outcome === 'deadline') {
+      const e = new SidecarError('DRAIN_DEADLINE', { deadlineS: ((s.drain.deadlineAt! - s.drain.startedAt!) / 1000).toFixed(0), sessions: sessionsOf(s) });
       ctx.log.warn({ code: e.code }, e.message);
       ctx.stdout.write(`${e.message}\n`);
       return e.exitCode;
