@@ -3,10 +3,12 @@ import type { Command } from './command.js';
 import { allocatorCommand, ctlCommand } from './allocator/commands.js';
 import { sidecarCommand } from './sidecar/main.js';
 import { drainCommand } from './sidecar/drain-command.js';
+import { kamailioSyncCommand } from './kamailio/commands.js';
 
 export const commands: readonly Command<any>[] = [
   allocatorCommand,
   ctlCommand,
   sidecarCommand,
   drainCommand,
+  kamailioSyncCommand,
 ];

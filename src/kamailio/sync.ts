@@ -278,3 +278,39 @@ export class KamailioSync {
     this.log.info({ nodes: this.table!.length, verified: ok }, ok ? 'Kamailio reloaded the rtpengine table' : 'Kamailio reloaded, but rtpengine.show differs from the table file');
   }
 }
+
+/**
+ * Init-container mode: write the table from one list of EndpointSlices, before Kamailio starts
+ * (it needs the file to start). Waits up to `timeoutMs` for a serving rtpengine; with none, an
+ * existing table is kept, and only a missing one is created empty (there is nothing to preserve).
+ */
+export async function writeOnce(o: Pick<SyncOptions, 'dbDir' | 'table' | 'select'>, list: () => Promise<EndpointSlice[]>,
+  d: { clock: Clock; log: Logger; timeoutMs: number; pollMs?: number; signal?: AbortSignal }): Promise<{ rows: number; wrote: boolean }> {
+  const log = d.log.child({ component: 'kamailio-sync' });
+  const path = join(o.dbDir, o.table);
+  await ensureVersionRow(o.dbDir, o.table);
+  const end = d.clock.monotonic() + d.timeoutMs;
+  for (;;) {
+    let nodes: DesiredNode[] = [];
+    try {
+      nodes = desiredNodes(await list(), o.select);
+    } catch (e) {
+      log.warn({ err: (e as Error).message }, 'listing EndpointSlices failed; retrying');
+    }
+    if (nodes.length) {
+      await writeFileAtomic(path, renderRtpengineTable(nodes.map((n) => ({ setid: n.setid, url: n.url, weight: n.weight, disabled: false }))));
+      log.info({ path, nodes: nodes.map(label) }, 'wrote the rtpengine table');
+      return { rows: nodes.length, wrote: true };
+    }
+    if (d.clock.monotonic() >= end || d.signal?.aborted) break;
+    await d.clock.sleep(d.pollMs ?? 1000, d.signal);
+  }
+  const existing = await readRtpengineTable(path).catch(() => undefined);
+  if (existing) {
+    log.warn({ path, rows: existing.length }, 'no serving rtpengine found; keeping the existing table');
+    return { rows: existing.length, wrote: false };
+  }
+  await writeFileAtomic(path, renderRtpengineTable([]));
+  log.warn({ path }, 'no serving rtpengine found and no table yet; wrote an empty table so Kamailio can start (the sync fills it)');
+  return { rows: 0, wrote: true };
+}
