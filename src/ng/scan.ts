@@ -42,7 +42,7 @@ function requestField(b: Uint8Array, at: number, len: number): number {
 }
 function replyField(b: Uint8Array, at: number, len: number): number {
   if (len === 6) return eq(b, at, K_RESULT) ? F_RESULT : F_NONE;
-  if (len === 7) return eqAny(b, at, K_CALL_ID) ? F_CALL_ID : F_NONE;
+  if (len === 7) return eq(b, at, K_CALL_ID[0]!) ? F_CALL_ID : F_NONE; // replies spell it one way
   return F_NONE;
 }
 
