@@ -20,7 +20,7 @@ const variants: Record<string, Record<string, unknown>> = {
   defaults: {},
   plainSidecar: { rtpengine: { nativeSidecar: false, podAnnotations: { team: 'voice' }, podLabels: { tier: 'media' } } },
   exec: { rtpengine: { mode: 'exec', advertisedAddress: '203.0.113.7', extraOptions: { 'num-threads': '4' } } },
-  multus: { multus: { enabled: true }, allocator: { ipMode: 'multus' }, rtpengine: { interface: 'net1' } },
+  multus: { multus: { enabled: true }, allocator: { ipMode: 'network-status' }, rtpengine: { interface: 'net1' } },
   hostDevice: { multus: { enabled: true, type: 'host-device', device: 'ens5' } },
   fileStore: { allocator: { store: 'file', privileged: true } },
   keda: { autoscaling: { hpa: { enabled: false }, keda: { enabled: true } } },
@@ -271,7 +271,7 @@ function commandOf(c: any): string {
 
 test('every env var the chart sets is accepted by that container\'s command', () => {
   const problems = new Set<string>();
-  for (const [name, r] of Object.entries(renders)) {
+  for (const r of Object.values(renders)) {
     for (const o of r.objects.filter((x) => x.kind === 'Deployment' || x.kind === 'DaemonSet')) {
       const spec = o.spec.template.spec;
       for (const c of [...(spec.initContainers ?? []), ...spec.containers]) {
@@ -294,10 +294,13 @@ test('the Kamailio example: parseable, kamailio-sync env accepted, RBAC equals t
   const file = join(repo, 'docs', 'examples', 'kamailio-sync.yaml');
   const docs = loadAll(file).filter(Boolean);
   const pod = docs.find((d: any) => d.kind === 'Deployment')!.spec.template.spec;
-  const sync = [...(pod.initContainers ?? []), ...pod.containers].find((c: any) => c.args?.[0] === 'kamailio-sync');
-  assert.ok(sync, 'the example has a kamailio-sync container');
+  const syncs = [...(pod.initContainers ?? []), ...pod.containers].filter((c: any) => c.args?.[0] === 'kamailio-sync');
+  assert.equal(syncs.length, 2, 'the example has the --once init container and the native sidecar');
   const ok = acceptedEnv('kamailio-sync');
-  for (const e of sync.env ?? []) assert.ok(ok.has(e.name), `kamailio-sync does not accept ${e.name}`);
+  for (const sync of syncs) {
+    for (const e of sync.env ?? []) assert.ok(ok.has(e.name), `kamailio-sync does not accept ${e.name}`);
+    for (const a of sync.args.slice(1)) assert.ok(ok.has(`RTPE_K8S_${a.replace(/^--/, '').replace(/=.*/, '').replace(/-/g, '_').toUpperCase()}`), `kamailio-sync does not accept ${a}`);
+  }
   const role = docs.find((d: any) => d.kind === 'Role');
   const rules = new Set<string>();
   for (const r of role.rules) for (const g of r.apiGroups) for (const res of r.resources) for (const v of r.verbs) rules.add(`release|${g}|${res}|${v}`);

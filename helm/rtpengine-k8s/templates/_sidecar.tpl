@@ -41,7 +41,7 @@
       value: {{ .Values.rtpengine.requireKernel | quote }}
     # reserved: the allocator reserved the IP and the sidecar adds it; cni: Multus/whereabouts did.
     - name: RTPE_K8S_MEDIA_ADDRESS_MODE
-      value: {{ ternary "cni" "reserved" (eq .Values.allocator.ipMode "multus") | quote }}
+      value: {{ ternary "cni" "reserved" (eq .Values.allocator.ipMode "network-status") | quote }}
     - name: RTPE_K8S_MEDIA_INTERFACE
       value: {{ ternary .Values.multus.interfaceName .Values.rtpengine.interface .Values.multus.enabled | quote }}
     - name: RTPE_K8S_NG_LISTEN
