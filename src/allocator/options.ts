@@ -34,6 +34,15 @@ export const allocatorOptions = {
   leaseTtl: opt.number('lease TTL in seconds: an allocation not renewed (Renew RPC) within it is reclaimed; 0 = never', 60, { min: 0 }),
   sweepInterval: opt.number('seconds between lease/busy-table sweeps', 2, { min: 0.05 }),
   metricsListen: opt.optionalString('serve /metrics and /healthz over HTTP: PORT (loopback) or HOST:PORT'),
+  // Kubernetes mode (docs/kubernetes.md; wiring in reconcile-kube.ts: startKubernetesMode)
+  store: opt.enum('where allocations are kept', ['file', 'kubernetes'] as const, 'file'),
+  kubeconfig: opt.optionalString('kubeconfig file for --store kubernetes (default: in-cluster / KUBECONFIG search)', { env: 'RTPE_K8S_KUBECONFIG' }),
+  leaseNamespace: opt.string('namespace of the table Leases (owner references only to pods in it)', 'kube-system'),
+  poolNamespace: opt.string("namespace of whereabouts' IPPools (the whereabouts DaemonSet's namespace)", 'kube-system'),
+  networkName: opt.optionalString('whereabouts network_name: IPPool names get this prefix'),
+  ipMode: opt.enum('media IPs: reserve entries in IPPools, or use the address whereabouts gave the pod (network-status)', ['reserve', 'network-status'] as const, 'reserve'),
+  networkStatusInterface: opt.string('pod interface read from k8s.v1.cni.cncf.io/network-status in --ip-mode network-status', 'net1'),
+  resyncInterval: opt.number('seconds between full pod resyncs in Kubernetes mode', 300, { min: 1 }),
 } satisfies OptionSet;
 
 export const ctlOptions = {

@@ -1,7 +1,8 @@
 // Kubernetes-mode wiring around the allocator service: a pod informer on this node releases the
 // allocation of a deleted or replaced pod (kernel table cleaned by the service), a periodic resync
 // catches what events missed, and Acquire passes the identity check first.
-import type { KubePort, Pod, Informer } from '../kube/client.js';
+import { createKubeClient, kubeConfigFrom, type KubePort, type Pod, type Informer } from '../kube/client.js';
+import { KubeStore } from './store-kube.js';
 import type { Logger } from '../log.js';
 import type { PodRef } from './store.js';
 import type { AllocationView } from './wire.js';
@@ -134,4 +135,50 @@ export class KubeReconciler {
     await this.informer?.stop();
     await this.resyncing?.catch(() => undefined);
   }
+}
+
+export interface KubernetesModeConfig {
+  node: string;
+  pools: PoolConfig[];
+  kubeconfig?: string;
+  leaseNamespace: string;
+  poolNamespace: string;
+  networkName?: string;
+  ipMode: 'reserve' | 'network-status';
+  networkStatusInterface: string;
+  resyncIntervalMs: number;
+}
+
+/**
+ * Wiring for `--store kubernetes` (called by allocator.ts):
+ *   const km = kubernetesMode(cfg, log);            // before AllocatorService.open: km.store, km.servicePools
+ *   const guarded = await km.attach(service);       // rebuild + first resync, before serving
+ *   startServer(guarded, …); on close: await km.stop();
+ * `guarded` is the service with acquire() behind the identity check (and network-status addresses).
+ */
+export function kubernetesMode(cfg: KubernetesModeConfig, log: Logger, kube?: KubePort) {
+  const port = kube ?? createKubeClient(kubeConfigFrom({ kubeconfig: cfg.kubeconfig }));
+  const reserve = cfg.ipMode === 'reserve';
+  const store = new KubeStore({
+    kube: port, node: cfg.node, leaseNamespace: cfg.leaseNamespace, poolNamespace: cfg.poolNamespace, log,
+    pools: reserve ? cfg.pools.map((p) => ({ span: compilePool(p), networkName: cfg.networkName })) : [],
+  });
+  let reconciler: KubeReconciler | undefined;
+  return {
+    store,
+    /** Pools the service itself allocates from (none in network-status mode). */
+    servicePools: reserve ? cfg.pools : [],
+    async attach<S extends ReconcileTarget>(service: S): Promise<S> {
+      reconciler = new KubeReconciler({ kube: port, node: cfg.node, service, resyncMs: cfg.resyncIntervalMs, log,
+        networkStatusPools: reserve ? [] : cfg.pools.map((pool) => ({ pool, interface: cfg.networkStatusInterface })) });
+      await reconciler.start();
+      const r = reconciler;
+      // A proxy, not a prototype copy: every other method runs on the real service object.
+      const acquire = (req: Parameters<S['acquire']>[0]) => r.acquire(req);
+      return new Proxy(service, {
+        get: (t, k) => { if (k === 'acquire') return acquire; const v = Reflect.get(t, k, t); return typeof v === 'function' ? v.bind(t) : v; },
+      });
+    },
+    stop: async () => { await reconciler?.stop(); },
+  };
 }
