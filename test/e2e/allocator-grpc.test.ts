@@ -1,0 +1,177 @@
+// The allocator over a real unix socket: typed client, error mapping, health, socket rules,
+// 64 concurrent Acquires, metrics, and the ctl command through the real CLI.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { execFile, spawn } from 'node:child_process';
+import { promisify } from 'node:util';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { startAllocator, type AllocatorConfig } from '../../src/allocator/allocator.js';
+import { AllocatorClient } from '../../src/allocator/client.js';
+import { ProcRtpengine } from '../support/proc-rtpengine.js';
+import { silentLogger } from '../../src/log.js';
+import { isCoded, GrpcStatus } from '../../src/errors.js';
+import { freePort } from '../support/ports.js';
+
+const run = promisify(execFile);
+
+function setup(over: Partial<AllocatorConfig> = {}) {
+  const dir = mkdtempSync(join(tmpdir(), 'alloc-e2e-'));
+  const proc = new ProcRtpengine();
+  const config: AllocatorConfig = {
+    node: 'node-a', socket: join(dir, 'run', 'allocator.sock'), tableRange: { min: 0, max: 63 },
+    pools: [{ name: 'media', cidr: '10.20.0.0/24', gateway: '10.20.0.1', exclude: ['10.20.0.1'] }, { name: 'v6', cidr: 'fd00:20::/64' }],
+    stateFile: join(dir, 'state', 'allocator.json'), procRoot: proc.root, leaseTtlMs: 30_000, sweepIntervalMs: 200, ...over,
+  };
+  return { dir, proc, config, done: () => { rmSync(dir, { recursive: true, force: true }); proc.remove(); } };
+}
+
+test('gRPC: acquire/renew/get/list/release over the unix socket, errors mapped to coded statuses', async () => {
+  const w = setup();
+  const h = await startAllocator(w.config, { log: silentLogger, procFs: w.proc });
+  const c = new AllocatorClient({ socket: w.config.socket });
+  try {
+    assert.equal(statSync(w.config.socket).mode & 0o777, 0o660);
+    assert.equal(await c.health(), 'SERVING');
+    const p = { namespace: 'voice', name: 'rtpengine-0', uid: 'u-0' };
+    const a = await c.acquire({ pod: p, pools: ['media', 'v6'], interface: 'net1' });
+    assert.equal(a.node, 'node-a');
+    assert.equal(a.table, 0);
+    assert.deepEqual(a.addresses.map((x) => [x.pool, x.ip, x.prefixLength, x.gateway, x.offset]), [['media', '10.20.0.2', 24, '10.20.0.1', '2'], ['v6', 'fd00:20::1', 64, '', '1']]);
+    assert.equal(a.state, 'active');
+    assert.equal(a.leaseTtlMs, 30_000);
+    assert.ok(a.leaseExpiresAt > Date.now());
+    assert.deepEqual((await c.acquire({ pod: p, pools: ['media', 'v6'] })).table, 0);
+    const r = await c.renew('u-0');
+    assert.ok(r.renewedAt >= a.renewedAt);
+    assert.equal((await c.get({ namespace: 'voice', name: 'rtpengine-0' })).pod.uid, 'u-0');
+    const l = await c.list();
+    assert.equal(l.node, 'node-a');
+    assert.equal(l.tablesTotal, 64);
+    assert.equal(l.tablesFree, 63);
+    assert.equal(l.allocations.length, 1);
+
+    // Coded errors survive the wire: code, gRPC status and details.
+    await assert.rejects(c.acquire({ pod: { namespace: 'voice', name: 'x', uid: '' } }), (e) => isCoded(e, 'ALLOC_INVALID_ARGUMENT') && e.grpcStatus === GrpcStatus.INVALID_ARGUMENT && e.details.field === 'pod.uid');
+    await assert.rejects(c.acquire({ pod: { namespace: 'voice', name: 'x', uid: 'u-x' }, pools: ['nope'] }), (e) => isCoded(e, 'ALLOC_UNKNOWN_POOL') && e.details.pool === 'nope');
+    await assert.rejects(c.renew('unknown'), (e) => isCoded(e, 'ALLOC_NOT_FOUND') && e.grpcStatus === GrpcStatus.NOT_FOUND);
+    await assert.rejects(c.get({ uid: 'unknown' }), (e) => isCoded(e, 'ALLOC_NOT_FOUND'));
+
+    const rel = await c.release({ uid: 'u-0' });
+    assert.deepEqual([rel.found, rel.allocation?.state], [true, 'released']);
+    assert.deepEqual(await c.release({ uid: 'u-0' }), { found: false, allocation: undefined });
+    assert.equal((await c.list()).allocations.length, 0);
+  } finally {
+    c.close();
+    await h.close();
+    w.done();
+  }
+});
+
+test('gRPC: 64 concurrent Acquires get 64 distinct tables and IPs; the 65th is RESOURCE_EXHAUSTED naming tables and node', async () => {
+  const w = setup();
+  const h = await startAllocator(w.config, { log: silentLogger, procFs: w.proc });
+  const c = new AllocatorClient({ socket: w.config.socket });
+  try {
+    const all = await Promise.all(Array.from({ length: 64 }, (_, i) => c.acquire({ pod: { namespace: 'voice', name: `rtp-${i}`, uid: `uid-${i}` } })));
+    assert.equal(new Set(all.map((a) => a.table)).size, 64);
+    assert.equal(new Set(all.map((a) => a.addresses[0]!.ip)).size, 64);
+    await assert.rejects(c.acquire({ pod: { namespace: 'voice', name: 'rtp-64', uid: 'uid-64' } }),
+      (e) => isCoded(e, 'ALLOC_TABLES_EXHAUSTED') && e.grpcStatus === GrpcStatus.RESOURCE_EXHAUSTED && /node-a/.test(e.message) && e.details.node === 'node-a');
+    // Everything acknowledged is on disk: a restart sees the same 64.
+    await h.close();
+    const h2 = await startAllocator(w.config, { log: silentLogger, procFs: w.proc });
+    try {
+      const c2 = new AllocatorClient({ socket: w.config.socket });
+      const l = await c2.list();
+      assert.deepEqual(l.allocations.map((a) => a.pod.uid).sort(), all.map((a) => a.pod.uid).sort());
+      c2.close();
+    } finally { await h2.close(); }
+  } finally {
+    c.close();
+    await h.close();
+    w.done();
+  }
+});
+
+test('socket: a second allocator refuses with ALLOC_SOCKET_IN_USE; a stale socket file is replaced', async () => {
+  const w = setup();
+  const h = await startAllocator(w.config, { log: silentLogger, procFs: w.proc });
+  try {
+    await assert.rejects(startAllocator({ ...w.config, stateFile: join(w.dir, 'other.json') }, { log: silentLogger, procFs: w.proc }),
+      (e) => isCoded(e, 'ALLOC_SOCKET_IN_USE') && e.message.includes(w.config.socket));
+    const c = new AllocatorClient({ socket: w.config.socket });
+    assert.equal(await c.health(), 'SERVING', 'the first allocator still serves');
+    c.close();
+  } finally { await h.close(); }
+  // Leave a socket file nobody listens on (a crashed allocator's).
+  // A process that bound the socket and was SIGKILLed leaves the file; nothing answers on it.
+  const child = spawn(process.execPath, ['-e', `require('net').createServer().listen(${JSON.stringify(w.config.socket)}, () => process.stdout.write('up'))`]);
+  await new Promise<void>((r) => child.stdout.once('data', () => r()));
+  child.kill('SIGKILL');
+  await new Promise<void>((r) => child.once('exit', () => r()));
+  assert.ok(statSync(w.config.socket).isSocket());
+  const h2 = await startAllocator(w.config, { log: silentLogger, procFs: w.proc });
+  try {
+    const c = new AllocatorClient({ socket: w.config.socket });
+    assert.equal(await c.health(), 'SERVING');
+    c.close();
+  } finally { await h2.close(); w.done(); }
+  // A non-socket file at the path is never removed.
+  const w3 = setup();
+  try {
+    (await import('node:fs')).mkdirSync(join(w3.dir, 'run'), { recursive: true });
+    writeFileSync(w3.config.socket, 'not a socket');
+    await assert.rejects(startAllocator(w3.config, { log: silentLogger, procFs: w3.proc }), (e) => isCoded(e, 'ALLOC_SOCKET_IN_USE') && /not a socket/.test(e.message));
+  } finally { w3.done(); }
+});
+
+test('state: a corrupt state file stops start-up with the path and reason', async () => {
+  const w = setup();
+  try {
+    (await import('node:fs')).mkdirSync(join(w.dir, 'state'), { recursive: true });
+    writeFileSync(w.config.stateFile, '{ half');
+    await assert.rejects(startAllocator(w.config, { log: silentLogger, procFs: w.proc }), (e) => isCoded(e, 'ALLOC_STATE_CORRUPT') && e.message.includes(w.config.stateFile));
+  } finally { w.done(); }
+});
+
+test('TCP listener, /metrics and /healthz, and ctl list/release through the CLI', async () => {
+  const w = setup({ leaseTtlMs: 0 });
+  const mport = await freePort();
+  const h = await startAllocator({ ...w.config, tcpListen: '0', metricsListen: `127.0.0.1:${mport}` }, { log: silentLogger, procFs: w.proc });
+  try {
+    assert.match(h.tcpAddress!, /^127\.0\.0\.1:\d+$/);
+    const tcp = new AllocatorClient({ address: h.tcpAddress });
+    const a = await tcp.acquire({ pod: { namespace: 'voice', name: 'rtp-a', uid: 'uid-a' } });
+    assert.equal(a.leaseExpiresAt, 0, 'TTL 0: never expires');
+    await tcp.acquire({ pod: { namespace: 'voice', name: 'rtp-b', uid: 'uid-b' } });
+    tcp.close();
+    const m = await (await fetch(`http://127.0.0.1:${mport}/metrics`)).text();
+    assert.match(m, /rtpengine_k8s_allocator_tables\{state="in_use"\} 2/);
+    assert.match(m, /rtpengine_k8s_allocator_tables\{state="free"\} 62/);
+    assert.match(m, /rtpengine_k8s_allocator_pool_addresses\{pool="media",state="in_use"\} 2/);
+    assert.match(m, /rtpengine_k8s_allocator_acquire_duration_seconds_count\{outcome="new"\} 2/);
+    assert.equal((await fetch(`http://127.0.0.1:${mport}/healthz`)).status, 200);
+
+    const cli = (...args: string[]) => run(process.execPath, ['--import', 'tsx', 'src/cli.ts', 'ctl', ...args, '--socket', w.config.socket], { cwd: process.cwd() });
+    const list = await cli('list');
+    assert.match(list.stdout, /^POD\s+UID\s+TABLE\s+IP\s+AGE\s+STATE/m);
+    assert.match(list.stdout, /voice\/rtp-a\s+uid-a\s+0\s+10\.20\.0\.2\/24\s+\d+s\s+active/);
+    assert.match(list.stdout, /2 allocation\(s\), 62 of 64 tables free/);
+    w.proc.daemonStart(1, 4321); // rtp-b's daemon still holds table 1
+    const rel = await cli('release', 'voice/rtp-b');
+    assert.match(rel.stdout, /voice\/rtp-b \(uid uid-b\) table 1: busy-table/);
+    const relA = await cli('release', 'uid-a');
+    assert.match(relA.stdout, /table 0: released/);
+    w.proc.daemonClose(1);
+    await h.service.sweep();
+    assert.equal((await cli('list')).stdout.includes('rtp-b'), false);
+    assert.deepEqual(w.proc.tables(), []);
+    const m2 = await (await fetch(`http://127.0.0.1:${mport}/metrics`)).text();
+    assert.match(m2, /rtpengine_k8s_allocator_table_cleanups_total\{result="busy"\} [1-9]/, "retried while busy");
+  } finally {
+    await h.close();
+    w.done();
+  }
+});
