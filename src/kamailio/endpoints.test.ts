@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { desiredNodes, diffNodes, isServing, nodeUrl, ANNOTATION_WEIGHT, ANNOTATION_SETID, type EndpointSlice } from './endpoints.js';
+import { desiredNodes, diffNodes, belongs, nodeUrl, ANNOTATION_WEIGHT, ANNOTATION_SETID, type EndpointSlice } from './endpoints.js';
 
 const sel = { portName: 'ng', addressType: 'IPv4' as const, setid: 0, weight: 1 };
 const ep = (ip: string, pod: string, conditions?: { ready?: boolean; serving?: boolean; terminating?: boolean }) =>
@@ -15,26 +15,28 @@ test('node URLs follow Kamailio syntax for both families', () => {
   assert.equal(nodeUrl('fd00::7', 2223), 'udp6:[fd00::7]:2223');
 });
 
-test('serving follows Kubernetes nil semantics; terminating-but-serving counts as serving', () => {
-  assert.equal(isServing(undefined), true);
-  assert.equal(isServing({ ready: false }), false);
-  assert.equal(isServing({ ready: false, serving: true }), true);
-  assert.equal(isServing({ ready: true, serving: false }), false);
+test('ready pods belong; a terminating pod only stays if already in the table, whatever serving says', () => {
+  assert.equal(belongs(undefined, false), true, 'nil conditions mean ready');
+  assert.equal(belongs({ ready: false }, true), false, 'an unready running pod leaves');
+  assert.equal(belongs({ ready: false, terminating: true }, false), false, 'a draining pod is never added');
+  assert.equal(belongs({ ready: false, terminating: true }, true), true, 'a draining pod stays');
 });
 
-test('one row per serving pod with the ng port by name, sorted by URL', () => {
-  const nodes = desiredNodes([slice([
+test('one row per ready pod with the ng port by name, sorted by URL; draining pods kept only when present', () => {
+  const eps = [
     ep('10.0.0.9', 'b', { ready: true, serving: true, terminating: false }),
     ep('10.0.0.2', 'a'),
     ep('10.0.0.5', 'starting', { ready: false, serving: false, terminating: false }),
-    ep('10.0.0.7', 'draining', { ready: false, serving: true, terminating: true }),
-    ep('10.0.0.8', 'dead', { ready: false, serving: false, terminating: true }),
-  ])], sel);
+    ep('10.0.0.7', 'draining', { ready: false, serving: false, terminating: true }),
+    ep('10.0.0.8', 'never-added', { ready: false, serving: true, terminating: true }),
+  ];
+  const nodes = desiredNodes([slice(eps)], sel, new Set(['udp:10.0.0.7:2223']));
   assert.deepEqual(nodes.map((n) => [n.url, n.pod, n.terminating]), [
     ['udp:10.0.0.2:2223', 'media/a', false],
     ['udp:10.0.0.7:2223', 'media/draining', true],
     ['udp:10.0.0.9:2223', 'media/b', false],
   ]);
+  assert.deepEqual(desiredNodes([slice(eps)], sel).map((n) => n.pod), ['media/a', 'media/b']);
 });
 
 test('slices of the other family or without the named port give nothing', () => {
@@ -50,7 +52,7 @@ test('annotations override set id and weight; bad values are reported and ignore
     ['media/a', { [ANNOTATION_WEIGHT]: '5', [ANNOTATION_SETID]: '2' }],
     ['media/b', { [ANNOTATION_WEIGHT]: 'heavy' }],
   ]);
-  const nodes = desiredNodes([slice([ep('10.0.0.1', 'a'), ep('10.0.0.2', 'b')])], { ...sel, weight: 3 }, ann, (pod, key) => bad.push(`${pod} ${key}`));
+  const nodes = desiredNodes([slice([ep('10.0.0.1', 'a'), ep('10.0.0.2', 'b')])], { ...sel, weight: 3 }, new Set(), ann, (pod, key) => bad.push(`${pod} ${key}`));
   assert.deepEqual(nodes.map((n) => [n.pod, n.setid, n.weight]), [['media/a', 2, 5], ['media/b', 0, 3]]);
   assert.deepEqual(bad, [`media/b ${ANNOTATION_WEIGHT}`]);
 });

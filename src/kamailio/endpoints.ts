@@ -1,6 +1,6 @@
 // EndpointSlices of the rtpengine headless Service → the rows Kamailio's `rtpengine` table should
-// hold: `udp:<pod IP>:<ng port>` per serving pod. Pure: the watch lives behind EndpointSource.
-// Draining (terminating but serving) pods stay: see docs/adr/0040-draining-pods-in-kamailio.md.
+// hold: `udp:<pod IP>:<ng port>` per ready pod. Pure: the watch lives behind EndpointSource.
+// Draining (terminating) pods stay until they leave the slice: docs/adr/0040-draining-pods-in-kamailio.md.
 import type { KubePort } from '../kube/client.js';
 
 /** The part of a discovery.k8s.io/v1 EndpointSlice this program reads. */
@@ -57,26 +57,28 @@ export function nodeUrl(ip: string, port: number): string {
 }
 
 /**
- * Kubernetes semantics: `serving` nil means "same as ready", `ready` nil means ready. A terminating
- * pod is never `ready` but stays `serving` while its readiness probe passes: that is a draining
- * sidecar, which must keep its pinned calls, so it stays in the table.
+ * Which endpoints belong in the table (docs/adr/0040-draining-pods-in-kamailio.md):
+ * - not terminating: when ready (nil counts as ready, as Kubernetes defines it);
+ * - terminating (draining): only if already in the table, whatever `serving` says — the sidecar
+ *   keeps answering and refuses new calls with `load limit`, so its pinned calls finish there.
+ *   A terminating endpoint is never added: no new call may land on a pod that is going away.
  */
-export function isServing(c: { ready?: boolean | null; serving?: boolean | null } | undefined): boolean {
-  return c?.serving ?? c?.ready ?? true;
+export function belongs(c: { ready?: boolean | null; terminating?: boolean | null } | undefined, inTable: boolean): boolean {
+  if (c?.terminating) return inTable;
+  return c?.ready ?? true;
 }
 
-export interface EndpointRef { namespace: string; name: string; ip: string; terminating: boolean }
+export interface EndpointRef { namespace: string; name: string; ip: string; port: number; ready: boolean; terminating: boolean }
 
-/** Every serving endpoint of the wanted family with its ng port; one per URL (first wins). */
-export function servingEndpoints(slices: readonly EndpointSlice[], o: Pick<SelectOptions, 'portName' | 'addressType'>): Array<EndpointRef & { port: number }> {
-  const out = new Map<string, EndpointRef & { port: number }>();
+/** Every endpoint of the wanted family with its ng port; one per URL (first wins). */
+export function endpointsOf(slices: readonly EndpointSlice[], o: Pick<SelectOptions, 'portName' | 'addressType'>): Array<EndpointRef & { conditions: NonNullable<EndpointSlice['endpoints']>[number]['conditions'] }> {
+  const out = new Map<string, EndpointRef & { conditions: NonNullable<EndpointSlice['endpoints']>[number]['conditions'] }>();
   for (const s of slices) {
     if (s.addressType !== o.addressType) continue;
     const port = (s.ports ?? []).find((p) => (p.name ?? '') === o.portName && (p.protocol ?? 'TCP') === 'UDP')?.port
       ?? (s.ports ?? []).find((p) => (p.name ?? '') === o.portName)?.port;
     if (!port) continue;
     for (const ep of s.endpoints ?? []) {
-      if (!isServing(ep.conditions)) continue;
       const ip = ep.addresses?.[0];
       if (!ip) continue;
       const url = nodeUrl(ip, port);
@@ -84,11 +86,16 @@ export function servingEndpoints(slices: readonly EndpointSlice[], o: Pick<Selec
       out.set(url, {
         namespace: ep.targetRef?.namespace ?? s.metadata.namespace ?? '',
         name: ep.targetRef?.name ?? ip,
-        ip, port, terminating: ep.conditions?.terminating ?? false,
+        ip, port, ready: ep.conditions?.ready ?? true, terminating: ep.conditions?.terminating ?? false, conditions: ep.conditions,
       });
     }
   }
   return [...out.values()];
+}
+
+/** The endpoints that belong in the table, given the URLs it holds now. */
+export function selectedEndpoints(slices: readonly EndpointSlice[], o: Pick<SelectOptions, 'portName' | 'addressType'>, inTable: ReadonlySet<string> = new Set()) {
+  return endpointsOf(slices, o).filter((e) => belongs(e.conditions, inTable.has(nodeUrl(e.ip, e.port))));
 }
 
 const intAnn = (a: Record<string, string> | undefined, k: string, min: number): number | undefined => {
@@ -100,16 +107,17 @@ const intAnn = (a: Record<string, string> | undefined, k: string, min: number): 
 
 /**
  * Desired nodes sorted by URL (a stable order keeps Kamailio's hash selection stable across
- * rewrites). Annotations, when given, override set id and weight per pod; invalid values are
+ * rewrites). `inTable` are the URLs the table holds now (draining pods stay only if there). Annotations, when given, override set id and weight per pod; invalid values are
  * reported through `onBadAnnotation` and the configured defaults used.
  */
 export function desiredNodes(
   slices: readonly EndpointSlice[],
   o: SelectOptions,
+  inTable: ReadonlySet<string> = new Set(),
   annotations?: ReadonlyMap<string, Record<string, string> | undefined>,
   onBadAnnotation?: (pod: string, key: string, value: string) => void,
 ): DesiredNode[] {
-  const nodes = servingEndpoints(slices, o).map((e) => {
+  const nodes = selectedEndpoints(slices, o, inTable).map((e) => {
     const pod = `${e.namespace}/${e.name}`;
     const a = annotations?.get(pod);
     const pick = (key: string, def: number, min: number) => {

@@ -7,7 +7,7 @@ import type { Clock, Timer } from '../clock.js';
 import type { Logger } from '../log.js';
 import { METRIC_PREFIX } from '../metrics.js';
 import { ensureVersionRow, mtimeSeconds, readRtpengineTable, renderRtpengineTable, writeFileAtomic } from './dbtext.js';
-import { desiredNodes, diffNodes, servingEndpoints, type DesiredNode, type EndpointSlice, type EndpointSource, type PodAnnotations, type SelectOptions } from './endpoints.js';
+import { desiredNodes, diffNodes, selectedEndpoints, type DesiredNode, type EndpointSlice, type EndpointSource, type PodAnnotations, type SelectOptions } from './endpoints.js';
 import { isReloadTooSoon, showNodes, type KamailioRpc } from './jsonrpc.js';
 
 export interface SyncOptions {
@@ -140,7 +140,7 @@ export class KamailioSync {
     const lookup = this.d.podAnnotations;
     if (!lookup) return undefined;
     const out = new Map<string, Record<string, string> | undefined>();
-    for (const e of servingEndpoints(slices, this.o.select)) {
+    for (const e of selectedEndpoints(slices, this.o.select, this.tableUrls())) {
       const pod = `${e.namespace}/${e.name}`;
       if (!this.annotationCache.has(pod)) {
         try {
@@ -161,11 +161,11 @@ export class KamailioSync {
     const seq = ++this.snapshotSeq;
     const ann = await this.annotations(slices);
     if (seq !== this.snapshotSeq || this.stopped) return;
-    const nodes = desiredNodes(slices, this.o.select, ann, (pod, key, value) =>
+    const nodes = desiredNodes(slices, this.o.select, this.tableUrls(), ann, (pod, key, value) =>
       this.log.warn({ pod, annotation: key, value }, 'ignoring an invalid annotation (want a non-negative integer)'));
     if (!nodes.length) {
       this.m.kept.inc();
-      this.log.warn({ slices: slices.length, rows: this.table?.length ?? 0 }, 'no serving rtpengine in the EndpointSlices; never writing an empty table, keeping the last one');
+      this.log.warn({ slices: slices.length, rows: this.table?.length ?? 0 }, 'no ready rtpengine in the EndpointSlices; never writing an empty table, keeping the last one');
       return;
     }
     const prev = this.desired;
@@ -188,6 +188,10 @@ export class KamailioSync {
     if (this.lastReloadAt !== undefined && !this.tableMatchesDesired()) due = Math.max(due, this.lastReloadAt + this.o.reloadIntervalMs);
     this.timer?.cancel();
     this.timer = this.d.clock.setTimeout(() => this.kick(), Math.max(0, due - now));
+  }
+
+  private tableUrls(): Set<string> {
+    return new Set((this.table ?? []).map((n) => n.url));
   }
 
   private tableMatchesDesired(): boolean {
@@ -289,11 +293,12 @@ export async function writeOnce(o: Pick<SyncOptions, 'dbDir' | 'table' | 'select
   const log = d.log.child({ component: 'kamailio-sync' });
   const path = join(o.dbDir, o.table);
   await ensureVersionRow(o.dbDir, o.table);
+  const current = new Set(((await readRtpengineTable(path).catch(() => undefined)) ?? []).map((r) => r.url));
   const end = d.clock.monotonic() + d.timeoutMs;
   for (;;) {
     let nodes: DesiredNode[] = [];
     try {
-      nodes = desiredNodes(await list(), o.select);
+      nodes = desiredNodes(await list(), o.select, current);
     } catch (e) {
       log.warn({ err: (e as Error).message }, 'listing EndpointSlices failed; retrying');
     }
