@@ -130,7 +130,7 @@ test('mutated datagrams (truncated, flipped, huge lengths, depth bombs, bad root
   fc.assert(fc.property(seeds, plans, (seed, plan) => {
     for (const mus of plan) {
       total++;
-      let msg = seed;
+      let msg: Buffer = seed;
       for (const mu of mus) msg = mutate(msg, mu);
       if (msg.length > MAX_DICT_BYTES + MAX_COOKIE + 1 + 200) assert.fail('inputs stay within the size bound');
       exercise(msg);
@@ -154,7 +154,7 @@ test('TCP stream decoder: random chunking of valid and corrupt streams yields wh
   const msgs = fc.array(fc.tuple(cookie, topDict).map(([c, m]) => Buffer.concat([Buffer.from(`${c} `), enc(m)])), { minLength: 1, maxLength: 4 });
   fc.assert(fc.property(msgs, fc.array(fc.integer({ min: 1, max: 50 }), { minLength: 1, maxLength: 10 }), fc.option(mutation), (ms, cuts, mu) => {
     total++;
-    let stream = Buffer.concat(ms);
+    let stream: Buffer = Buffer.concat(ms);
     if (mu) stream = mutate(stream, mu);
     const dec = new NgStreamDecoder();
     const got: Buffer[] = [];
