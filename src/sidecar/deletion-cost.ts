@@ -55,7 +55,14 @@ export class DeletionCost {
   }
 
   /** Minimum at once, bypassing the rate limit; later updates are ignored. */
-  async drain(): Promise<void> {
+  drain(): Promise<void> {
+    this.draining_ ??= this.doDrain();
+    return this.draining_;
+  }
+
+  private draining_: Promise<void> | undefined;
+
+  private async doDrain(): Promise<void> {
     if (this.closed) return;
     this.draining = true;
     this.cancelTimer();

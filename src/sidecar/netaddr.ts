@@ -55,7 +55,8 @@ export class MediaAddressManager {
     }
     this.added.add(addr.ip);
     if (isV6(addr.ip)) await this.waitDad(addr.ip);
-    else await this.announceV4(addr.ip);
+    // Announcing does not gate readiness (arping takes a second or two); it is logged when done.
+    else void this.announceV4(addr.ip);
     log.info({ ...facts, action }, 'media address in place');
     return { action };
   }

@@ -2,6 +2,7 @@
 // (kernel or userspace, who owns the rule), the options rendered as a config file for a separate
 // container or as argv for exec mode, and the supervisor of an exec'd daemon.
 import { spawn } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { createSocket } from 'node:dgram';
 import { randomBytes } from 'node:crypto';
 import { stat, writeFile, rename, mkdir, readFile, unlink } from 'node:fs/promises';
@@ -229,8 +230,10 @@ export function spawnRtpengine(binary: string, args: readonly string[], log: Log
 
 interface PidRecord { pid: number; args: string[] }
 
+/** Running (not a zombie waiting for a parent that is not us to reap it). */
 function alive(pid: number): boolean {
-  try { process.kill(pid, 0); return true; } catch (e) { return (e as NodeJS.ErrnoException).code === 'EPERM'; }
+  try { process.kill(pid, 0); } catch (e) { if ((e as NodeJS.ErrnoException).code !== 'EPERM') return false; }
+  try { return !/^\d+ \(.*\) Z/.test(readFileSync(`/proc/${pid}/stat`, 'utf8')); } catch { return false; }
 }
 
 async function cmdline(pid: number): Promise<string[] | undefined> {
@@ -240,8 +243,9 @@ async function cmdline(pid: number): Promise<string[] | undefined> {
 /** A daemon we did not spawn (left by our previous, killed incarnation): supervised by polling. */
 function adopted(pid: number, args: readonly string[], log: Logger, clock: Clock): SupervisedRtpengine {
   let stopping = false;
+  // A referenced timer on purpose: this poll is what keeps the process alive while we wait.
   const exited = new Promise<ExitStatus>((resolve) => {
-    const t = clock.setInterval(() => { if (!alive(pid)) { t.cancel(); resolve({ code: null, signal: null }); } }, 200);
+    const t = setInterval(() => { if (!alive(pid)) { clearInterval(t); resolve({ code: null, signal: null }); } }, 200);
   });
   return {
     pid, args, exited,
