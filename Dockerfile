@@ -10,7 +10,8 @@
 #                  root by default) and owns the node-local socket directory. No capabilities.
 #   sidecar        root + NET_ADMIN: iptables-restore of its per-pod chain and `ip addr add` of the
 #                  media IP inside the pod's own network namespace (NET_RAW as well for the
-#                  gratuitous ARP when the allocator reserved the address).
+#                  gratuitous ARP when the allocator reserved the address: chart value
+#                  sidecar.extraCapabilities).
 #   rtpengine      root (or the module's proc_uid) for /proc/rtpengine/N/control; NET_ADMIN on
 #                  rtpengine mr12+ where the daemon writes its own nftables chain.
 #   kamailio-sync, drain, status
@@ -41,9 +42,10 @@ FROM ${NODE_IMAGE} AS runtime
 # Debian's iptables package ships both backends (iptables-nft, iptables-legacy); the sidecar picks
 # the one the node uses, as kubernetes-sigs/iptables-wrappers does. rtpengine-iptables is
 # libxt_RTPENGINE.so, the `-j RTPENGINE --id N` plugin rtpengine ≤ mr11 needs (Debian 12: 10.5).
-# iproute2 adds the media IP to the pod's interface; arping announces it.
+# iproute2 adds the media IP to the pod's interface, iputils-arping announces it (`arping -U`),
+# procps gives sysctl (IPv6 ndisc_notify).
 RUN apt-get update \
- && apt-get install -y --no-install-recommends iptables rtpengine-iptables iproute2 arping ca-certificates tini \
+ && apt-get install -y --no-install-recommends iptables rtpengine-iptables iproute2 iputils-arping procps ca-certificates tini \
  && rm -rf /var/lib/apt/lists/* \
  && groupadd --system --gid 10001 rtpek8s \
  && useradd --system --uid 10001 --gid 10001 --home-dir /nonexistent --shell /usr/sbin/nologin rtpek8s

@@ -424,6 +424,7 @@ export class Engine {
       case 'ternary': need(3); return truthy(a[2]) ? a[0] : a[1];
       case 'index': { let v = a[0]; for (const k of a.slice(1)) v = (v as any)?.[k as any]; return v; }
       case 'list': return [...a];
+      case 'concat': return a.flatMap((x) => (Array.isArray(x) ? x : [x]));
       case 'len': need(1); return Array.isArray(a[0]) || typeof a[0] === 'string' ? (a[0] as string).length : Object.keys(a[0] ?? {}).length;
       case 'dict': { const d: Record<string, unknown> = {}; for (let i = 0; i < a.length; i += 2) d[String(a[i])] = a[i + 1]; return d; }
       case 'set': need(3); (a[0] as Record<string, unknown>)[String(a[1])] = a[2]; return a[0];

@@ -104,7 +104,7 @@
     allowPrivilegeEscalation: false
     capabilities:
       drop: ["ALL"]
-      add: ["NET_ADMIN"]
+      add: {{ toJson (concat (list "NET_ADMIN") .Values.sidecar.extraCapabilities) }}
   volumeMounts:
     - name: config
       mountPath: /etc/rtpengine-k8s
