@@ -3,9 +3,10 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { identityProblem, addressFromNetworkStatus, NETWORK_STATUS } from './identity.js';
 import { isCoded } from '../errors.js';
+import type { Pod } from '../kube/client.js';
 
-const pod = (o: { uid?: string; node?: string; phase?: string; status?: string } = {}) => ({
-  metadata: { namespace: 'v', name: 'p', uid: o.uid ?? 'u1', annotations: o.status ? { [NETWORK_STATUS]: o.status } : {} },
+const pod = (o: { uid?: string; node?: string; phase?: string; status?: string } = {}): Pod => ({
+  metadata: { namespace: 'v', name: 'p', uid: o.uid ?? 'u1', annotations: (o.status ? { [NETWORK_STATUS]: o.status } : {}) as Record<string, string> },
   spec: { nodeName: o.node ?? 'n1', containers: [] }, status: { phase: o.phase ?? 'Running' },
 });
 const claim = { namespace: 'v', name: 'p', uid: 'u1' };
