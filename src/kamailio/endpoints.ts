@@ -1,6 +1,6 @@
 // EndpointSlices of the rtpengine headless Service → the rows Kamailio's `rtpengine` table should
 // hold: `udp:<pod IP>:<ng port>` per ready pod. Pure: the watch lives behind EndpointSource.
-// Draining (terminating) pods stay until they leave the slice: docs/adr/0040-draining-pods-in-kamailio.md.
+// Draining (terminating) pods stay until they leave the slice: docs/adr/0040-draining-pods-stay-in-kamailio-table.md.
 import type { KubePort } from '../kube/client.js';
 
 /** The part of a discovery.k8s.io/v1 EndpointSlice this program reads. */
@@ -57,7 +57,7 @@ export function nodeUrl(ip: string, port: number): string {
 }
 
 /**
- * Which endpoints belong in the table (docs/adr/0040-draining-pods-in-kamailio.md):
+ * Which endpoints belong in the table (docs/adr/0040-draining-pods-stay-in-kamailio-table.md):
  * - not terminating: when ready (nil counts as ready, as Kubernetes defines it);
  * - terminating (draining): only if already in the table, whatever `serving` says — the sidecar
  *   keeps answering and refuses new calls with `load limit`, so its pinned calls finish there.
