@@ -27,8 +27,10 @@
       value: "/etc/rtpengine-k8s/rtpengine.conf"
     - name: RTPE_K8S_RTPENGINE_OPTIONS
       value: {{ toJson $opts | quote }}
+    # The shared node directory: files are per pod UID (sidecar-<uid>.json, rtpengine-<uid>.pid),
+    # so `rtpengine-k8s status` in any pod that mounts it lists the node's sidecars.
     - name: RTPE_K8S_RUN_DIR
-      value: "/run/rtpengine-pod"
+      value: {{ .Values.socketDir | quote }}
     - name: RTPE_K8S_PORT_MIN
       value: {{ .Values.rtpengine.portMin | quote }}
     - name: RTPE_K8S_PORT_MAX
@@ -110,8 +112,6 @@
       mountPath: /etc/rtpengine-k8s
     - name: allocator-socket
       mountPath: {{ .Values.socketDir }}
-    - name: run
-      mountPath: /run/rtpengine-pod
   resources:
     {{- toYaml .Values.sidecar.resources | nindent 4 }}
 {{- end -}}
