@@ -265,7 +265,12 @@ export class IntervalSet {
 export class AddressPool {
   readonly span: PoolSpan;
   private blocked = new IntervalSet();
-  private taken = new Set<bigint>();
+  /**
+   * Taken offsets outside the usable span or inside an exclusion (foreign whereabouts entries).
+   * Usable taken offsets live only in `blocked`: a large JS Set under add/delete churn rehashes
+   * all its entries every few operations when its size sits near a power of two.
+   */
+  private takenElsewhere = new Set<string>();
   private usable: bigint;
   private takenUsable = 0;
 
@@ -278,24 +283,33 @@ export class AddressPool {
   static fromConfig(cfg: PoolConfig): AddressPool { return new AddressPool(compilePool(cfg)); }
 
   private inSpan(o: bigint): boolean { return o >= this.span.first && o <= this.span.last; }
+  private usableOffset(o: bigint): boolean { return this.inSpan(o) && !this.isExcluded(o); }
 
   /** Is this offset free to hand out? */
   isFree(offset: bigint): boolean { return this.inSpan(offset) && !this.blocked.has(offset); }
 
-  isTaken(offset: bigint): boolean { return this.taken.has(offset); }
+  isTaken(offset: bigint): boolean {
+    return this.usableOffset(offset) ? this.blocked.has(offset) : this.takenElsewhere.has(offset.toString());
+  }
 
   /** Mark an offset taken (by us or by someone else); false if it already was. */
   take(offset: bigint): boolean {
-    if (this.taken.has(offset)) return false;
-    this.taken.add(offset);
-    if (this.inSpan(offset) && !this.blocked.has(offset)) { this.blocked.add(offset); this.takenUsable++; }
+    if (!this.usableOffset(offset)) {
+      const key = offset.toString();
+      if (this.takenElsewhere.has(key)) return false;
+      this.takenElsewhere.add(key);
+      return true;
+    }
+    if (!this.blocked.add(offset)) return false;
+    this.takenUsable++;
     return true;
   }
 
   /** Free an offset taken before; false if it was not taken. */
   free(offset: bigint): boolean {
-    if (!this.taken.delete(offset)) return false;
-    if (this.inSpan(offset) && !this.isExcluded(offset)) { this.blocked.delete(offset); this.takenUsable--; }
+    if (!this.usableOffset(offset)) return this.takenElsewhere.delete(offset.toString());
+    if (!this.blocked.delete(offset)) return false;
+    this.takenUsable--;
     return true;
   }
 
