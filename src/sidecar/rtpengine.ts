@@ -184,7 +184,9 @@ export interface SupervisedRtpengine {
 const LOUD = /FAILED|ERR|CRIT|Fatal|KERNEL FORWARDING DISABLED/i;
 
 export function spawnRtpengine(binary: string, args: readonly string[], log: Logger): SupervisedRtpengine {
-  const child = spawn(binary, [...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+  // Its own process group: a terminal's Ctrl-C (SIGINT to the group) must reach only the sidecar,
+  // which drains first and then stops rtpengine; a direct signal would drop every call at once.
+  const child = spawn(binary, [...args], { stdio: ['ignore', 'pipe', 'pipe'], detached: true });
   let tail = '';
   let partial = '';
   const onData = (c: Buffer) => {
