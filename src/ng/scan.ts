@@ -109,19 +109,29 @@ function walkTop(b: Buffer, classify: (b: Uint8Array, at: number, len: number) =
   if (p !== end) throw new NgError('NG_BENCODE_INVALID', { offset: p, reason: `${end - p} trailing byte(s) after the dictionary`, size: end });
 }
 
+// Module-level targets and callbacks: no closure is allocated per scan (this runs per datagram).
+let route: Routing;
+let routeBuf: Buffer;
+function onRouteField(f: number, s: number, e: number): void {
+  const t = s < 0 ? undefined : text(routeBuf, s, e);
+  if (f === F_SUPPORTS) route.supportsLoadLimit = false;
+  else if (f === F_COMMAND) route.command = t;
+  else if (f === F_CALL_ID) route.callId = t;
+  else if (f === F_FROM_TAG) route.fromTag = t;
+  else if (f === F_TO_TAG) route.toTag = t;
+  else if (f === F_VIA_BRANCH) route.viaBranch = t;
+}
+function onRouteLoadLimit(): void {
+  route.supportsLoadLimit = true;
+}
+
 /** Routing view of a request dictionary (bencode or JSON). Throws coded NgErrors only. */
 export function scanRouting(dict: Buffer): Routing {
   if (dictFormat(dict) === 'json') return routingOf(decodeDict(dict), 'json');
   const r: Routing = { format: 'bencode', command: undefined, callId: undefined, fromTag: undefined, toTag: undefined, viaBranch: undefined, supportsLoadLimit: false };
-  walkTop(dict, requestField, (f, s, e) => {
-    const t = s < 0 ? undefined : text(dict, s, e);
-    if (f === F_SUPPORTS) r.supportsLoadLimit = false;
-    else if (f === F_COMMAND) r.command = t;
-    else if (f === F_CALL_ID) r.callId = t;
-    else if (f === F_FROM_TAG) r.fromTag = t;
-    else if (f === F_TO_TAG) r.toTag = t;
-    else if (f === F_VIA_BRANCH) r.viaBranch = t;
-  }, () => { r.supportsLoadLimit = true; });
+  route = r;
+  routeBuf = dict;
+  walkTop(dict, requestField, onRouteField, onRouteLoadLimit);
   return r;
 }
 
