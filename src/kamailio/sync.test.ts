@@ -11,7 +11,7 @@ import { createKubeClient } from '../kube/client.js';
 import { createRegistry } from '../metrics.js';
 import { silentLogger } from '../log.js';
 import { systemClock } from '../clock.js';
-import { KamailioSync, defaultSyncOptions, type SyncStatus } from './sync.js';
+import { KamailioSync, defaultSyncOptions, writeOnce, type SyncStatus } from './sync.js';
 import { kubeEndpointSource } from './endpoints.js';
 import { httpRpc, showNodes } from './jsonrpc.js';
 import { ensureVersionRow, parseRtpengineTable, renderRtpengineTable } from './dbtext.js';
@@ -97,3 +97,24 @@ test('sync against real Kamailio: no needless reload, outage and empty lists kee
       rmSync(dbDir, { recursive: true, force: true });
     }
   });
+
+test('--once (init container): writes the list; with no ready pod keeps an existing table, creates an empty one only when none exists', async () => {
+  const api = await startKubeApiServer();
+  const dbDir = mkdtempSync(join(tmpdir(), 'konce-'));
+  const kube = createKubeClient(api.kubeconfig());
+  const list = async () => (await kube.listEndpointSlices(NS, `kubernetes.io/service-name=${SVC}`)) as any[];
+  const d = { clock: systemClock, log: silentLogger, timeoutMs: 300, pollMs: 100 };
+  try {
+    assert.deepEqual(await writeOnce({ dbDir, table: 'rtpengine', select }, list, d), { rows: 0, wrote: true });
+    assert.deepEqual(parseRtpengineTable(readFileSync(join(dbDir, 'rtpengine'), 'utf8')), []);
+    api.store.create('endpointslices', endpointSliceObj(NS, 'x', SVC, 2223, [{ ip: '10.0.0.1', pod: 'x' }, { ip: '10.0.0.2', pod: 'y', ready: false }]));
+    assert.deepEqual(await writeOnce({ dbDir, table: 'rtpengine', select }, list, d), { rows: 1, wrote: true });
+    api.store.delete('endpointslices', NS, 'x');
+    assert.deepEqual(await writeOnce({ dbDir, table: 'rtpengine', select }, list, d), { rows: 1, wrote: false });
+    assert.deepEqual(parseRtpengineTable(readFileSync(join(dbDir, 'rtpengine'), 'utf8')).map((r) => r.url), ['udp:10.0.0.1:2223']);
+    assert.equal(readFileSync(join(dbDir, 'version'), 'utf8'), 'table_name(str) table_version(int)\nrtpengine:1\n');
+  } finally {
+    await api.close();
+    rmSync(dbDir, { recursive: true, force: true });
+  }
+});

@@ -87,6 +87,7 @@ request_route {
 }
 
 event_route[xhttp:request] {
+	if ($si != "127.0.0.1") { xhttp_reply("403", "Forbidden", "text/plain", "no"); exit; }
 	if ($hu =~ "^/RPC") { jsonrpc_dispatch(); exit; }
 	xhttp_reply("404", "Not Found", "text/plain", "not found");
 }
