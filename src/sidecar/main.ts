@@ -30,7 +30,7 @@ import { startControlServer, type ControlServer, type Readiness } from './http.j
 export type FullSidecarConfig = SidecarConfig & ProxyConfig;
 export type SidecarState = 'starting' | 'serving' | 'draining' | 'stopping' | 'stopped';
 
-export interface StepRecord { step: string; outcome: 'done' | 'skipped' | 'failed'; detail: string }
+export interface StepRecord { step: string; outcome: 'done' | 'skipped' | 'failed'; detail: string; /** ms since start when the step ended. */ atMs: number }
 
 export interface SidecarStatus {
   pod: string;
@@ -85,7 +85,7 @@ export async function startSidecar(cfg: FullSidecarConfig, deps: SidecarDeps): P
   const podRef = { namespace: cfg.podNamespace, name: cfg.podName, uid: cfg.podUid };
   const pod = `${cfg.podNamespace}/${cfg.podName}`;
   const steps: StepRecord[] = [];
-  const step = (s: string, outcome: StepRecord['outcome'], detail: string) => { steps.push({ step: s, outcome, detail }); };
+  const step = (s: string, outcome: StepRecord['outcome'], detail: string) => { steps.push({ step: s, outcome, detail, atMs: Math.round(clock.monotonic() - t0) }); };
   let state: SidecarState = 'starting';
   let excludedMs = 0;
 
