@@ -18,6 +18,7 @@ import { parseTableRange, type TableRange } from './tables.js';
 import { poolsSchema, type allocatorOptions } from './options.js';
 import type { PoolConfig } from './pools.js';
 import type { AllocationStore } from './store.js';
+import { kubernetesMode, type KubernetesModeConfig } from './reconcile-kube.js';
 
 export interface AllocatorConfig {
   node: string;
@@ -31,6 +32,8 @@ export interface AllocatorConfig {
   leaseTtlMs: number;
   sweepIntervalMs: number;
   metricsListen?: string;
+  /** `--store kubernetes`: Leases + whereabouts IPPools, pod identity, reconciliation. */
+  kubernetes?: Omit<KubernetesModeConfig, 'node' | 'pools'>;
 }
 
 export interface AllocatorDeps {
@@ -81,6 +84,15 @@ export function configFromOptions(o: Parsed<typeof allocatorOptions>): Allocator
     leaseTtlMs: Math.round(o.leaseTtl * 1000),
     sweepIntervalMs: Math.round(o.sweepInterval * 1000),
     metricsListen: o.metricsListen || undefined,
+    kubernetes: o.store === 'kubernetes' ? {
+      kubeconfig: o.kubeconfig || undefined,
+      leaseNamespace: o.leaseNamespace,
+      poolNamespace: o.poolNamespace,
+      networkName: o.networkName || undefined,
+      ipMode: o.ipMode,
+      networkStatusInterface: o.networkStatusInterface,
+      resyncIntervalMs: Math.round(o.resyncInterval * 1000),
+    } : undefined,
   };
 }
 
@@ -88,16 +100,20 @@ export async function startAllocator(config: AllocatorConfig, deps: AllocatorDep
   const log = deps.log.child({ component: 'allocator' });
   const clock = deps.clock ?? systemClock;
   const registry = deps.registry ?? createRegistry({ defaultMetrics: false });
-  const store = deps.store ?? new FileStore(config.stateFile);
+  const km = config.kubernetes && !deps.store ? kubernetesMode({ ...config.kubernetes, node: config.node, pools: config.pools }, log) : undefined;
+  const store = deps.store ?? km?.store ?? new FileStore(config.stateFile);
   const kernel = deps.kernel ?? new ProcKernel({ root: config.procRoot, fs: deps.procFs });
   if (!(await kernel.available())) log.warn({ procRoot: config.procRoot }, 'no rtpengine kernel module proc tree: nothing to check or clean; pods will forward in userspace');
   const metrics = allocatorMetrics(registry);
   const service = await AllocatorService.open(
-    { node: config.node, tableRange: config.tableRange, pools: config.pools, defaultPools: config.defaultPools, leaseTtlMs: config.leaseTtlMs },
+    { node: config.node, tableRange: config.tableRange, pools: km ? km.servicePools : config.pools, defaultPools: config.defaultPools, leaseTtlMs: config.leaseTtlMs },
     { store, kernel, clock, log, onAcquire: metrics.observeAcquire, onReclaim: metrics.reclaim, onCleanup: metrics.cleanup },
   );
   metrics.attach(service);
-  const server: RunningServer = await startServer(service, { socket: config.socket, tcpListen: config.tcpListen }, log);
+  // Kubernetes mode: rebuild from the API and resync once before serving; acquire is identity-checked.
+  const served = km ? await km.attach(service) : service;
+  if (km) log.info({ store: 'kubernetes', node: config.node }, 'state rebuilt from the Kubernetes API');
+  const server: RunningServer = await startServer(served, { socket: config.socket, tcpListen: config.tcpListen }, log);
 
   let http: Server | undefined;
   let metricsAddress: string | undefined;
@@ -128,6 +144,7 @@ export async function startAllocator(config: AllocatorConfig, deps: AllocatorDep
       closed ??= (async () => {
         timer.cancel();
         await server.close();
+        await km?.stop();
         await service.drain();
         await store.close();
         if (http) await new Promise<void>((r) => http!.close(() => r()));

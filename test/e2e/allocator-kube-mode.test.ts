@@ -1,0 +1,66 @@
+// The `allocator --store kubernetes` wiring as the CLI builds it: parsed options → startAllocator →
+// gRPC over a real unix socket, with the real client-node talking to the API stand-in (or a cluster).
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { kubeTarget } from '../support/kube-target.js';
+import { parseOptions } from '../../src/config.js';
+import { allocatorOptions } from '../../src/allocator/options.js';
+import { configFromOptions, startAllocator } from '../../src/allocator/allocator.js';
+import { AllocatorClient } from '../../src/allocator/client.js';
+import { leaseName } from '../../src/allocator/store-kube.js';
+import { createKubeClient } from '../../src/kube/client.js';
+import { silentLogger } from '../../src/log.js';
+import { isCoded } from '../../src/errors.js';
+
+test('allocator --store kubernetes: identity-checked Acquire records a Lease and an IPPool entry', async () => {
+  const t = await kubeTarget();
+  const dir = mkdtempSync(join(tmpdir(), 'rtpe-kmode-'));
+  try {
+    const node = t.nodes[0]!;
+    const kubeconfigFile = join(dir, 'kubeconfig');
+    writeFileSync(kubeconfigFile, t.kubeconfig().exportConfig());
+    const { config } = parseOptions(allocatorOptions, [
+      '--store', 'kubernetes', '--kubeconfig', kubeconfigFile, '--socket', join(dir, 'alloc.sock'),
+      '--lease-namespace', t.namespace, '--pools', '[{"name":"media","cidr":"10.78.0.0/24"}]',
+      '--proc-root', join(dir, 'no-proc'), '--lease-ttl', '0',
+    ], { NODE_NAME: node });
+    const cfg = configFromOptions(config);
+    assert.equal(cfg.kubernetes?.leaseNamespace, t.namespace);
+    const alloc = await startAllocator(cfg, { log: silentLogger });
+    const client = new AllocatorClient({ socket: join(dir, 'alloc.sock') });
+    try {
+      const pod = await t.createPod({ name: 'rtpe-kmode', nodeName: node });
+      const ref = { namespace: pod.metadata!.namespace!, name: pod.metadata!.name!, uid: pod.metadata!.uid! };
+      const a = await client.acquire({ pod: ref });
+      assert.equal(a.node, node);
+      assert.equal(a.addresses[0]!.ip, '10.78.0.1');
+
+      const kube = createKubeClient(t.kubeconfig());
+      const lease = await kube.getLease(t.namespace, leaseName(node, a.table));
+      assert.equal(lease?.spec?.holderIdentity, ref.uid);
+      const pool = await kube.getIPPool('kube-system', '10.78.0.0-24');
+      const entry = pool?.spec.allocations?.['1'];
+      assert.ok(entry, 'whereabouts IPPool entry for offset 1');
+      assert.match(entry.id, new RegExp(ref.uid));
+      assert.equal(entry.podref, '');
+
+      // Same pod again: same table and IP (idempotent per UID).
+      const again = await client.acquire({ pod: ref });
+      assert.equal(again.table, a.table);
+      assert.equal(again.addresses[0]!.ip, a.addresses[0]!.ip);
+
+      // A UID the API does not know is refused, naming why.
+      await assert.rejects(client.acquire({ pod: { ...ref, uid: '00000000-0000-0000-0000-000000000000' } }),
+        (e: unknown) => isCoded(e, 'ALLOC_PERMISSION_DENIED'));
+    } finally {
+      client.close();
+      await alloc.close();
+    }
+  } finally {
+    await t.close();
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
