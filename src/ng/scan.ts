@@ -46,10 +46,17 @@ function replyField(b: Uint8Array, at: number, len: number): number {
   return F_NONE;
 }
 
+// Buffer#latin1Slice/utf8Slice skip toString()'s encoding dispatch (a third of the scan's time);
+// they are undocumented, so fall back to toString() if a Node version lacks them.
+type Slice = (this: Buffer, s: number, e: number) => string;
+const proto = Buffer.prototype as unknown as { latin1Slice?: Slice; utf8Slice?: Slice };
+const latin1Slice: Slice = typeof proto.latin1Slice === 'function' ? proto.latin1Slice : function (this: Buffer, s, e) { return this.toString('latin1', s, e); };
+const utf8Slice: Slice = typeof proto.utf8Slice === 'function' ? proto.utf8Slice : function (this: Buffer, s, e) { return this.toString('utf8', s, e); };
+
 /** Text of bytes [s, e): latin1 fast path when ASCII (identical result), UTF-8 otherwise. */
 function text(b: Buffer, s: number, e: number): string {
-  for (let i = s; i < e; i++) if (b[i]! >= 0x80) return b.toString('utf8', s, e);
-  return b.toString('latin1', s, e);
+  for (let i = s; i < e; i++) if (b[i]! >= 0x80) return utf8Slice.call(b, s, e);
+  return latin1Slice.call(b, s, e);
 }
 
 function fail(code: number, size: number): never {
