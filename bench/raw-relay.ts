@@ -58,3 +58,37 @@ export async function startRawRelay(o: RawRelayOptions): Promise<RawRelay> {
     },
   };
 }
+
+// Child-process entry for the 'proxy' bench, so the load generator does not share an event loop
+// with what it measures:  node --import tsx bench/raw-relay.ts relay|proxy <upstreamPort> [listenPort]
+// Prints `ready <port>` on stdout, runs until stdin closes.
+async function main(): Promise<void> {
+  const [mode, up, listen] = process.argv.slice(2);
+  const upstreamPort = Number(up);
+  const listenPort = Number(listen ?? 0);
+  let close: () => Promise<void>;
+  let port: number;
+  if (mode === 'relay') {
+    const r = await startRawRelay({ upstreamHost: '127.0.0.1', upstreamPort, listenPort });
+    port = r.port;
+    close = r.close;
+  } else if (mode === 'proxy') {
+    const { startNgProxy } = await import('../src/sidecar/proxy.js');
+    const { proxyConfigWith } = await import('../src/sidecar/proxy-options.js');
+    const { createRegistry } = await import('../src/metrics.js');
+    const { silentLogger } = await import('../src/log.js');
+    const p = await startNgProxy(proxyConfigWith({ ngListen: [`127.0.0.1:${listenPort}`], ngUpstream: `127.0.0.1:${upstreamPort}`, deleteDelaySeconds: 0 }),
+      { log: silentLogger, registry: createRegistry({ defaultMetrics: false }) });
+    port = p.addresses[0]!.port;
+    close = p.close;
+  } else {
+    process.stderr.write('usage: raw-relay.ts relay|proxy <upstreamPort> [listenPort]\n');
+    process.exit(64);
+  }
+  process.stdout.write(`ready ${port}\n`);
+  process.stdin.resume();
+  process.stdin.on('end', () => { void close().then(() => process.exit(0)); });
+}
+
+const { pathToFileURL } = await import('node:url');
+if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) await main();

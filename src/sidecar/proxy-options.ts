@@ -14,7 +14,7 @@ export function parseHostPort(s: string): HostPort | undefined {
   const m = hostPort.exec(s.trim());
   if (!m) return undefined;
   const port = Number(m[3]);
-  if (port < 1 || port > 65535) return undefined;
+  if (port > 65535) return undefined; // 0 = an ephemeral port (embedding, tests)
   return { host: m[1] ?? m[2]!, port };
 }
 

@@ -21,7 +21,7 @@ import { systemClock, type Clock, type Timer } from '../clock.js';
 import { tryCookie } from '../ng/framing.js';
 import { scanRouting, scanReplyResult } from '../ng/scan.js';
 import { decodeDict, str } from '../ng/codec.js';
-import { NgUdpClient } from '../ng/client.js';
+import { FastNgUpstream } from './upstream.js';
 import type { NgUpstream, Routing } from '../ng/types.js';
 import { SessionRegistry } from './sessions.js';
 import { ReplyCache } from './reply-cache.js';
@@ -37,7 +37,7 @@ export interface NgProxyDeps {
   log: Logger;
   registry: Registry;
   clock?: Clock;
-  /** The ng client towards rtpengine; default: an NgUdpClient to config.ngUpstream (closed with the proxy). */
+  /** The ng client towards rtpengine; default: a FastNgUpstream (upstream.ts) to config.ngUpstream, closed with the proxy. */
   upstream?: NgUpstream;
 }
 
@@ -100,7 +100,7 @@ export async function startNgProxy(config: NgProxyConfig, deps: NgProxyDeps): Pr
   const up = parseHostPort(config.ngUpstream);
   if (!up) throw new NgError('NG_SOCKET', { peer: config.ngUpstream, reason: 'upstream is not host:port' });
   const upstreamName = config.ngUpstream;
-  const upstream = deps.upstream ?? new NgUdpClient({ host: up.host, port: up.port, timeoutMs: config.ngUpstreamTimeoutMs, retries: config.ngUpstreamRetries + 1, log: deps.log });
+  const upstream = deps.upstream ?? new FastNgUpstream({ host: up.host, port: up.port, timeoutMs: config.ngUpstreamTimeoutMs, attempts: config.ngUpstreamRetries + 1, clock, log });
   const ownsUpstream = deps.upstream === undefined;
   const attempts = config.ngUpstreamRetries + 1;
   const allowed = sourceMatcher(config.ngAllowCidrs);
@@ -132,11 +132,9 @@ export async function startNgProxy(config: NgProxyConfig, deps: NgProxyDeps): Pr
   const failureReason = (e: unknown): string => (isCoded(e) ? e.ngReason : (e as Error).message);
 
   // --- the hot path -------------------------------------------------------------------------
-  const send = (sock: Socket, buf: Buffer, port: number, address: string) => {
-    sock.send(buf, port, address, (err) => {
-      if (err) { metrics.dropped('send_failed'); log.warn({ err: err.message, to: `${address}:${port}` }, 'ng reply not sent'); }
-    });
-  };
+  // No completion callback: without one, Node tries a synchronous send (uv_udp_try_send) first;
+  // with one, every reply waits for the next event-loop turn. Failures surface as 'error' events.
+  const send = (sock: Socket, buf: Buffer, port: number, address: string) => { sock.send(buf, port, address); };
 
   const answerLocally = (f: InFlight | { sock: Socket; address: string; port: number; cookie: Buffer; t0: number }, key: string | undefined, command: string | undefined, dict: Buffer, result: string) => {
     const out = frame(f.cookie, dict);
@@ -249,7 +247,7 @@ export async function startNgProxy(config: NgProxyConfig, deps: NgProxyDeps): Pr
       const v6 = isIPv6(hp.host);
       const sock = createSocket({ type: v6 ? 'udp6' : 'udp4', ipv6Only: v6 });
       sock.on('message', (m, ri) => onMessage(sock, m, ri));
-      sock.on('error', (err) => log.error({ err: err.message, listen: l }, 'ng listener error'));
+      sock.on('error', (err) => { metrics.dropped('send_failed'); log.warn({ err: err.message, listen: l }, 'ng listener error (a reply could not be sent)'); });
       await new Promise<void>((resolve, reject) => {
         sock.once('error', reject);
         sock.bind(hp.port, hp.host, () => { sock.off('error', reject); resolve(); });

@@ -53,7 +53,7 @@ test('property: after reconcile at a later start, the registry equals the list m
       for (const x of learned) r.learn(x);
       for (const x of deleted) r.forget(x);
       r.reconcile(listed, systemClock.monotonic() + 1);
-      const want = new Set(listed.filter((x) => !deleted.includes(x)));
+      const want = new Set(listed.filter((x) => !(deleted as string[]).includes(x)));
       assert.deepEqual(new Set(r.ids()), want);
       assert.equal(r.count(), want.size);
     },

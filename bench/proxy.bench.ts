@@ -1,0 +1,204 @@
+// 'proxy' suite: direct to rtpengine vs through the ng proxy vs a no-parse relay (the floor for a
+// Node proxy), side by side in one run: ping and offer+delete, sequential and 16 in flight.
+// Goals are ratios to the relay measured in the same run; plus scan time and 100k-session heap.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { createSocket, type Socket } from 'node:dgram';
+import { randomBytes } from 'node:crypto';
+import { fileURLToPath } from 'node:url';
+import { dirname, join } from 'node:path';
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
+import type { Row, Suite } from './suite.js';
+import { summarize, median } from './stats.js';
+import { startRtpengine } from '../test/support/rtpengine.js';
+import { scanRouting } from '../src/ng/scan.js';
+import { encodeDict } from '../src/ng/codec.js';
+import { SessionRegistry } from '../src/sidecar/sessions.js';
+import { systemClock } from '../src/clock.js';
+
+const here = dirname(fileURLToPath(import.meta.url));
+
+/** ~1.2 KB offer dictionary, as Kamailio sends it (keys in Kamailio's order). */
+function offerDict(callId: string): Buffer {
+  const sdp = ['v=0', 'o=- 1545997027 1 IN IP4 198.51.100.7', 's=call', 'c=IN IP4 198.51.100.7', 't=0 0',
+    'm=audio 40000 RTP/AVP 0 8 9 18 101', 'a=rtpmap:0 PCMU/8000', 'a=rtpmap:8 PCMA/8000', 'a=rtpmap:9 G722/8000',
+    'a=rtpmap:18 G729/8000', 'a=fmtp:18 annexb=no', 'a=rtpmap:101 telephone-event/8000', 'a=fmtp:101 0-16', 'a=ptime:20',
+    'a=maxptime:150', 'a=sendrecv', 'a=rtcp:40001', 'a=ssrc:1234567890 cname:abcdefghijklmnop',
+    'a=ssrc:1234567890 msid:stream0 track0', 'a=ssrc:1234567890 mslabel:stream0', 'a=ssrc:1234567890 label:track0',
+    'm=video 40002 RTP/AVP 96', 'a=rtpmap:96 H264/90000', 'a=fmtp:96 profile-level-id=42e01f;packetization-mode=1', 'a=sendrecv', ''].join('\r\n');
+  return encodeDict({
+    'call-id': callId, command: 'offer', 'from-tag': `ft-${callId.slice(0, 8)}`,
+    'received-from': ['IP4', '198.51.100.7'], replace: ['origin', 'session-connection'], sdp: sdp.padEnd(1000, ' '), supports: ['load limit'],
+  });
+}
+const deleteDict = (callId: string) => encodeDict({ 'call-id': callId, command: 'delete', 'from-tag': `ft-${callId.slice(0, 8)}`, supports: ['load limit'] });
+const PING = Buffer.from('d7:command4:pinge');
+
+/** A lean load generator: pre-built datagrams, cookie counter, one socket; no per-request timers. */
+class Gen {
+  private readonly waiting = new Map<string, (t: number) => void>();
+  private readonly prefix = randomBytes(6).toString('hex');
+  private seq = 0;
+  private constructor(private readonly sock: Socket) {
+    sock.on('message', (m) => {
+      const sp = m.indexOf(0x20);
+      const c = m.toString('latin1', 0, sp);
+      const w = this.waiting.get(c);
+      if (w) { this.waiting.delete(c); w(performance.now()); }
+    });
+  }
+  static async open(): Promise<Gen> {
+    const s = createSocket('udp4');
+    await new Promise<void>((r) => s.bind(0, '127.0.0.1', () => r()));
+    s.setRecvBufferSize(4 * 1024 * 1024);
+    return new Gen(s);
+  }
+  /** One request; resolves with its latency in µs (rejects after 2 s). */
+  req(port: number, dict: Buffer): Promise<number> {
+    const c = `${this.prefix}_${(this.seq++).toString(36)}`;
+    const msg = Buffer.allocUnsafe(c.length + 1 + dict.length);
+    msg.write(c, 0, 'latin1');
+    msg[c.length] = 0x20;
+    dict.copy(msg, c.length + 1);
+    return new Promise((resolve, reject) => {
+      const t0 = performance.now();
+      const timer = setTimeout(() => { this.waiting.delete(c); reject(new Error(`no reply within 2 s (port ${port})`)); }, 2000);
+      this.waiting.set(c, (t) => { clearTimeout(timer); resolve((t - t0) * 1000); });
+      this.sock.send(msg, port, '127.0.0.1');
+    });
+  }
+  close(): void { this.sock.close(); }
+}
+
+interface Result { opsPerS: number; p50: number; p99: number }
+
+/** `n` operations with `conc` in flight; `op(i)` returns the latency (µs) to record. */
+async function load(n: number, conc: number, op: (i: number) => Promise<number>): Promise<Result> {
+  const lat: number[] = [];
+  let next = 0;
+  const t0 = performance.now();
+  await Promise.all(Array.from({ length: conc }, async () => {
+    while (next < n) { const i = next++; lat.push(await op(i)); }
+  }));
+  const s = summarize(lat);
+  return { opsPerS: n / ((performance.now() - t0) / 1000), p50: s.p50, p99: s.p99 };
+}
+
+async function child(mode: 'relay' | 'proxy', upstreamPort: number): Promise<{ port: number; proc: ChildProcess }> {
+  const proc = spawn(process.execPath, ['--import', 'tsx', join(here, 'raw-relay.ts'), mode, String(upstreamPort)], { stdio: ['pipe', 'pipe', 'inherit'] });
+  const port = await new Promise<number>((resolve, reject) => {
+    let out = '';
+    const t = setTimeout(() => reject(new Error(`${mode} child did not start`)), 20_000);
+    proc.stdout!.on('data', (c: Buffer) => {
+      out += c.toString();
+      const m = /ready (\d+)/.exec(out);
+      if (m) { clearTimeout(t); resolve(Number(m[1])); }
+    });
+    proc.once('exit', (code) => { clearTimeout(t); reject(new Error(`${mode} child exited ${code}`)); });
+  });
+  return { port, proc };
+}
+
+function heapMB(): number {
+  (runInNewContext('gc') as () => void)();
+  (runInNewContext('gc') as () => void)();
+  return process.memoryUsage().heapUsed / (1024 * 1024);
+}
+
+const suite: Suite = {
+  name: 'proxy',
+  needs: ['rtpengine'],
+  async run(ctx) {
+    const rows: Row[] = [];
+    const S = 'proxy';
+    const q = ctx.quick;
+
+    // --- scan of a 1.2 KB offer (the only parse on the hot path) -------------------------------
+    const offer = offerDict(`${randomBytes(16).toString('hex')}@198.51.100.7`);
+    for (let i = 0; i < 20_000; i++) scanRouting(offer);
+    const scanRuns: number[] = [];
+    for (let run = 0; run < 5; run++) {
+      const n = q ? 20_000 : 100_000;
+      const t0 = performance.now();
+      for (let i = 0; i < n; i++) scanRouting(offer);
+      scanRuns.push(((performance.now() - t0) * 1000) / n);
+    }
+    const scanUs = median(scanRuns);
+    rows.push({ suite: S, name: `scanRouting, ${offer.length} B offer`, unit: 'µs', value: scanUs, goal: '≤ 1.5 µs', met: scanUs <= 1.5 });
+
+    // --- 100,000 tracked sessions ----------------------------------------------------------------
+    setFlagsFromString('--expose-gc');
+    const before = heapMB();
+    const reg = new SessionRegistry({ clock: systemClock });
+    for (let i = 0; i < 100_000; i++) {
+      reg.learn(`${randomBytes(12).toString('hex')}-${i}@198.51.100.7`, { fromTag: randomBytes(5).toString('hex'), toTag: randomBytes(5).toString('hex') });
+    }
+    const heap = heapMB() - before;
+    rows.push({ suite: S, name: '100,000 tracked sessions (call-id 32 B, two tags)', unit: 'MB', value: heap, goal: '≤ 64 MB', met: heap <= 64, note: `${reg.count()} sessions` });
+
+    // --- the three paths ---------------------------------------------------------------------------
+    const rtp = await startRtpengine({ ports: 1000, extraArgs: ['--num-threads=2'] });
+    const relay = await child('relay', rtp.ngPort);
+    const proxy = await child('proxy', rtp.ngPort);
+    const gen = await Gen.open();
+    const targets = { direct: rtp.ngPort, relay: relay.port, proxy: proxy.port } as const;
+    type T = keyof typeof targets;
+    const res: Record<string, Record<T, Result[]>> = {};
+    const record = (scenario: string, t: T, r: Result) => {
+      res[scenario] ??= { direct: [], relay: [], proxy: [] };
+      res[scenario]![t].push(r);
+    };
+    try {
+      const nPing = q ? 1000 : 4000;
+      const nPingConc = q ? 4000 : 16_000;
+      const nCall = q ? 300 : 1200;
+      const nCallConc = q ? 800 : 3000;
+      const offerDelete = (port: number) => async () => {
+        const id = `${randomBytes(8).toString('hex')}@bench`;
+        const lat = await gen.req(port, offerDict(id));
+        await gen.req(port, deleteDict(id));
+        return lat; // the offer's latency: the goal is on sequential offers
+      };
+      // Warm-up (JIT in the children, rtpengine's threads).
+      for (const port of Object.values(targets)) await load(300, 4, () => gen.req(port, PING));
+      for (const port of Object.values(targets)) await load(50, 2, offerDelete(port));
+      const rounds = q ? 1 : 3;
+      for (let round = 0; round < rounds; round++) {
+        // Interleave targets inside each round so drift on this shared machine hits all three.
+        for (const t of Object.keys(targets) as T[]) record('ping, sequential', t, await load(nPing, 1, () => gen.req(targets[t], PING)));
+        for (const t of Object.keys(targets) as T[]) record('ping, 16 in flight', t, await load(nPingConc, 16, () => gen.req(targets[t], PING)));
+        for (const t of Object.keys(targets) as T[]) record('offer+delete, sequential', t, await load(nCall, 1, offerDelete(targets[t])));
+        for (const t of Object.keys(targets) as T[]) record('offer+delete, 16 in flight', t, await load(nCallConc, 16, offerDelete(targets[t])));
+        ctx.log(`round ${round + 1}/${rounds} done`);
+      }
+    } finally {
+      gen.close();
+      for (const c of [relay, proxy]) { c.proc.stdin!.end(); c.proc.kill('SIGTERM'); }
+      await rtp.stop();
+    }
+
+    const med = (xs: Result[], k: keyof Result) => median(xs.map((x) => x[k]));
+    for (const [scenario, by] of Object.entries(res)) {
+      const unitOps = scenario.startsWith('ping') ? 'pings/s' : 'calls/s';
+      for (const t of ['direct', 'relay', 'proxy'] as T[]) {
+        rows.push({ suite: S, name: `${scenario}: ${t} throughput`, unit: unitOps, value: med(by[t], 'opsPerS') });
+        rows.push({ suite: S, name: `${scenario}: ${t} latency${scenario.startsWith('offer') ? ' (offer)' : ''}`, unit: 'µs', value: med(by[t], 'p50'), p99: med(by[t], 'p99') });
+      }
+      const ratio = med(by.proxy, 'opsPerS') / med(by.relay, 'opsPerS');
+      rows.push({ suite: S, name: `${scenario}: proxy/relay throughput`, unit: 'ratio', value: ratio, goal: '≥ 0.9×', met: ratio >= 0.9,
+        note: `direct ${(med(by.proxy, 'opsPerS') / med(by.direct, 'opsPerS')).toFixed(2)}× for the proxy, ${(med(by.relay, 'opsPerS') / med(by.direct, 'opsPerS')).toFixed(2)}× for the relay` });
+      if (scenario === 'offer+delete, sequential') {
+        for (const k of ['p50', 'p99'] as const) {
+          const addedProxy = med(by.proxy, k) - med(by.direct, k);
+          const addedRelay = med(by.relay, k) - med(by.direct, k);
+          const r = addedProxy / addedRelay;
+          rows.push({ suite: S, name: `sequential offers: latency added by the proxy / by the relay (${k})`, unit: 'ratio', value: r, goal: '≤ 1.15×', met: r <= 1.15,
+            note: `proxy adds ${addedProxy.toFixed(0)} µs, relay ${addedRelay.toFixed(0)} µs over direct` });
+        }
+      }
+    }
+    return rows;
+  },
+};
+
+export default suite;
