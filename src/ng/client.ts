@@ -11,6 +11,8 @@ import { encodeDict, parseReply } from './codec.js';
 import { scanRouting } from './scan.js';
 import type { NgReply, NgRequestOptions, NgRequestResult, NgUpstream } from './types.js';
 
+export type { NgUpstream, NgRequestOptions, NgRequestResult } from './types.js';
+
 /** Largest UDP payload over IPv4 (65,535 - 8 UDP - 20 IP); IPv6 allows 65,527 but rtpengine reads 64 KiB. */
 export const MAX_DATAGRAM = 65_507;
 

@@ -6,6 +6,8 @@ import { NgError } from '../errors.js';
 import { MAX_DEPTH, MAX_DICT_BYTES, TOO_DEEP, TRUNCATED, skipValue, walkError, walkFlags } from './bencode.js';
 import { NG_RESULTS, type NgDict, type NgReply, type NgValue } from './types.js';
 
+export type { NgDict, NgValue, NgRequest, NgReply, NgOkReply, NgErrorReply, NgPongReply, NgLoadLimitReply } from './types.js';
+
 const D = 0x64;
 const BRACE = 0x7b;
 

@@ -6,6 +6,8 @@ import { INVALID, TRUNCATED, skipString, skipValue, stringStart, walkError } fro
 import { decodeDict, dictFormat, str, walkFailure } from './codec.js';
 import type { NgDict, Routing } from './types.js';
 
+export type { Routing } from './types.js';
+
 const E = 0x65;
 const L = 0x6c;
 
