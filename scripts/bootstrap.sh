@@ -13,6 +13,7 @@ declare -A PROBE=(
   [kamailio]=/usr/sbin/kamailio
   [iptables]=/usr/sbin/iptables
   [iproute2]=/usr/sbin/ip
+  [iputils-arping]=/usr/bin/arping
 )
 declare -A NEEDED_BY=(
   [rtpengine-daemon]="test/e2e (ng against real rtpengine, proxy, sidecar, kamailio-sync), npm start, npm run bench"
@@ -21,6 +22,7 @@ declare -A NEEDED_BY=(
   [kamailio]="test/e2e Kamailio tests (proxy failover, kamailio-sync)"
   [iptables]="test/e2e forwarding-rule tests in network namespaces"
   [iproute2]="test/e2e network-namespace and media-address tests"
+  [iputils-arping]="media-address announcement tests (gratuitous ARP), sidecar lifecycle e2e"
 )
 
 missing=()
