@@ -14,6 +14,8 @@ export const TOO_DEEP = -3;
 
 /** Where and why the last walk failed (module scratch: the walker is synchronous and non-reentrant). */
 export const walkError = { offset: 0, reason: '' };
+/** After TRUNCATED: the input length below which the value certainly stays incomplete. */
+export const truncatedNeed = { at: 0 };
 /** Set when a dictionary key `__proto__` was seen (plain-object decoders would lose it). */
 export const walkFlags = { sawProtoKey: false };
 
@@ -32,6 +34,7 @@ const stack = new Uint8Array(MAX_DEPTH + 2);
 function fail(code: number, offset: number, reason: string): number {
   walkError.offset = offset;
   walkError.reason = reason;
+  if (code === TRUNCATED) truncatedNeed.at = offset + 1;
   return code;
 }
 
@@ -59,7 +62,11 @@ export function skipString(b: Uint8Array, p: number, end: number): number {
     break;
   }
   stringStart.at = q;
-  if (q + len > end) return fail(TRUNCATED, q, `string of ${len} bytes runs past the end`);
+  if (q + len > end) {
+    fail(TRUNCATED, q, `string of ${len} bytes runs past the end`);
+    truncatedNeed.at = q + len + 1; // the string, then at least one byte closing its container
+    return TRUNCATED;
+  }
   return q + len;
 }
 

@@ -23,6 +23,19 @@ test('a partial message waits, byte by byte, including a split length prefix and
   assert.deepEqual(texts(got), [msg, msg]);
 });
 
+test('a 30 KB offer in 1-byte segments, then two more messages in one large segment', () => {
+  const d = new NgStreamDecoder();
+  const big = `big d7:command5:offer3:sdp30000:${'v'.repeat(30000)}e`;
+  const got: Buffer[] = [];
+  for (let i = 0; i < big.length; i++) got.push(...d.push(b(big[i]!)));
+  assert.deepEqual(got.map((g) => g.length), [big.length]);
+  assert.equal(d.buffered, 0);
+  // Several messages totalling more than the buffer limit in one chunk are fine: only leftovers count.
+  const small = new NgStreamDecoder({ maxBuffered: 100 });
+  const many = Array.from({ length: 20 }, (_, i) => `c${i} d6:result4:ponge`).join('');
+  assert.equal(small.push(b(many)).length, 20);
+});
+
 test('a string value containing "e" and spaces does not end the message early', () => {
   const d = new NgStreamDecoder();
   assert.deepEqual(d.push(b('k d3:sdp10:e e e e ee')), []);

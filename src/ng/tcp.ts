@@ -5,7 +5,7 @@ import { connect, isIPv6, type Socket } from 'node:net';
 import { randomBytes } from 'node:crypto';
 import type { Logger } from '../log.js';
 import { NgError } from '../errors.js';
-import { MAX_DICT_BYTES, TRUNCATED, skipValue } from './bencode.js';
+import { MAX_DICT_BYTES, TRUNCATED, skipValue, truncatedNeed } from './bencode.js';
 import { walkFailure, parseReply } from './codec.js';
 import { MAX_COOKIE, joinMessage } from './framing.js';
 import { checkRemote, commandOf, encodeRequest } from './client.js';
@@ -42,7 +42,12 @@ export interface NgStreamDecoderOptions {
 
 /** Splits a TCP byte stream into whole ng messages (`<cookie> SP <dict>`, views, cookie included). */
 export class NgStreamDecoder {
-  private buf: Buffer = Buffer.alloc(0);
+  /** Unparsed bytes, kept as chunks until enough have arrived to be worth a parse. */
+  private chunks: Buffer[] = [];
+  private held = 0;
+  /** Bytes the first pending message needs at least (from its length prefixes): below this,
+   *  a new chunk is only queued — a large SDP arriving in many segments costs linear time. */
+  private need = 0;
   private readonly max: number;
   private readonly peer: string;
 
@@ -53,12 +58,19 @@ export class NgStreamDecoder {
 
   /** Bytes held back waiting for the rest of a message. */
   get buffered(): number {
-    return this.buf.length;
+    return this.held;
   }
 
   /** Adds bytes; returns every message now complete. Throws coded NgErrors on a corrupt stream (close it). */
   push(chunk: Buffer): Buffer[] {
-    let b = this.buf.length ? Buffer.concat([this.buf, chunk]) : chunk;
+    this.chunks.push(chunk);
+    this.held += chunk.length;
+    if (this.held < this.need) {
+      if (this.held > this.max) throw new NgError('NG_TCP_BUFFER', { peer: this.peer, buffered: this.held, max: this.max });
+      return [];
+    }
+    let b = this.chunks.length === 1 ? this.chunks[0]! : Buffer.concat(this.chunks, this.held);
+    this.need = 0;
     const out: Buffer[] = [];
     for (;;) {
       let s = 0;
@@ -76,7 +88,7 @@ export class NgStreamDecoder {
       let end: number;
       if (b[start] === D) {
         end = skipValue(b, start, b.length, 0);
-        if (end === TRUNCATED) break;
+        if (end === TRUNCATED) { this.need = Math.max(truncatedNeed.at, b.length + 1); break; }
         if (end < 0) throw walkFailure(end, b.length - start);
       } else if (b[start] === BRACE) {
         end = jsonEnd(b, start, b.length);
@@ -89,7 +101,8 @@ export class NgStreamDecoder {
     }
     if (b.length > this.max) throw new NgError('NG_TCP_BUFFER', { peer: this.peer, buffered: b.length, max: this.max });
     // Copy the remainder so emitted messages do not pin a large concatenation forever.
-    this.buf = b.length ? Buffer.from(b) : Buffer.alloc(0);
+    this.chunks = b.length ? [Buffer.from(b)] : [];
+    this.held = b.length;
     return out;
   }
 }
