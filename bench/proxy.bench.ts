@@ -7,6 +7,7 @@ import { randomBytes } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
 import { dirname, join } from 'node:path';
 import { setFlagsFromString } from 'node:v8';
+import { readFileSync } from 'node:fs';
 import { runInNewContext } from 'node:vm';
 import type { Row, Suite } from './suite.js';
 import { summarize, median } from './stats.js';
@@ -99,6 +100,13 @@ async function child(mode: 'relay' | 'proxy', upstreamPort: number): Promise<{ p
   return { port, proc };
 }
 
+/** CPU seconds (user + system) a child has used so far, from /proc (10 ms ticks). */
+function cpuSeconds(pid: number): number {
+  const f = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const fields = f.slice(f.lastIndexOf(')') + 2).split(' ');
+  return (Number(fields[11]) + Number(fields[12])) / 100;
+}
+
 function heapMB(): number {
   (runInNewContext('gc') as () => void)();
   (runInNewContext('gc') as () => void)();
@@ -144,6 +152,15 @@ const suite: Suite = {
     const targets = { direct: rtp.ngPort, relay: relay.port, proxy: proxy.port } as const;
     type T = keyof typeof targets;
     const res: Record<string, Record<T, Result[]>> = {};
+    const cpu = { relay: { s: 0, ops: 0 }, proxy: { s: 0, ops: 0 } };
+    const pids = { relay: relay.proc.pid!, proxy: proxy.proc.pid! };
+    /** Runs one measurement and, for the children, charges their CPU time to it. */
+    const measured = async (t: T, n: number, fn: () => Promise<Result>): Promise<Result> => {
+      const c0 = t === 'direct' ? 0 : cpuSeconds(pids[t]);
+      const r = await fn();
+      if (t !== 'direct') { cpu[t].s += cpuSeconds(pids[t]) - c0; cpu[t].ops += n; }
+      return r;
+    };
     const record = (scenario: string, t: T, r: Result) => {
       res[scenario] ??= { direct: [], relay: [], proxy: [] };
       res[scenario]![t].push(r);
@@ -165,10 +182,10 @@ const suite: Suite = {
       const rounds = q ? 1 : 3;
       for (let round = 0; round < rounds; round++) {
         // Interleave targets inside each round so drift on this shared machine hits all three.
-        for (const t of Object.keys(targets) as T[]) record('ping, sequential', t, await load(nPing, 1, () => gen.req(targets[t], PING)));
-        for (const t of Object.keys(targets) as T[]) record('ping, 16 in flight', t, await load(nPingConc, 16, () => gen.req(targets[t], PING)));
-        for (const t of Object.keys(targets) as T[]) record('offer+delete, sequential', t, await load(nCall, 1, offerDelete(targets[t])));
-        for (const t of Object.keys(targets) as T[]) record('offer+delete, 16 in flight', t, await load(nCallConc, 16, offerDelete(targets[t])));
+        for (const t of Object.keys(targets) as T[]) record('ping, sequential', t, await measured(t, nPing, () => load(nPing, 1, () => gen.req(targets[t], PING))));
+        for (const t of Object.keys(targets) as T[]) record('ping, 16 in flight', t, await measured(t, nPingConc, () => load(nPingConc, 16, () => gen.req(targets[t], PING))));
+        for (const t of Object.keys(targets) as T[]) record('offer+delete, sequential', t, await measured(t, nCall * 2, () => load(nCall, 1, offerDelete(targets[t]))));
+        for (const t of Object.keys(targets) as T[]) record('offer+delete, 16 in flight', t, await measured(t, nCallConc * 2, () => load(nCallConc, 16, offerDelete(targets[t]))));
         ctx.log(`round ${round + 1}/${rounds} done`);
       }
     } finally {
@@ -177,6 +194,9 @@ const suite: Suite = {
       await rtp.stop();
     }
 
+    for (const t of ['relay', 'proxy'] as const) {
+      rows.push({ suite: S, name: `CPU per ng request in the ${t} process`, unit: 'µs', value: (cpu[t].s / cpu[t].ops) * 1e6, note: `${cpu[t].ops} requests, all scenarios` });
+    }
     const med = (xs: Result[], k: keyof Result) => median(xs.map((x) => x[k]));
     for (const [scenario, by] of Object.entries(res)) {
       const unitOps = scenario.startsWith('ping') ? 'pings/s' : 'calls/s';

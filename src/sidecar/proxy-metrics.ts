@@ -1,7 +1,7 @@
 // Prometheus metrics of the ng proxy, registered on the process registry. Label values are
 // bounded (known ng commands, known results); children are cached so the hot path does no
 // label hashing.
-import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
+import { Counter, Gauge, type Registry } from 'prom-client';
 import { METRIC_PREFIX } from '../metrics.js';
 import type { DrainPhase } from './drain.js';
 
@@ -57,15 +57,37 @@ export function createProxyMetrics(registry: Registry, src: ProxyMetricsSources)
   });
   new Gauge({ name: `${p}ng_in_flight`, help: 'ng requests forwarded and not yet answered', registers: [registry], collect() { this.set(src.inFlight()); } });
   new Gauge({ name: `${p}ng_reply_cache_bytes`, help: 'Bytes held by the retransmission reply cache', registers: [registry], collect() { this.set(src.replyCacheBytes()); } });
-  const requests = new Counter({
-    name: `${p}ng_requests_total`, help: 'ng requests answered, by command, result and origin of the reply',
-    labelNames: ['command', 'result', 'origin'] as const, registers: [registry],
-  });
-  const latency = new Histogram({
-    name: `${p}ng_request_duration_seconds`, help: 'Time from receiving an ng request to sending its reply',
-    labelNames: ['command'] as const, registers: [registry],
-    buckets: [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
-  });
+  // Requests and latency are counted in plain objects on the hot path and handed to prom-client
+  // only at scrape time (custom collectors): no label hashing per request.
+  const reqCounts = new Map<string, { labels: { command: string; result: string; origin: string }; n: number }>();
+  registry.registerMetric({
+    name: `${p}ng_requests_total`, help: 'ng requests answered, by command, result and origin of the reply', type: 'counter',
+    get: async () => ({ name: `${p}ng_requests_total`, help: 'ng requests answered, by command, result and origin of the reply', type: 'counter', aggregator: 'sum',
+      values: [...reqCounts.values()].map((c) => ({ labels: { ...c.labels }, value: c.n })) }),
+    reset: () => reqCounts.clear(),
+  } as never);
+  const BUCKETS = [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5];
+  const latName = `${p}ng_request_duration_seconds`;
+  const latHelp = 'Time from receiving an ng request to sending its reply';
+  const lat = new Map<string, { counts: Float64Array; sum: number; count: number }>();
+  registry.registerMetric({
+    name: latName, help: latHelp, type: 'histogram',
+    get: async () => {
+      const values: Array<{ labels: Record<string, string | number>; value: number; metricName: string }> = [];
+      for (const [command, h] of lat) {
+        let cum = 0;
+        for (let i = 0; i < BUCKETS.length; i++) {
+          cum += h.counts[i]!;
+          values.push({ labels: { le: BUCKETS[i]!, command }, value: cum, metricName: `${latName}_bucket` });
+        }
+        values.push({ labels: { le: '+Inf', command }, value: h.count, metricName: `${latName}_bucket` });
+        values.push({ labels: { command }, value: h.sum, metricName: `${latName}_sum` });
+        values.push({ labels: { command }, value: h.count, metricName: `${latName}_count` });
+      }
+      return { name: latName, help: latHelp, type: 'histogram', aggregator: 'sum', values };
+    },
+    reset: () => lat.clear(),
+  } as never);
   const timeouts = new Counter({ name: `${p}ng_upstream_timeouts_total`, help: 'Forwarded ng requests rtpengine did not answer within the retry budget', registers: [registry] });
   const drops = new Counter({ name: `${p}ng_dropped_datagrams_total`, help: 'ng datagrams not answered, by reason', labelNames: ['reason'] as const, registers: [registry] });
   const drain = new Gauge({ name: `${p}drain_state`, help: 'Drain phase: 1 for the current phase', labelNames: ['phase'] as const, registers: [registry] });
@@ -74,19 +96,19 @@ export function createProxyMetrics(registry: Registry, src: ProxyMetricsSources)
   for (const r of ['no_cookie', 'source_denied', 'retransmission_in_flight', 'send_failed']) drops.labels(r).inc(0);
   timeouts.inc(0);
 
-  const reqChildren = new Map<string, ReturnType<typeof requests.labels>>();
-  const latChildren = new Map<string, ReturnType<typeof latency.labels>>();
   const phases: DrainPhase[] = ['serving', 'draining', 'drained'];
   const m: ProxyMetrics = {
     request(command, result, origin, seconds) {
       const c = commandLabel(command);
       const key = `${c}\0${result}\0${origin}`;
-      let child = reqChildren.get(key);
-      if (!child) { child = requests.labels(c, resultLabel(result), origin); reqChildren.set(key, child); }
-      child.inc();
-      let h = latChildren.get(c);
-      if (!h) { h = latency.labels(c); latChildren.set(c, h); }
-      h.observe(seconds);
+      const e = reqCounts.get(key);
+      if (e) e.n++;
+      else reqCounts.set(key, { labels: { command: c, result: resultLabel(result), origin }, n: 1 });
+      let h = lat.get(c);
+      if (!h) { h = { counts: new Float64Array(BUCKETS.length), sum: 0, count: 0 }; lat.set(c, h); }
+      h.sum += seconds;
+      h.count++;
+      for (let i = 0; i < BUCKETS.length; i++) if (seconds <= BUCKETS[i]!) { h.counts[i]!++; break; }
     },
     dropped(reason) { drops.labels(reason).inc(); },
     upstreamTimeout() { timeouts.inc(); },

@@ -69,6 +69,7 @@ export interface ProxyStatus {
 interface InFlight { sock: Socket; address: string; port: number; cookie: Buffer; routing: Routing; known: boolean; t0: number; retransmissions: number }
 
 const SP = 0x20;
+const READ_ONLY: ReadonlySet<string> = new Set(['ping', 'query', 'list', 'statistics']);
 const PING = Buffer.from('d7:command4:pinge');
 const STATISTICS = Buffer.from('d7:command10:statisticse');
 
@@ -102,6 +103,7 @@ export async function startNgProxy(config: NgProxyConfig, deps: NgProxyDeps): Pr
   const upstreamName = config.ngUpstream;
   const upstream = deps.upstream ?? new FastNgUpstream({ host: up.host, port: up.port, timeoutMs: config.ngUpstreamTimeoutMs, attempts: config.ngUpstreamRetries + 1, clock, log });
   const ownsUpstream = deps.upstream === undefined;
+  const fast = upstream instanceof FastNgUpstream ? upstream : undefined;
   const attempts = config.ngUpstreamRetries + 1;
   const allowed = sourceMatcher(config.ngAllowCidrs);
 
@@ -193,15 +195,18 @@ export async function startNgProxy(config: NgProxyConfig, deps: NgProxyDeps): Pr
       return;
     }
     inflight.set(key, f);
-    upstream.request(dict).then((res) => onReply(key, f, res.reply), (e: unknown) => onFail(key, f, e));
+    if (fast) fast.forward(dict, (res) => onReply(key, f, res.reply), (e) => onFail(key, f, e));
+    else upstream.request(dict).then((res) => onReply(key, f, res.reply), (e: unknown) => onFail(key, f, e));
   };
 
   const onReply = (key: string, f: InFlight, reply: Buffer) => {
     inflight.delete(key);
     const out = frame(f.cookie, reply);
     send(f.sock, out, f.port, f.address);
-    cache.set(key, out);
     const r = f.routing;
+    // Read-only commands are safe to run twice: a late retransmission is simply forwarded again,
+    // which keeps high-rate pings/queries out of the cache (memory and GC).
+    if (r.command === undefined || !READ_ONLY.has(r.command)) cache.set(key, out);
     let result: string | undefined;
     let replyCallId: string | undefined;
     try {

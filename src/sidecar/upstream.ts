@@ -67,16 +67,32 @@ export class FastNgUpstream implements NgUpstream {
     datagram.write(cookie, 0, 'latin1');
     datagram[cookie.length] = SP;
     body.copy(datagram, cookie.length + 1);
+    return new Promise<NgRequestResult>((resolve, reject) => this.start(cookie, datagram, opts, resolve, reject));
+  }
+
+  /**
+   * The proxy's path: a dictionary already validated by the caller, callbacks instead of a
+   * promise (one allocation less per request, reply handled in the same tick).
+   */
+  forward(dict: Buffer, onReply: (r: NgRequestResult) => void, onFail: (e: Error) => void): void {
+    if (this.closed) { onFail(new NgError('NG_CLOSED', { peer: this.peer, inFlight: 0 })); return; }
+    const cookie = `${this.prefix}_${(this.seq++).toString(36)}`;
+    const datagram = Buffer.allocUnsafe(cookie.length + 1 + dict.length);
+    datagram.write(cookie, 0, 'latin1');
+    datagram[cookie.length] = SP;
+    dict.copy(datagram, cookie.length + 1);
+    this.start(cookie, datagram, {}, onReply, onFail);
+  }
+
+  private start(cookie: string, datagram: Buffer, opts: NgRequestOptions, resolve: Pending['resolve'], reject: Pending['reject']): void {
     const timeoutMs = opts.timeoutMs ?? this.o.timeoutMs;
-    return new Promise<NgRequestResult>((resolve, reject) => {
-      const p: Pending = {
-        cookie, datagram, attempts: 1, maxAttempts: Math.max(1, opts.retries ?? this.o.attempts), timeoutMs,
-        deadline: this.o.clock.monotonic() + timeoutMs, resolve, reject,
-      };
-      this.pending.set(cookie, p);
-      this.sock.send(datagram, this.o.port, this.o.host);
-      this.sweeper ??= this.o.clock.setInterval(() => this.sweep(), this.sweepMs);
-    });
+    const p: Pending = {
+      cookie, datagram, attempts: 1, maxAttempts: Math.max(1, opts.retries ?? this.o.attempts), timeoutMs,
+      deadline: this.o.clock.monotonic() + timeoutMs, resolve, reject,
+    };
+    this.pending.set(cookie, p);
+    this.sock.send(datagram, this.o.port, this.o.host);
+    this.sweeper ??= this.o.clock.setInterval(() => this.sweep(), this.sweepMs);
   }
 
   close(): void {

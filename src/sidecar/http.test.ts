@@ -1,0 +1,66 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { createSocket } from 'node:dgram';
+import { startControlServer } from './http.js';
+import { startNgProxy } from './proxy.js';
+import { proxyConfigWith } from './proxy-options.js';
+import { proxyView } from './drain-command.js';
+import { createRegistry } from '../metrics.js';
+import { silentLogger } from '../log.js';
+import { freePort } from '../../test/support/ports.js';
+
+test('control server: metrics text, healthz, readyz, status, POST /drain (validated), 404/405', async () => {
+  const registry = createRegistry({ defaultMetrics: false });
+  const port = await freePort();
+  const dead = await freePort();
+  const proxy = await startNgProxy(proxyConfigWith({ ngListen: [`127.0.0.1:${port}`], ngUpstream: `127.0.0.1:${dead}`, ngUpstreamTimeoutMs: 30, ngUpstreamRetries: 0, ngHealthIntervalMs: 50 }), { log: silentLogger, registry });
+  const http = await startControlServer({ host: '127.0.0.1', port: 0, registry, target: proxy, log: silentLogger });
+  const sock = createSocket('udp4');
+  await new Promise<void>((r) => sock.bind(0, '127.0.0.1', () => r()));
+  try {
+    // One request answered by the proxy itself (rtpengine is not there): ping → error.
+    const got = new Promise<Buffer>((r) => sock.once('message', r));
+    sock.send(Buffer.from('m1 d7:command4:pinge'), port, '127.0.0.1');
+    assert.match((await got).toString(), /^m1 d6:result5:error12:error-reason\d+:rtpengine at 127\.0\.0\.1:\d+ failed/);
+
+    const metrics = await (await fetch(`${http.url}/metrics`)).text();
+    assert.match(metrics, /rtpengine_k8s_ng_requests_total\{command="ping",result="error",origin="proxy"\} 1/);
+    assert.match(metrics, /rtpengine_k8s_ng_request_duration_seconds_bucket\{le="\+Inf",command="ping"\} 1/);
+    assert.match(metrics, /rtpengine_k8s_ng_request_duration_seconds_count\{command="ping"\} 1/);
+    assert.match(metrics, /rtpengine_k8s_sessions 0/);
+    assert.match(metrics, /rtpengine_k8s_rtpengine_up 0/);
+    assert.match(metrics, /rtpengine_k8s_drain_state\{phase="serving"\} 1/);
+    assert.match(metrics, /rtpengine_k8s_ng_upstream_timeouts_total \d+/);
+    assert.match(metrics, /rtpengine_k8s_ng_dropped_datagrams_total\{reason="no_cookie"\} 0/);
+
+    assert.equal((await fetch(`${http.url}/healthz`)).status, 200);
+    const rz = await fetch(`${http.url}/readyz`);
+    assert.equal(rz.status, 503, 'rtpengine does not answer pings');
+    assert.match(((await rz.json()) as { reasons: string[] }).reasons[0]!, /not answering pings/);
+
+    assert.equal((await fetch(`${http.url}/drain`, { method: 'POST', body: '{"deadlineSeconds": -1}' })).status, 400);
+    assert.equal((await fetch(`${http.url}/drain`, { method: 'POST', body: 'nope' })).status, 400);
+    assert.equal((await fetch(`${http.url}/drain`)).status, 405);
+    const d = await fetch(`${http.url}/drain`, { method: 'POST', body: '{"deadlineSeconds": 600}' });
+    assert.equal(d.status, 202);
+    const view = proxyView(await d.json());
+    assert.equal(view?.drain.phase, 'draining');
+    const status = proxyView(await (await fetch(`${http.url}/status`)).json());
+    assert.equal(status?.drain.phase, 'draining');
+    assert.ok(status!.drain.deadlineAt! - status!.drain.startedAt! === 600_000);
+    assert.match(await (await fetch(`${http.url}/metrics`)).text(), /rtpengine_k8s_drain_state\{phase="draining"\} 1/);
+    assert.equal((await fetch(`${http.url}/nope`)).status, 404);
+  } finally {
+    sock.close();
+    await http.close();
+    await proxy.close();
+  }
+});
+
+test('proxyView reads the proxy status, the sidecar status and a bare drain status', () => {
+  assert.equal(proxyView({ drain: { phase: 'draining' }, sessions: 2 })?.sessions, 2);
+  assert.equal(proxyView({ state: 'serving', proxy: { drain: { phase: 'serving' }, sessions: 1 } })?.drain.phase, 'serving');
+  assert.equal(proxyView({ phase: 'drained', outcome: 'empty', sessions: 0 })?.drain.outcome, 'empty');
+  assert.equal(proxyView({ phase: 'bogus' }), undefined);
+  assert.equal(proxyView(null), undefined);
+});
