@@ -323,3 +323,25 @@ test('rtpengine gone: new offers fail over (load limit), known calls get an erro
     await r.close();
   }
 });
+
+test('IPv4 and IPv6 listeners on one port: each answers from the socket the request came in on', { skip }, async () => {
+  const port = await freePort();
+  const r = await rig({ ngListen: [`127.0.0.1:${port}`, `[::1]:${port}`] });
+  const v6 = createSocket('udp6');
+  await new Promise<void>((res) => v6.bind(0, '::1', () => res()));
+  try {
+    assert.deepEqual(r.proxy.addresses.map((a) => a.host).sort(), ['127.0.0.1', '::1']);
+    // A connected socket (like Kamailio's) only accepts the reply from the exact address it sent to.
+    v6.connect(port, '::1');
+    await new Promise<void>((res) => v6.once('connect', () => res()));
+    const got = new Promise<Buffer>((res) => v6.once('message', res));
+    v6.send(Buffer.from('v6c d7:command4:pinge'));
+    assert.equal((await got).toString(), 'v6c d6:result4:ponge');
+    const s = await sender();
+    assert.equal((await s.send(port, 'v4c', 'd7:command4:pinge'))?.toString(), 'v4c d6:result4:ponge');
+    s.close();
+  } finally {
+    v6.close();
+    await r.close();
+  }
+});
