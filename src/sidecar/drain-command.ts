@@ -8,10 +8,10 @@ import { Exit, SidecarError } from '../errors.js';
 import type { DrainStatus } from './drain.js';
 
 export const drainOptions = {
-  url: opt.string('the sidecar control server', 'http://127.0.0.1:9450'),
-  wait: opt.bool('block until the drain completes, printing progress', false),
-  deadlineSeconds: opt.int('drain deadline to request (0 = the sidecar\'s --drain-deadline-seconds)', 0, { min: 0 }),
-  pollMs: opt.int('with --wait, poll the sidecar this often', 1000, { min: 50 }),
+  url: opt.string('the sidecar control server', 'http://127.0.0.1:9450', { env: 'RTPE_K8S_CONTROL_URL' }),
+  wait: opt.bool('block until the drain completes, printing progress', false, { env: 'RTPE_K8S_DRAIN_WAIT' }),
+  deadlineSeconds: opt.int('drain deadline to request (0 = the sidecar\'s --drain-deadline-seconds)', 0, { min: 0 }, { env: 'RTPE_K8S_DRAIN_REQUEST_DEADLINE_SECONDS' }),
+  pollMs: opt.int('with --wait, poll the sidecar this often', 1000, { min: 50 }, { env: 'RTPE_K8S_DRAIN_POLL_MS' }),
 };
 
 interface ProxyView { drain: DrainStatus; sessions?: number; rtpengine?: { sessionsOwn?: number } }

@@ -71,7 +71,7 @@ export function createProxyMetrics(registry: Registry, src: ProxyMetricsSources)
   const latHelp = 'Time from receiving an ng request to sending its reply';
   const lat = new Map<string, { counts: Float64Array; sum: number; count: number }>();
   registry.registerMetric({
-    name: latName, help: latHelp, type: 'histogram',
+    name: `${p}ng_request_duration_seconds`, help: latHelp, type: 'histogram',
     get: async () => {
       const values: Array<{ labels: Record<string, string | number>; value: number; metricName: string }> = [];
       for (const [command, h] of lat) {
