@@ -78,7 +78,7 @@ export async function startKamailio(o: KamailioOptions): Promise<KamailioHandle>
     SIP_LISTEN: `udp:${sipHost.includes(':') ? `[${sipHost}]` : sipHost}:${sipPort}`,
     CTL_SOCK: q(ctlSock),
     JSONRPC_FIFO: q(jsonrpcFifo),
-    JSONRPC_REPLY_DIR: q(dir),
+    JSONRPC_REPLY_DIR: q(`${dir}/`), // jsonrpcs concatenates dir and reply name as they are
     RUN_DIR: q(runDir),
     ...o.defines,
   };
@@ -102,22 +102,21 @@ export async function startKamailio(o: KamailioOptions): Promise<KamailioHandle>
   const jsonrpc = async (method: string, params: unknown[] = []) => {
     const replyName = `rpl_${randomBytes(6).toString('hex')}`;
     const replyPath = join(dir, replyName);
-    const req = JSON.stringify({ jsonrpc: '2.0', method, params, reply_name: replyName, id: 1 }) + '\n';
-    const fifo = await open(jsonrpcFifo, 'w');
-    try { await fifo.write(req); } finally { await fifo.close(); }
-    const deadline = Date.now() + 5000;
-    while (!existsSync(replyPath)) {
-      if (Date.now() > deadline) throw new Error(`no JSON-RPC reply for ${method}`);
-      await new Promise((r) => setTimeout(r, 20));
-    }
-    const rf = await open(replyPath, 'r');
+    // The client creates the reply FIFO; jsonrpcs only opens it for writing.
+    await new Promise<void>((resolve, reject) => execFile('mkfifo', [replyPath], (e) => (e ? reject(e) : resolve())));
     try {
-      const text = (await rf.readFile()).toString();
+      const req = JSON.stringify({ jsonrpc: '2.0', method, params, reply_name: replyName, id: 1 }) + '\n';
+      const reading = (async () => {
+        const rf = await open(replyPath, 'r'); // blocks (in the thread pool) until Kamailio opens it
+        try { return (await rf.readFile()).toString(); } finally { await rf.close(); }
+      })();
+      const fifo = await open(jsonrpcFifo, 'w');
+      try { await fifo.write(req); } finally { await fifo.close(); }
+      const text = await Promise.race([reading, new Promise<never>((_, rej) => setTimeout(() => rej(new Error(`no JSON-RPC reply for ${method} within 5 s`)), 5000).unref())]);
       const parsed = JSON.parse(text) as { result?: unknown; error?: { message?: string } };
       if (parsed.error) throw new Error(`JSON-RPC ${method}: ${parsed.error.message ?? JSON.stringify(parsed.error)}`);
       return parsed.result;
     } finally {
-      await rf.close();
       rmSync(replyPath, { force: true });
     }
   };
