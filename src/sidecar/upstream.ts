@@ -51,6 +51,8 @@ export class FastNgUpstream implements NgUpstream {
     this.sock.on('message', (m, ri) => this.onMessage(m, ri.port));
     // Without send callbacks, a failed send surfaces here; its request then times out.
     this.sock.on('error', (err) => o.log?.warn({ err: err.message, peer: this.peer }, 'ng upstream socket error'));
+    // rtpengine is on loopback: bind there, so the kernel skips source-address selection per send.
+    if (o.host === '127.0.0.1' || o.host === '::1') this.sock.bind(0, o.host);
     this.sock.unref();
     // Timeouts are checked this often: precise to ~10% of the per-attempt wait.
     this.sweepMs = Math.max(5, Math.min(50, Math.floor(o.timeoutMs / 10)));
