@@ -327,6 +327,8 @@ export async function startNgProxy(config: NgProxyConfig, deps: NgProxyDeps): Pr
   const pingTimer: Timer = clock.setInterval(() => void ping(), config.ngHealthIntervalMs);
   let reconcileTimer: Timer | undefined;
   const scheduleReconcile = () => {
+    // One timer at a time: drain() and the timer chain may both reschedule after a shared run.
+    reconcileTimer?.cancel();
     if (closed) return;
     const ms = drainCtl.phase === 'draining' ? config.ngDrainPollMs : config.ngReconcileIntervalMs;
     reconcileTimer = clock.setTimeout(() => { void reconcile().then(scheduleReconcile); }, ms);
