@@ -40,6 +40,8 @@ export class FastNgUpstream implements NgUpstream {
   private readonly prefix = randomBytes(8).toString('hex');
   private seq = 0;
   private closed = false;
+  private connected = false;
+  private readonly early: Buffer[] = [];
   private sweeper: Timer | undefined;
   private readonly sweepMs: number;
   readonly peer: string;
@@ -49,10 +51,15 @@ export class FastNgUpstream implements NgUpstream {
     this.peer = v6 ? `[${o.host}]:${o.port}` : `${o.host}:${o.port}`;
     this.sock = createSocket({ type: v6 ? 'udp6' : 'udp4' });
     this.sock.on('message', (m, ri) => this.onMessage(m, ri.port));
-    // Without send callbacks, a failed send surfaces here; its request then times out.
-    this.sock.on('error', (err) => o.log?.warn({ err: err.message, peer: this.peer }, 'ng upstream socket error'));
-    // rtpengine is on loopback: bind there, so the kernel skips source-address selection per send.
-    if (o.host === '127.0.0.1' || o.host === '::1') this.sock.bind(0, o.host);
+    // Without send callbacks, a failed send (or ECONNREFUSED on the connected socket while rtpengine
+    // is down) surfaces here; the request then times out and the health check reports the state.
+    this.sock.on('error', (err) => o.log?.debug({ err: err.message, peer: this.peer }, 'ng upstream socket error'));
+    // One fixed peer: a connected socket skips the address lookup and route selection per send.
+    // Datagrams sent before connect() completes wait in `early` (a few at start-up at most).
+    this.sock.connect(o.port, o.host, () => {
+      this.connected = true;
+      for (const d of this.early.splice(0)) this.sock.send(d);
+    });
     this.sock.unref();
     // Timeouts are checked this often: precise to ~10% of the per-attempt wait.
     this.sweepMs = Math.max(5, Math.min(50, Math.floor(o.timeoutMs / 10)));
@@ -93,7 +100,7 @@ export class FastNgUpstream implements NgUpstream {
       deadline: this.o.clock.monotonic() + timeoutMs, resolve, reject,
     };
     this.pending.set(cookie, p);
-    this.sock.send(datagram, this.o.port, this.o.host);
+    this.transmit(datagram);
     this.sweeper ??= this.o.clock.setInterval(() => this.sweep(), this.sweepMs);
   }
 
@@ -105,6 +112,11 @@ export class FastNgUpstream implements NgUpstream {
     for (const p of this.pending.values()) p.reject(err);
     this.pending.clear();
     try { this.sock.close(); } catch { /* already closed */ }
+  }
+
+  private transmit(d: Buffer): void {
+    if (this.connected) this.sock.send(d);
+    else this.early.push(d);
   }
 
   private onMessage(m: Buffer, port: number): void {
@@ -131,7 +143,7 @@ export class FastNgUpstream implements NgUpstream {
         p.attempts++;
         p.deadline = now + p.timeoutMs;
         this.o.log?.debug({ cookie: p.cookie, attempt: p.attempts, peer: this.peer }, 'ng retransmit');
-        this.sock.send(p.datagram, this.o.port, this.o.host);
+        this.transmit(p.datagram);
         continue;
       }
       this.pending.delete(p.cookie);
