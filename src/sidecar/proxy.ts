@@ -167,7 +167,7 @@ export async function startNgProxy(config: NgProxyConfig, deps: NgProxyDeps): Pr
     const cached = cache.get(key);
     if (cached) {
       send(sock, cached, rinfo.port, rinfo.address);
-      metrics.request(undefined, 'cached', 'cache', (clock.monotonic() - t0) / 1000);
+      metrics.request(undefined, undefined, 'cache', (clock.monotonic() - t0) / 1000); // labels command=none result=none
       return;
     }
     const pending = inflight.get(key);
