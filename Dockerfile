@@ -18,7 +18,9 @@
 #                  non-root (uid 10001): only files on a shared volume, HTTP and the API server.
 # The image's default user is the non-root one; the chart asks for uid 0 where the role needs it.
 
-ARG NODE_IMAGE=node:20-bookworm-slim
+# Node 22: @kubernetes/client-node 2.x (undici 8) targets it; on Node 20 src/kube/node-compat.ts
+# fills the gaps, but the image need not rely on that. Bookworm: Debian 12's rtpengine 10.5.
+ARG NODE_IMAGE=node:22-bookworm-slim
 
 # ---- build: dev dependencies, TypeScript → dist/ -------------------------------------------
 FROM ${NODE_IMAGE} AS build
