@@ -13,7 +13,7 @@
 // The proxy is a ControlTarget: pass it to startControlServer() (http.ts) for the HTTP endpoints.
 import { createSocket, type Socket, type RemoteInfo } from 'node:dgram';
 import { EventEmitter } from 'node:events';
-import { isIPv6 } from 'node:net';
+import { isIP, isIPv6 } from 'node:net';
 import type { Registry } from 'prom-client';
 import { NgError, isCoded } from '../errors.js';
 import type { Logger } from '../log.js';
@@ -87,6 +87,13 @@ function frame(cookie: Buffer, dict: Buffer): Buffer {
   out[cookie.length] = SP;
   dict.copy(out, cookie.length + 1);
   return out;
+}
+
+/** dgram lookup for IP literals only (what the proxy ever sends to): synchronous, no DNS. */
+function literalLookup(address: string, family: unknown, cb: (err: Error | null, address: string, family: number) => void): void {
+  const fam = isIP(address);
+  if (fam) cb(null, address, fam);
+  else cb(Object.assign(new Error(`not an IP literal: ${address}`), { code: 'EINVAL' }), address, 0);
 }
 
 const num = (v: unknown): number | undefined => {
@@ -250,7 +257,9 @@ export async function startNgProxy(config: NgProxyConfig, deps: NgProxyDeps): Pr
     for (const l of config.ngListen) {
       const hp = parseHostPort(l)!;
       const v6 = isIPv6(hp.host);
-      const sock = createSocket({ type: v6 ? 'udp6' : 'udp4', ipv6Only: v6 });
+      // Replies go to rinfo's address, always an IP literal: resolve it synchronously, so the
+      // datagram leaves inside send() instead of after a nextTick (dns.lookup's fast path defers).
+      const sock = createSocket({ type: v6 ? 'udp6' : 'udp4', ipv6Only: v6, lookup: literalLookup });
       sock.on('message', (m, ri) => onMessage(sock, m, ri));
       sock.on('error', (err) => { metrics.dropped('send_failed'); log.warn({ err: err.message, listen: l }, 'ng listener error (a reply could not be sent)'); });
       await new Promise<void>((resolve, reject) => {
