@@ -15,6 +15,7 @@ const has = (bin: string) => ['/usr/bin', '/usr/sbin', '/usr/local/bin'].some((d
 
 const rows: Row[] = [];
 const notRun: Array<{ suite: string; reason: string }> = [];
+let failed = false;
 for (const f of files) {
   const suite = (await import(pathToFileURL(join(dir, f)).href)).default as Suite;
   if (only.length && !only.includes(suite.name)) continue;
@@ -26,6 +27,7 @@ for (const f of files) {
     rows.push(...(await suite.run({ quick, log: (m) => process.stderr.write(`  ${m}\n`) })));
   } catch (e) {
     notRun.push({ suite: suite.name, reason: `failed: ${(e as Error).message}` });
+    failed = true;
   }
   process.stderr.write(`bench: ${suite.name} done in ${((performance.now() - t0) / 1000).toFixed(1)} s\n`);
 }
@@ -45,3 +47,5 @@ if (!only.length) {
   }, null, 2) + '\n');
   process.stderr.write('bench: wrote bench/results.json\n');
 }
+// A suite that threw is a failed benchmark run, not a quiet gap in the table.
+if (failed) process.exitCode = 1;

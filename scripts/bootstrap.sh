@@ -5,19 +5,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# package -> the binary or file that proves it is installed
-declare -A PROBE=(
-  [rtpengine-daemon]=/usr/bin/rtpengine
-  [rtpengine-utils]=/usr/bin/rtpengine-ctl
-  [rtpengine-iptables]=/usr/lib/x86_64-linux-gnu/xtables/libxt_RTPENGINE.so
-  [kamailio]=/usr/sbin/kamailio
-  [iptables]=/usr/sbin/iptables
-  [iproute2]=/usr/sbin/ip
-  [iputils-arping]=/usr/bin/arping
-)
+PACKAGES=(rtpengine-daemon rtpengine-utils rtpengine-iptables kamailio iptables iproute2 iputils-arping)
 declare -A NEEDED_BY=(
   [rtpengine-daemon]="test/e2e (ng against real rtpengine, proxy, sidecar, kamailio-sync), npm start, npm run bench"
-  [rtpengine-utils]="drain comparison tests (rtpengine-ctl)"
+  [rtpengine-utils]="rtpengine-ctl for drain comparisons by hand"
   [rtpengine-iptables]="the RTPENGINE rule text check with the real iptables parser"
   [kamailio]="test/e2e Kamailio tests (proxy failover, kamailio-sync)"
   [iptables]="test/e2e forwarding-rule tests in network namespaces"
@@ -25,22 +16,23 @@ declare -A NEEDED_BY=(
   [iputils-arping]="media-address announcement tests (gratuitous ARP), sidecar lifecycle e2e"
 )
 
+installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'install ok installed'; }
+
 missing=()
-for pkg in "${!PROBE[@]}"; do
-  if [ ! -e "${PROBE[$pkg]}" ] && ! dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed'; then
-    missing+=("$pkg")
-  fi
-done
+for pkg in "${PACKAGES[@]}"; do installed "$pkg" || missing+=("$pkg"); done
 
 if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     echo "bootstrap: installing Debian packages: ${missing[*]}"
     export DEBIAN_FRONTEND=noninteractive
+    # The packages' own services are not wanted (the tests start their own daemons on free
+    # ports): the standard policy-rc.d veto keeps the maintainer scripts from starting them.
+    policy=/usr/sbin/policy-rc.d
+    own_policy=0
+    if [ ! -e "$policy" ]; then printf '#!/bin/sh\nexit 101\n' > "$policy"; chmod 755 "$policy"; own_policy=1; fi
+    trap '[ "$own_policy" = 1 ] && rm -f "$policy"' EXIT
     apt-get update -qq
     apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-    # The package's own service is not wanted: the tests start their own daemons on free ports.
-    pkill -x rtpengine 2>/dev/null || true
-    pkill -x kamailio 2>/dev/null || true
   else
     echo "bootstrap: not root (or no apt-get), so these Debian packages stay missing: ${missing[*]}" >&2
     for pkg in "${missing[@]}"; do

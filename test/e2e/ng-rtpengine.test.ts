@@ -175,6 +175,8 @@ test('IPv6: the UDP client against rtpengine on ::1', { skip }, async (t) => {
   try {
     r6 = await startRtpengine({ host: '::1', ports: 20 });
   } catch (e) {
+    // A machine without IPv6 loopback: reported as skipped, except under CI where it must run.
+    if (process.env.RTPE_K8S_REQUIRE_ALL === '1') throw e;
     t.skip(`rtpengine could not start on ::1 here: ${(e as Error).message.slice(0, 200)}`);
     return;
   }
