@@ -1,8 +1,10 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createSocket } from 'node:dgram';
-import { isCoded } from '../errors.js';
-import { NgUdpClient, MAX_DATAGRAM } from './client.js';
+import { spawn } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import { isCoded, type NgError } from '../errors.js';
+import { NgUdpClient, MAX_DATAGRAM, type NgForwardHandler } from './client.js';
 import { NgUdpServer, type NgHandler } from './server.js';
 import { splitMessage, joinMessage } from './framing.js';
 import { decodeDict, encodeDict, str } from './codec.js';
@@ -61,8 +63,8 @@ test('retransmits the byte-identical datagram with the same cookie until answere
 });
 
 test('no reply: NG_TIMEOUT after the configured attempts, with peer, attempts, timeout and command', async () => {
-  let n = 0;
-  await using p = await peer(() => { n++; });
+  const got: Buffer[] = [];
+  await using p = await peer((m) => { got.push(Buffer.from(m)); });
   const c = new NgUdpClient({ host: '127.0.0.1', port: p.port, timeoutMs: 40, retries: 2 });
   try {
     await assert.rejects(c.request({ command: 'offer', 'call-id': 'x' }, { retries: 3, timeoutMs: 30 }), (e) => {
@@ -73,7 +75,10 @@ test('no reply: NG_TIMEOUT after the configured attempts, with peer, attempts, t
       assert.equal(e.details.peer, `127.0.0.1:${p.port}`);
       return true;
     });
-    assert.equal(n, 3);
+    assert.equal(got.length, 3);
+    assert.deepEqual(got[1], got[0]);
+    assert.deepEqual(got[2], got[0]);
+    assert.equal(c.inFlight, 0);
     await assert.rejects(c.request({ command: 'ping' }), (e) => isCoded(e, 'NG_TIMEOUT') && e.details.attempts === 2);
   } finally {
     c.close();
@@ -198,4 +203,85 @@ test('IPv6', async (t) => {
     c.close();
     await p.srv.close();
   }
+});
+
+test('forward(): callback form hands the context back with the reply bytes; failures are coded, also synchronous ones', async () => {
+  await using p = await peer((m, _r, reply) => pong(m, reply));
+  const c = new NgUdpClient({ host: '127.0.0.1', port: p.port });
+  const events: string[] = [];
+  const handler: NgForwardHandler<{ n: number }> = {
+    reply: (ctx, reply, cookie) => events.push(`reply ${ctx.n} ${reply.toString()} ${/^[0-9a-f]{16}_/.test(cookie)}`),
+    fail: (ctx, err: NgError) => events.push(`fail ${ctx.n} ${err.code}`),
+  };
+  try {
+    await new Promise<void>((resolve) => c.forward(Buffer.from('d7:command4:pinge'), { n: 1 }, {
+      reply: (ctx, r, k) => { handler.reply(ctx, r, k); resolve(); },
+      fail: (ctx, e) => { handler.fail(ctx, e); resolve(); },
+    }));
+    c.forward(Buffer.alloc(MAX_DATAGRAM), { n: 2 }, handler);
+    c.forward(Buffer.from('d7:command4:pinge'), { n: 3 }, handler, { signal: AbortSignal.abort() });
+    assert.equal(c.inFlight, 0);
+  } finally {
+    c.close();
+  }
+  c.forward(Buffer.from('d7:command4:pinge'), { n: 4 }, handler);
+  assert.deepEqual(events, ['reply 1 d6:result4:ponge true', 'fail 2 NG_TOO_LARGE', 'fail 3 NG_ABORTED', 'fail 4 NG_CLOSED']);
+});
+
+test('one timer serves requests with different timeouts: a shorter one issued later times out first', async () => {
+  await using p = await peer(() => {});
+  const c = new NgUdpClient({ host: '127.0.0.1', port: p.port });
+  try {
+    const order: string[] = [];
+    const long = c.request({ command: 'query', 'call-id': 'long' }, { timeoutMs: 400, retries: 1 })
+      .catch((e: unknown) => { order.push(`long ${isCoded(e, 'NG_TIMEOUT')}`); });
+    const short = c.request({ command: 'query', 'call-id': 'short' }, { timeoutMs: 20, retries: 2 })
+      .catch((e: unknown) => { order.push(`short ${isCoded(e, 'NG_TIMEOUT') && e.details.attempts === 2} inFlight=${c.inFlight}`); });
+    await Promise.all([long, short]);
+    assert.deepEqual(order, ['short true inFlight=1', 'long true']);
+    assert.equal(c.inFlight, 0);
+  } finally {
+    c.close();
+  }
+});
+
+test('nothing listening at the peer: the ICMP refusal is not an error per request; NG_TIMEOUT names it', async () => {
+  const dead = createSocket('udp4');
+  await new Promise<void>((r) => dead.bind(0, '127.0.0.1', () => r()));
+  const port = dead.address().port;
+  await new Promise<void>((r) => dead.close(() => r()));
+  const c = new NgUdpClient({ host: '127.0.0.1', port, timeoutMs: 40, retries: 2 });
+  try {
+    await assert.rejects(c.request({ command: 'ping' }), (e) => isCoded(e, 'NG_TIMEOUT') && e.details.attempts === 2 && e.details.socketError === 'ECONNREFUSED');
+  } finally {
+    c.close();
+  }
+});
+
+test('a host name peer is looked up per send (unconnected socket) and still answered', async () => {
+  await using p = await peer((m, _r, reply) => pong(m, reply));
+  const c = new NgUdpClient({ host: 'localhost', port: p.port });
+  try {
+    assert.deepEqual(await c.command({ command: 'ping' }), { result: 'pong' });
+    assert.equal(c.peer, `localhost:${p.port}`);
+  } finally {
+    c.close();
+  }
+});
+
+test('waiting requests keep the process alive until they settle; an idle client does not', async () => {
+  await using p = await peer(() => {});
+  const url = new URL('./client.ts', import.meta.url).href;
+  const script = `
+    const { NgUdpClient } = await import(${JSON.stringify(url)});
+    const idle = new NgUdpClient({ host: '127.0.0.1', port: ${p.port} });
+    const c = new NgUdpClient({ host: '127.0.0.1', port: ${p.port}, timeoutMs: 150, retries: 2 });
+    c.request({ command: 'ping' }).catch((e) => process.stdout.write('settled ' + e.code));
+  `;
+  const child = spawn(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], { cwd: fileURLToPath(new URL('../..', import.meta.url)), stdio: ['ignore', 'pipe', 'inherit'] });
+  let out = '';
+  child.stdout.on('data', (d: Buffer) => { out += d.toString(); });
+  const code = await new Promise<number | null>((r) => child.once('exit', r));
+  assert.equal(code, 0);
+  assert.equal(out, 'settled NG_TIMEOUT');
 });

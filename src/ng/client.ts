@@ -3,10 +3,10 @@
 // Cookies are a random 64-bit prefix plus a counter, so they never repeat across clients or runs.
 import { createSocket, type Socket } from 'node:dgram';
 import { randomBytes } from 'node:crypto';
-import { isIPv6 } from 'node:net';
+import { isIP, isIPv6 } from 'node:net';
 import type { Logger } from '../log.js';
+import { systemClock, type Clock, type Timer } from '../clock.js';
 import { NgError, isCoded } from '../errors.js';
-import { joinMessage, tryCookie } from './framing.js';
 import { encodeDict, parseReply } from './codec.js';
 import { scanRouting } from './scan.js';
 import type { NgReply, NgRequestOptions, NgRequestResult, NgUpstream } from './types.js';
@@ -24,6 +24,18 @@ export interface NgClientOptions {
   /** Total attempts including the first (default 2). */
   retries?: number;
   log?: Logger;
+  /** Monotonic time and the one timeout timer (default: the system clock). */
+  clock?: Clock;
+}
+
+/**
+ * Receiver of a `forward()` outcome: fixed functions plus a per-request context, so a caller on a
+ * hot path allocates no closures per request. Exactly one of the two is called, once.
+ */
+export interface NgForwardHandler<C> {
+  /** The reply's dictionary bytes (a view into the received datagram, after cookie and space). */
+  reply(ctx: C, reply: Buffer, cookie: string): void;
+  fail(ctx: C, err: NgError): void;
 }
 
 interface Pending {
@@ -32,11 +44,25 @@ interface Pending {
   attempts: number;
   maxAttempts: number;
   timeoutMs: number;
-  timer?: NodeJS.Timeout;
-  resolve: (r: NgRequestResult) => void;
-  reject: (e: Error) => void;
-  cleanup: () => void;
+  /** Monotonic ms when the current attempt times out. */
+  deadline: number;
+  startedAt: number;
+  ctx: unknown;
+  handler: NgForwardHandler<unknown>;
+  signal: AbortSignal | undefined;
+  onAbort: (() => void) | undefined;
 }
+
+const SP = 0x20;
+/** ICMP errors a connected UDP socket reports on receive: not attributable to one request. */
+const SOFT_ERRORS: ReadonlySet<string> = new Set(['ECONNREFUSED', 'EHOSTUNREACH', 'ENETUNREACH', 'EHOSTDOWN']);
+
+/** request()'s handler: settles the promise whose functions are the context. */
+interface Settle { resolve: (r: NgRequestResult) => void; reject: (e: Error) => void }
+const PROMISE_HANDLER: NgForwardHandler<Settle> = {
+  reply(ctx, reply, cookie) { ctx.resolve({ reply, cookie }); },
+  fail(ctx, err) { ctx.reject(err); },
+};
 
 /** Finds the command of an outgoing dictionary for error details; never throws. */
 export function commandOf(datagram: Buffer, cookieLen: number): string | undefined {
@@ -60,6 +86,11 @@ export function checkRemote(reply: NgReply, command: string | undefined): NgRepl
   return reply;
 }
 
+/**
+ * Per request: one Pending object and the datagram, nothing else — no timer (one timer for the
+ * whole client, armed at the earliest deadline), no send callback (with one, Node skips its
+ * synchronous uv_udp_try_send and every datagram waits for the next loop turn).
+ */
 export class NgUdpClient implements NgUpstream {
   readonly peer: string;
   private readonly host: string;
@@ -67,13 +98,25 @@ export class NgUdpClient implements NgUpstream {
   private readonly timeoutMs: number;
   private readonly retries: number;
   private readonly log?: Logger;
+  private readonly clock: Clock;
   private readonly socket: Socket;
   private readonly pending = new Map<string, Pending>();
-  private readonly prefix = randomBytes(8).toString('hex');
+  private readonly prefix = randomBytes(8).toString('hex') + '_';
   private seq = 0;
   private closed = false;
-  /** Only replies from the peer's exact address count, when the peer is given as an IP. */
-  private readonly peerIsIp: boolean;
+  /**
+   * An IP peer gets a connected socket: no address lookup per send, and the kernel delivers only
+   * the peer's datagrams (the reply source check). A host name is looked up per send, as before.
+   */
+  private readonly connect: boolean;
+  private connected = false;
+  /** Datagrams sent before connect() completed (the first few at most). */
+  private early: Buffer[] | undefined;
+  private timer: Timer | undefined;
+  private timerAt = Infinity;
+  /** The socket is ref'd while requests wait (they keep the process alive; an idle client does not). */
+  private refd = false;
+  private lastSoftError: { code: string; at: number } | undefined;
 
   constructor(opts: NgClientOptions) {
     this.host = opts.host;
@@ -81,13 +124,22 @@ export class NgUdpClient implements NgUpstream {
     this.timeoutMs = opts.timeoutMs ?? 1000;
     this.retries = Math.max(1, opts.retries ?? 2);
     this.log = opts.log?.child({ component: 'ng-client' });
+    this.clock = opts.clock ?? systemClock;
     const v6 = isIPv6(opts.host);
     this.peer = v6 ? `[${opts.host}]:${opts.port}` : `${opts.host}:${opts.port}`;
-    this.peerIsIp = v6 || /^\d+\.\d+\.\d+\.\d+$/.test(opts.host);
+    this.connect = isIP(opts.host) !== 0;
     this.socket = createSocket({ type: v6 ? 'udp6' : 'udp4' });
     this.socket.on('message', (msg, rinfo) => this.onMessage(msg, rinfo.address, rinfo.port));
-    this.socket.on('error', (err) => this.failAll(new NgError('NG_SOCKET', { peer: this.peer, reason: err.message }, { cause: err })));
-    // Pending requests hold timers; an idle client must not keep the process alive.
+    this.socket.on('error', (err) => this.onSocketError(err));
+    if (this.connect) {
+      this.early = [];
+      this.socket.connect(this.port, this.host, () => {
+        this.connected = true;
+        const early = this.early!;
+        this.early = undefined;
+        if (!this.closed) for (const d of early) this.socket.send(d);
+      });
+    }
     this.socket.unref();
   }
 
@@ -96,42 +148,64 @@ export class NgUdpClient implements NgUpstream {
     return this.pending.size;
   }
 
-  private nextCookie(): string {
-    return `${this.prefix}_${(this.seq++).toString(36)}`;
-  }
-
   request(dict: Record<string, unknown> | Buffer, opts: NgRequestOptions = {}): Promise<NgRequestResult> {
     if (this.closed) return Promise.reject(new NgError('NG_CLOSED', { peer: this.peer, inFlight: 0 }));
-    let datagram: Buffer;
-    const cookie = this.nextCookie();
+    let body: Buffer;
     try {
-      datagram = joinMessage(cookie, encodeRequest(dict));
+      body = encodeRequest(dict);
+      if (body.length === 0) throw new NgError('NG_NO_PAYLOAD', { cookieLength: 0 });
     } catch (e) {
       return Promise.reject(e);
     }
-    if (datagram.length > MAX_DATAGRAM) {
-      return Promise.reject(new NgError('NG_TOO_LARGE', { size: datagram.length, max: MAX_DATAGRAM }));
-    }
-    const signal = opts.signal;
-    if (signal?.aborted) {
-      return Promise.reject(new NgError('NG_ABORTED', { peer: this.peer, command: commandOf(datagram, cookie.length), attempts: 0 }));
-    }
     return new Promise<NgRequestResult>((resolve, reject) => {
-      const onAbort = () => {
-        this.finish(p);
-        reject(new NgError('NG_ABORTED', { peer: this.peer, command: commandOf(datagram, cookie.length), attempts: p.attempts }));
-      };
-      const p: Pending = {
-        cookie, datagram, attempts: 0,
-        maxAttempts: Math.max(1, opts.retries ?? this.retries),
-        timeoutMs: opts.timeoutMs ?? this.timeoutMs,
-        resolve, reject,
-        cleanup: () => signal?.removeEventListener('abort', onAbort),
-      };
-      signal?.addEventListener('abort', onAbort, { once: true });
-      this.pending.set(cookie, p);
-      this.attempt(p);
+      this.forward(body, { resolve, reject }, PROMISE_HANDLER, opts);
     });
+  }
+
+  /**
+   * request() without a promise, for hot paths: `dict` (a complete dictionary, sent untouched)
+   * goes out behind a fresh cookie, and `handler` gets `ctx` back with the reply or a coded
+   * error. `handler.fail` may be called before forward() returns (closed client, too large,
+   * already aborted).
+   */
+  forward<C>(dict: Buffer, ctx: C, handler: NgForwardHandler<C>, opts?: NgRequestOptions): void {
+    if (this.closed) {
+      handler.fail(ctx, new NgError('NG_CLOSED', { peer: this.peer, inFlight: 0 }));
+      return;
+    }
+    const cookie = this.prefix + (this.seq++).toString(36);
+    const size = cookie.length + 1 + dict.length;
+    if (size > MAX_DATAGRAM) {
+      handler.fail(ctx, new NgError('NG_TOO_LARGE', { size, max: MAX_DATAGRAM }));
+      return;
+    }
+    const datagram = Buffer.allocUnsafe(size);
+    datagram.write(cookie, 0, 'latin1');
+    datagram[cookie.length] = SP;
+    dict.copy(datagram, cookie.length + 1);
+    const signal = opts?.signal;
+    if (signal?.aborted) {
+      handler.fail(ctx, new NgError('NG_ABORTED', { peer: this.peer, command: commandOf(datagram, cookie.length), attempts: 0 }));
+      return;
+    }
+    const timeoutMs = opts?.timeoutMs ?? this.timeoutMs;
+    const now = this.clock.monotonic();
+    const p: Pending = {
+      cookie, datagram, attempts: 1, maxAttempts: opts?.retries === undefined ? this.retries : Math.max(1, opts.retries),
+      timeoutMs, deadline: now + timeoutMs, startedAt: now,
+      ctx, handler: handler as NgForwardHandler<unknown>, signal, onAbort: undefined,
+    };
+    if (signal) {
+      p.onAbort = () => this.abort(p);
+      signal.addEventListener('abort', p.onAbort, { once: true });
+    }
+    this.pending.set(cookie, p);
+    if (!this.refd) {
+      this.refd = true;
+      this.socket.ref();
+    }
+    if (p.deadline < this.timerAt) this.arm(p.deadline, now);
+    this.transmit(datagram);
   }
 
   /** Encodes, sends, and parses the reply; an `error` reply rejects with NG_REMOTE_ERROR. */
@@ -140,62 +214,107 @@ export class NgUdpClient implements NgUpstream {
     return checkRemote(parseReply(reply), typeof obj.command === 'string' ? obj.command : undefined);
   }
 
-  private attempt(p: Pending): void {
-    p.attempts++;
-    p.timer = setTimeout(() => this.onTimeout(p), p.timeoutMs);
-    this.socket.send(p.datagram, this.port, this.host, (err) => {
-      if (!err || !this.pending.has(p.cookie)) return;
-      this.finish(p);
-      p.reject(new NgError('NG_SOCKET', { peer: this.peer, reason: err.message, cookie: p.cookie }, { cause: err }));
-    });
+  private transmit(d: Buffer): void {
+    if (this.connected) this.socket.send(d);
+    else if (this.early) this.early.push(d);
+    else this.socket.send(d, this.port, this.host);
   }
 
-  private onTimeout(p: Pending): void {
-    if (!this.pending.has(p.cookie)) return;
-    if (p.attempts < p.maxAttempts) {
-      this.log?.debug({ cookie: p.cookie, attempt: p.attempts + 1, peer: this.peer }, 'ng retransmit');
-      this.attempt(p);
-      return;
+  /** The one timer: fires at the earliest deadline, retransmits or times out what is due. */
+  private arm(at: number, now: number): void {
+    this.timer?.cancel();
+    this.timerAt = at;
+    this.timer = this.clock.setTimeout(this.onTimer, Math.max(1, Math.ceil(at - now)));
+  }
+
+  private readonly onTimer = (): void => {
+    this.timer = undefined;
+    this.timerAt = Infinity;
+    if (this.closed) return;
+    const now = this.clock.monotonic();
+    let next = Infinity;
+    for (const p of this.pending.values()) {
+      if (p.deadline > now) {
+        if (p.deadline < next) next = p.deadline;
+        continue;
+      }
+      if (p.attempts < p.maxAttempts) {
+        p.attempts++;
+        p.deadline = now + p.timeoutMs;
+        if (p.deadline < next) next = p.deadline;
+        this.log?.debug({ cookie: p.cookie, attempt: p.attempts, peer: this.peer }, 'ng retransmit');
+        this.transmit(p.datagram);
+        continue;
+      }
+      this.settle(p);
+      const details: Record<string, unknown> = {
+        peer: this.peer, attempts: p.attempts, timeoutMs: p.timeoutMs,
+        command: commandOf(p.datagram, p.cookie.length) ?? 'unknown', cookie: p.cookie,
+      };
+      // The peer's ICMP answer (port closed, no route) seen while this request waited.
+      if (this.lastSoftError && this.lastSoftError.at >= p.startedAt) details.socketError = this.lastSoftError.code;
+      p.handler.fail(p.ctx, new NgError('NG_TIMEOUT', details));
     }
-    this.finish(p);
-    p.reject(new NgError('NG_TIMEOUT', {
-      peer: this.peer, attempts: p.attempts, timeoutMs: p.timeoutMs,
-      command: commandOf(p.datagram, p.cookie.length) ?? 'unknown', cookie: p.cookie,
-    }));
+    if (!this.closed && next < this.timerAt) this.arm(next, now);
+  };
+
+  /** Forgets a request (reply, timeout, abort, close); the caller then notifies its handler. */
+  private settle(p: Pending): void {
+    this.pending.delete(p.cookie);
+    if (p.onAbort) p.signal!.removeEventListener('abort', p.onAbort);
+    if (this.pending.size === 0 && this.refd) {
+      this.refd = false;
+      this.socket.unref();
+    }
   }
 
-  private finish(p: Pending): void {
-    clearTimeout(p.timer);
-    p.cleanup();
-    this.pending.delete(p.cookie);
+  private abort(p: Pending): void {
+    if (this.pending.get(p.cookie) !== p) return;
+    this.settle(p);
+    p.handler.fail(p.ctx, new NgError('NG_ABORTED', { peer: this.peer, command: commandOf(p.datagram, p.cookie.length), attempts: p.attempts }));
   }
 
   private onMessage(msg: Buffer, address: string, port: number): void {
-    if (port !== this.port || (this.peerIsIp && !sameAddress(address, this.host))) {
+    // The kernel delivers only the peer's datagrams to a connected socket; a looked-up host name
+    // (possibly several addresses) is checked by port.
+    if (port !== this.port) {
       this.log?.debug({ from: `${address}:${port}`, peer: this.peer }, 'ng reply from an unexpected source ignored');
       return;
     }
-    const c = tryCookie(msg);
-    const p = c && this.pending.get(c.toString('latin1'));
+    const sp = msg.indexOf(SP);
+    const p = sp > 0 ? this.pending.get(msg.toString('latin1', 0, sp)) : undefined;
     if (!p) {
       // Late reply to a request that timed out or was retransmitted: expected, not an error.
-      this.log?.debug({ cookie: c?.toString('latin1'), peer: this.peer }, 'ng reply matches no pending request');
+      this.log?.debug({ cookie: sp > 0 ? msg.toString('latin1', 0, sp) : undefined, peer: this.peer }, 'ng reply matches no pending request');
       return;
     }
-    this.finish(p);
-    p.resolve({ reply: msg.subarray(c.length + 1), cookie: p.cookie });
+    this.settle(p);
+    p.handler.reply(p.ctx, msg.subarray(sp + 1), p.cookie);
+  }
+
+  private onSocketError(err: NodeJS.ErrnoException): void {
+    if (err.code !== undefined && SOFT_ERRORS.has(err.code)) {
+      // The peer's port is closed or unreachable right now. Which request caused it is unknown, and
+      // a restarting rtpengine may still answer a retransmission: requests keep their timeouts.
+      this.lastSoftError = { code: err.code, at: this.clock.monotonic() };
+      this.log?.debug({ code: err.code, peer: this.peer }, 'ng peer unreachable (ICMP)');
+      return;
+    }
+    this.failAll(new NgError('NG_SOCKET', { peer: this.peer, reason: err.message }, { cause: err }));
   }
 
   private failAll(err: NgError): void {
     for (const p of [...this.pending.values()]) {
-      this.finish(p);
-      p.reject(err);
+      this.settle(p);
+      p.handler.fail(p.ctx, err);
     }
   }
 
   close(): void {
     if (this.closed) return;
     this.closed = true;
+    this.timer?.cancel();
+    this.timer = undefined;
     const n = this.pending.size;
     this.failAll(new NgError('NG_CLOSED', { peer: this.peer, inFlight: n }));
     try {
