@@ -18,8 +18,16 @@ const isV6 = (ip: string) => ip.includes(':');
 async function addrs(runner: Runner, dev: string): Promise<AddrInfo[]> {
   const r = await runner.run('ip', ['-j', 'addr', 'show', 'dev', dev]);
   if (r.code !== 0) throw new SidecarError('NET_ADDR_FAILED', { op: 'list addresses of', ip: '-', dev, reason: r.stderr.trim() || `ip exit ${r.code}` });
-  const links = JSON.parse(r.stdout || '[]') as Array<{ addr_info?: AddrInfo[] }>;
-  return links.flatMap((l) => l.addr_info ?? []);
+  let links: unknown;
+  try {
+    links = JSON.parse(r.stdout || '[]');
+  } catch (e) {
+    throw new SidecarError('NET_ADDR_FAILED', { op: 'list addresses of', ip: '-', dev, reason: `unparseable \`ip -j addr\` output (${(e as Error).message}): ${r.stdout.slice(0, 200)}` });
+  }
+  if (!Array.isArray(links)) {
+    throw new SidecarError('NET_ADDR_FAILED', { op: 'list addresses of', ip: '-', dev, reason: `\`ip -j addr\` output is not a JSON array: ${r.stdout.slice(0, 200)}` });
+  }
+  return (links as Array<{ addr_info?: AddrInfo[] } | null>).flatMap((l) => (Array.isArray(l?.addr_info) ? l.addr_info : []));
 }
 
 /** The address as the kernel holds it on `dev`, or undefined. */
