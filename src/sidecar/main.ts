@@ -1,8 +1,8 @@
 // The `sidecar` command: Acquire → media address → forwarding rules → rtpengine (exec or config
-// file) → ng proxy + control server → pod-deletion-cost; on SIGTERM: drain → stop rtpengine →
-// remove rules → remove address → Release → exit 0. Crash-only: a restart reattaches.
+// file) → ng proxy + control server → pod-deletion-cost; on SIGTERM: drain → linger (Kamailio drops
+// us first) → rtpengine gone → rules → address → Release → exit 0. Crash-only: a restart reattaches.
 import { join } from 'node:path';
-import { mkdir, writeFile, unlink } from 'node:fs/promises';
+import { mkdir, writeFile, unlink, readFile, rename } from 'node:fs/promises';
 import { Gauge, type Registry } from 'prom-client';
 import { defineCommand } from '../command.js';
 import { AllocatorClient } from '../allocator/client.js';
@@ -15,7 +15,7 @@ import { systemClock, type Clock } from '../clock.js';
 import { processRunner, type Runner } from '../exec.js';
 import { acquireWithRetry, keepLease, releaseAllocation, type AllocatorPort } from './acquire.js';
 import {
-  adoptOrSpawn, detectKernel, detectVersion, planForwarding, removePidFile, renderArgs, renderConfig,
+  adoptOrSpawn, detectKernel, detectVersion, ngPing, planForwarding, removePidFile, renderArgs, renderConfig,
   rtpengineOptions, waitNgReady, writeConfigFile, type Era, type ForwardingPlan, type SupervisedRtpengine,
 } from './rtpengine.js';
 import { createIptables, detectBackend } from './iptables.js';
@@ -28,7 +28,12 @@ import { startNgProxy, type NgProxy } from './proxy.js';
 import { startControlServer, type ControlServer, type Readiness } from './http.js';
 
 export type FullSidecarConfig = SidecarConfig & ProxyConfig;
-export type SidecarState = 'starting' | 'serving' | 'draining' | 'stopping' | 'stopped';
+/**
+ * `drained`: the drain is complete (0 sessions, or its deadline) and the sidecar still answers
+ * (ping → pong, new offers → load limit): lingering before shutdown when terminating, or staying up
+ * drained after an HTTP/CLI drain. kamailio-sync removes the node when it sees it (ADR 0041).
+ */
+export type SidecarState = 'starting' | 'serving' | 'draining' | 'drained' | 'stopping' | 'stopped';
 
 export interface StepRecord { step: string; outcome: 'done' | 'skipped' | 'failed'; detail: string; /** ms since start when the step ended. */ atMs: number }
 
@@ -41,6 +46,15 @@ export interface SidecarStatus {
   ng: string[];
   control?: string;
   sessions: number;
+  /** True from the moment the drain completed: what kamailio-sync waits for (ADR 0041). */
+  drainComplete: boolean;
+  /** SIGTERM (or stop()) received: the sidecar ends after the drain and the linger. */
+  terminating: boolean;
+  drainLingerSeconds: number;
+  /** Epoch ms when the linger ends (terminating and drained). */
+  lingerUntil?: number;
+  /** The drained marker that keeps this pod drained across restarts, when written. */
+  drainedMarker?: string;
   kernelForwarding: boolean;
   era?: Era;
   rtpenginePid?: number;
@@ -74,6 +88,57 @@ export interface SidecarHandle {
 
 export function sidecarFileName(runDir: string, uid: string): string {
   return join(runDir, `sidecar-${uid}.json`);
+}
+
+/** Written when a drain starts on a pod that is not terminating (HTTP/CLI): a restart comes back drained. */
+export function drainedMarkerName(runDir: string, uid: string): string {
+  return join(runDir, `drained-${uid}.json`);
+}
+
+export interface DrainedMarker { pod: string; uid: string; trigger: string; at: number }
+
+/** The marker if present and for this UID; a damaged one counts as present (draining is the safe side). */
+export async function readDrainedMarker(runDir: string, uid: string): Promise<DrainedMarker | undefined> {
+  let text: string;
+  try { text = await readFile(drainedMarkerName(runDir, uid), 'utf8'); } catch { return undefined; }
+  try {
+    const m = JSON.parse(text) as Partial<DrainedMarker>;
+    return { pod: String(m.pod ?? '?'), uid, trigger: String(m.trigger ?? '?'), at: Number(m.at ?? 0) };
+  } catch {
+    return { pod: '?', uid, trigger: 'unreadable marker', at: 0 };
+  }
+}
+
+async function writeDrainedMarker(runDir: string, m: DrainedMarker): Promise<string> {
+  const path = drainedMarkerName(runDir, m.uid);
+  await mkdir(runDir, { recursive: true });
+  await writeFile(`${path}.tmp`, JSON.stringify(m));
+  await rename(`${path}.tmp`, path);
+  return path;
+}
+
+/**
+ * Config mode: rtpengine is another container that got its TERM with us (or waits in a preStop hook).
+ * Rules, address and allocation belong to it until it stops answering ping (two misses in a row),
+ * or until the deadline passes. Progress is logged every `progressMs`.
+ */
+export async function waitRtpengineGone(host: string, port: number, o: { deadlineMs: number; clock: Clock; log: Logger; intervalMs?: number; progressMs?: number }): Promise<{ gone: boolean; waitedMs: number }> {
+  const t0 = o.clock.monotonic();
+  let misses = 0;
+  let nextLog = t0 + (o.progressMs ?? 5000);
+  for (;;) {
+    const alive = await ngPing(host, port, 300);
+    misses = alive ? 0 : misses + 1;
+    const now = o.clock.monotonic();
+    if (misses >= 2) return { gone: true, waitedMs: Math.round(now - t0) };
+    if (now - t0 >= o.deadlineMs) return { gone: false, waitedMs: Math.round(now - t0) };
+    if (now >= nextLog) {
+      o.log.info({ ng: `${host}:${port}`, waitedS: Math.round((now - t0) / 1000), leftS: Math.round((t0 + o.deadlineMs - now) / 1000) },
+        'config mode: rtpengine still answers ping; waiting for it to stop before removing rules and address and releasing');
+      nextLog = now + (o.progressMs ?? 5000);
+    }
+    await o.clock.sleep(o.intervalMs ?? 250);
+  }
 }
 
 /** Starts every part in order; on a failure midway undoes what was done and rethrows. */
@@ -227,26 +292,51 @@ export async function startSidecar(cfg: FullSidecarConfig, deps: SidecarDeps): P
     } else {
       step('pod-deletion-cost', 'skipped', cfg.deletionCost ? 'no Kubernetes API access' : 'disabled (--no-deletion-cost)');
     }
-    proxy.events.on('drain', (s: { phase: string }) => {
-      if (s.phase === 'draining' && state === 'serving') state = 'draining';
-      if (s.phase === 'draining') void cost?.drain();
-    });
-
-    // The lifecycle after start: stop() (SIGTERM) or the end of a drain or rtpengine's death.
+    // The lifecycle after start: stop() (SIGTERM) or rtpengine's death end the sidecar. A drain
+    // started over HTTP/CLI on a pod that is not terminating stays drained and running (ADR 0041).
     let stopping: Promise<number> | undefined;
+    let terminating = false;
+    let lingerUntil: number | undefined;
+    let markerPath: string | undefined;
+    let markerWrite: Promise<void> | undefined;
     let settle!: (code: number) => void;
     const done = new Promise<number>((r) => { settle = r; });
 
+    const persistDrain = (trigger: string) => {
+      if (markerPath || markerWrite) return;
+      markerWrite = writeDrainedMarker(cfg.runDir, { pod, uid: cfg.podUid, trigger, at: clock.now() })
+        .then((p) => { markerPath = p; log.info({ pod, marker: p, trigger }, 'drain on a pod that is not terminating: marker written, a restart comes back drained'); })
+        .catch((e: unknown) => { log.error({ pod, err: (e as Error).message, runDir: cfg.runDir }, 'could not write the drained marker: a restart of this container would serve again'); })
+        .finally(() => { markerWrite = undefined; });
+    };
+    proxy.events.on('drain', (s: { phase: string; trigger?: string; outcome?: string; sessionsLeft?: number }) => {
+      if (s.phase === 'draining') {
+        if (state === 'serving') state = 'draining';
+        void cost?.drain();
+        if (!terminating) persistDrain(s.trigger ?? 'api');
+      }
+      if (s.phase === 'drained') {
+        if (state === 'serving' || state === 'draining') state = 'drained';
+        if (!terminating) {
+          log.info({ pod, outcome: s.outcome, sessionsLeft: s.sessionsLeft, trigger: s.trigger },
+            'drain complete on a pod that is not terminating: staying up drained (pong to pings, load limit to new calls); kamailio-sync removes the node; delete the pod to end it');
+        }
+      }
+    });
+
+    const drainComplete = () => proxy.status().drain.phase === 'drained';
     const statusOf = (): SidecarStatus => ({
       pod, uid: cfg.podUid, state, table: allocation.table, mediaIps,
       ng: proxy.addresses.map((a) => `${a.host}:${a.port}`), control: control?.url,
-      sessions: proxy.sessions.count(), kernelForwarding: plan.kernel, era, rtpenginePid: daemon?.pid, steps: [...steps],
+      sessions: proxy.sessions.count(), drainComplete: drainComplete(), terminating, drainLingerSeconds: cfg.drainLingerSeconds,
+      ...(lingerUntil !== undefined ? { lingerUntil } : {}), ...(markerPath ? { drainedMarker: markerPath } : {}),
+      kernelForwarding: plan.kernel, era, rtpenginePid: daemon?.pid, steps: [...steps],
       proxy: proxy.status(),
     });
     const target = {
       ready: (): Readiness => {
         const r = proxy.ready();
-        return state === 'serving' || state === 'draining' ? r : { ready: false, reasons: [...r.reasons, `sidecar ${state}`] };
+        return state === 'serving' || state === 'draining' || state === 'drained' ? r : { ready: false, reasons: [...r.reasons, `sidecar ${state}`] };
       },
       status: () => statusOf() as unknown as Record<string, unknown>,
       drain: (o: { deadlineMs?: number; trigger: string }) => proxy.drain(o),
@@ -260,6 +350,16 @@ export async function startSidecar(cfg: FullSidecarConfig, deps: SidecarDeps): P
     await mkdir(cfg.runDir, { recursive: true });
     await writeFile(infoFile, JSON.stringify({ pod, uid: cfg.podUid, control: control.url }));
     undo.push({ what: 'remove status file', fn: () => unlink(infoFile).catch(() => undefined) });
+
+    // A drain that was started here before a restart (HTTP/CLI, pod not terminating) still holds.
+    const marker = await readDrainedMarker(cfg.runDir, cfg.podUid);
+    if (marker) {
+      markerPath = drainedMarkerName(cfg.runDir, cfg.podUid);
+      log.warn({ pod, marker: markerPath, trigger: marker.trigger, since: marker.at ? new Date(marker.at).toISOString() : undefined },
+        'this pod was drained before the restart: coming back drained (load limit to new calls); delete the pod, or remove the marker and restart the container, to serve again');
+      proxy.drain({ trigger: `restart (drained by ${marker.trigger})` });
+      step('drained marker', 'done', `${markerPath}: drained by ${marker.trigger} before a restart`);
+    }
 
     const teardown = async (why: string, code: number): Promise<number> => {
       state = 'stopping';
@@ -275,20 +375,41 @@ export async function startSidecar(cfg: FullSidecarConfig, deps: SidecarDeps): P
 
     const stop = (trigger = 'signal'): Promise<number> => {
       if (stopping) return stopping;
+      terminating = true;
       stopping = (async () => {
-        state = 'draining';
+        if (state === 'serving') state = 'draining';
         proxy.drain({ trigger });
         void cost?.drain();
         const ds = await proxy.drained();
+        if (state === 'draining') state = 'drained';
         log.info({ pod, outcome: ds.outcome, sessionsLeft: ds.sessionsLeft }, 'drain finished');
+        // kamailio.md §7 step 5: Kamailio drops the node first, then it may vanish. kamailio-sync
+        // sees drainComplete within its poll and reloads within its window (ADR 0041); until the
+        // linger ends we keep answering: ping → pong, new offers → load limit.
+        const completedAt = ds.completedAt ?? clock.now();
+        lingerUntil = completedAt + cfg.drainLingerSeconds * 1000;
+        const lingerMs = lingerUntil - clock.now();
+        if (lingerMs > 0) {
+          log.info({ pod, lingerMs: Math.round(lingerMs) }, 'drain complete; still answering until Kamailio has dropped this node');
+          await clock.sleep(lingerMs);
+          step('linger', 'done', `answered ${Math.round(lingerMs)} ms after the drain completed`);
+        }
+        if (cfg.rtpengineMode === 'config' && cfg.rtpengineStopWaitSeconds > 0) {
+          log.info({ pod, ng: cfg.ngUpstream, deadlineS: cfg.rtpengineStopWaitSeconds }, 'config mode: waiting for rtpengine to stop before removing rules and address and releasing');
+          const w = await waitRtpengineGone(ngUp.host, ngUp.port, { deadlineMs: cfg.rtpengineStopWaitSeconds * 1000, clock, log });
+          if (w.gone) {
+            log.info({ pod, waitedMs: w.waitedMs }, 'config mode: rtpengine stopped answering ping');
+            step('rtpengine stopped', 'done', `no ping answer after ${w.waitedMs} ms`);
+          } else {
+            log.warn({ pod, waitedMs: w.waitedMs }, 'config mode: rtpengine still answers ping after the deadline; removing rules and address and releasing anyway');
+            step('rtpengine stopped', 'failed', `still answering after ${w.waitedMs} ms (--rtpengine-stop-wait-seconds)`);
+          }
+        }
         return teardown(`drain ${ds.outcome ?? 'done'} (${trigger})`, Exit.OK);
       })();
       void stopping.then(settle);
       return stopping;
     };
-
-    // A drain started over HTTP ends the pod once it is empty, as a SIGTERM drain does.
-    proxy.events.on('drain', (s: { phase: string; trigger?: string }) => { if (s.phase === 'drained' && !stopping) void stop(s.trigger ?? 'drain'); });
 
     if (daemon) {
       const d = daemon;
@@ -301,7 +422,8 @@ export async function startSidecar(cfg: FullSidecarConfig, deps: SidecarDeps): P
       });
     }
 
-    state = 'serving';
+    const phase = proxy.status().drain.phase;
+    state = phase === 'serving' ? 'serving' : phase === 'draining' ? 'draining' : 'drained';
     const readyMs = clock.monotonic() - t0 - excludedMs;
     log.info({ pod, table: allocation.table, mediaIps, kernel: plan.kernel, era, mode: cfg.rtpengineMode, readyMs: Math.round(readyMs), control: control.url }, 'sidecar ready');
     return { allocation, readyMs, status: statusOf, stop, done };

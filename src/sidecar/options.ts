@@ -25,7 +25,7 @@ export const sidecarOptions = {
   rtpengineConfig: opt.string('config mode: where to write rtpengine.conf (a volume shared with the rtpengine container)', '/etc/rtpengine-k8s/rtpengine.conf'),
   rtpengineOptions: opt.json('extra rtpengine options as JSON, e.g. {"num-threads":4,"timeout":60}', z.record(z.string(), scalar), {}),
   rtpengineReadySeconds: opt.int('exec mode: wait this long for rtpengine to answer ping', 30, { min: 1 }),
-  runDir: opt.string('runtime directory (exec mode keeps rtpengine\'s pid here to reattach after a crash)', '/run/rtpengine-k8s'),
+  runDir: opt.string('runtime directory, kept across container restarts (an emptyDir): rtpengine\'s pid (exec mode, to reattach), the status file, and the drained marker of an HTTP/CLI drain', '/run/rtpengine-k8s'),
   portMin: opt.int('first media port', 30000, { min: 1024, max: 65535 }),
   portMax: opt.int('last media port', 39999, { min: 1024, max: 65535 }),
   interfaceName: opt.optionalString("rtpengine logical interface name (`name/IP`)"),
@@ -38,6 +38,9 @@ export const sidecarOptions = {
 
   mediaAddressMode: opt.enum('reserved: add the allocated IP to --media-interface and remove it on exit; cni: only verify it is there; none: leave addresses alone', ADDRESS_MODES, 'reserved'),
   mediaInterface: opt.string('interface that carries the media IP (Multus: net1)', 'eth0'),
+
+  drainLingerSeconds: opt.int('after a drain completes, keep answering (ping → pong, new offers → load limit) this long before shutting down, so kamailio-sync removes the node from Kamailio first (default 20 > its poll 2 s + probe timeout 1 s + debounce 0.3 s + reload window 10.2 s; ADR 0041)', 20, { min: 0, max: 3600 }),
+  rtpengineStopWaitSeconds: opt.int('config mode: after the drain, wait up to this long for the separate rtpengine container to stop answering ping before removing rules and address and releasing', 60, { min: 0, max: 3600 }),
 
   deletionCost: opt.bool('keep controller.kubernetes.io/pod-deletion-cost in line with the session count', true),
   deletionCostIntervalSeconds: opt.int('write pod-deletion-cost at most this often', 30, { min: 1 }),
