@@ -12,6 +12,12 @@ import { chartDir, defaultValues, loadYaml, mergeValues, renderChart, templateFi
 import { TemplateError } from './gotpl.js';
 import { commands } from '../../src/commands.js';
 import { commonOptions, envName, type OptionSet } from '../../src/config.js';
+import { startControlServer } from '../../src/sidecar/http.js';
+import { startNgProxy } from '../../src/sidecar/proxy.js';
+import { proxyConfigWith } from '../../src/sidecar/proxy-options.js';
+import { createRegistry } from '../../src/metrics.js';
+import { silentLogger } from '../../src/log.js';
+import { freePort } from '../support/ports.js';
 
 const repo = join(chartDir, '..', '..');
 
@@ -28,7 +34,7 @@ const variants: Record<string, Record<string, unknown>> = {
     serviceMonitor: { enabled: true, labels: { release: 'prom' } }, kamailioSync: { enabled: true, podAnnotations: true },
     imagePullSecrets: [{ name: 'regcred' }], fullnameOverride: 'media',
     allocator: { nodeSelector: { media: 'yes' }, tolerations: [{ key: 'media', operator: 'Exists' }], affinity: { a: {} }, priorityClassName: 'system-node-critical', extraEnv: [{ name: 'RTPE_K8S_LOG_PRETTY', value: 'false' }], podAnnotations: { x: 'y' } },
-    rtpengine: { nodeSelector: { media: 'yes' }, tolerations: [{ key: 'media', operator: 'Exists' }], affinity: { a: {} }, topologySpreadConstraints: [{ maxSkew: 1 }], priorityClassName: 'high', image: { repository: 'example/rtpengine', tag: 'mr11.5' } },
+    rtpengine: { nodeSelector: { media: 'yes' }, tolerations: [{ key: 'media', operator: 'Exists' }], affinity: { a: {} }, topologySpreadConstraints: [{ maxSkew: 1 }], priorityClassName: 'high', image: { repository: 'example/rtpengine', tag: 'mr11.5' }, preStop: 'exec' },
     sidecar: { allowedSources: ['10.0.0.0/8'], extraCapabilities: ['NET_RAW'], extraEnv: [{ name: 'RTPE_K8S_LOG_PRETTY', value: 'false' }] },
     nameOverride: 'rtpe',
   },
@@ -61,6 +67,7 @@ test('the schema rejects what the programs would reject', () => {
     ['bad pool range', { pools: [{ name: 'media', cidr: '192.0.2.0' }] }],
     ['stabilization > 3600', { autoscaling: { hpa: { scaleDownStabilizationSeconds: 7200 } } }],
     ['margin below 10 s', { sidecar: { drainMarginSeconds: 0 } }],
+    ['unknown preStop form', { rtpengine: { preStop: 'sleep' } }],
   ];
   for (const [why, v] of bad) assert.equal(validate(mergeValues(defaultValues(), v)), false, why);
 });
@@ -130,9 +137,9 @@ test('rtpengine pod: native sidecar, preStop drain, grace = deadline + margin, N
   assert.equal(sidecar.restartPolicy, 'Always');
   assert.ok(sidecar.startupProbe, 'rtpengine must start only after the sidecar rendered the config');
   const rtpengine = pod.containers.find((c: any) => c.name === 'rtpengine');
-  const drainCmd = ['rtpengine-k8s', 'drain', '--wait', `--url=http://127.0.0.1:${v.sidecar.httpPort}`];
+  const drainCmd = ['rtpengine-k8s', 'drain', '--wait', `--url=http://127.0.0.1:${v.sidecar.controlPort}`];
   assert.deepEqual(rtpengine.lifecycle.preStop.exec.command, drainCmd);
-  assert.ok(sidecar.env.some((e: any) => e.name === 'RTPE_K8S_CONTROL_LISTEN' && e.value.endsWith(`:${v.sidecar.httpPort}`)), 'drain --url and the control port agree');
+  assert.ok(sidecar.env.some((e: any) => e.name === 'RTPE_K8S_CONTROL_LISTEN' && e.value.endsWith(`:${v.sidecar.controlPort}`)), 'drain --url and the control port agree');
   assert.equal(pod.terminationGracePeriodSeconds, v.sidecar.drainDeadlineSeconds + v.sidecar.drainMarginSeconds);
   assert.equal(renderChart({ sidecar: { drainDeadlineSeconds: 14400 } }).objects.find((o) => o.kind === 'Deployment').spec.template.spec.terminationGracePeriodSeconds, 14400 + v.sidecar.drainMarginSeconds);
 
@@ -152,6 +159,78 @@ test('rtpengine pod: native sidecar, preStop drain, grace = deadline + margin, N
     }
     assert.equal(p.hostNetwork, undefined, name);
   }
+});
+
+test('rtpengine preStop: exec only where the binary is, custom images need an explicit form', () => {
+  const v = defaultValues() as any;
+  const drainCmd = ['rtpengine-k8s', 'drain', '--wait', `--url=http://127.0.0.1:${v.sidecar.controlPort}`];
+  const rtpengineOf = (r: { objects: any[] }) => deployment(r).containers.find((c: any) => c.name === 'rtpengine');
+  // A custom rtpengine image with the default hook would run a binary that is not there: refused.
+  assert.throws(() => renderChart({ rtpengine: { image: { repository: 'example/rtpengine' } } }), (e: unknown) => e instanceof TemplateError && /rtpengine\.image\.repository=example\/rtpengine/.test(e.message) && /rtpengine\.preStop=exec/.test(e.message));
+  // The operator vouches for the binary (an image built FROM ours): exec it is.
+  assert.deepEqual(rtpengineOf(renders.full!).lifecycle.preStop, { exec: { command: ['rtpengine-k8s', 'drain', '--wait', `--url=http://127.0.0.1:${v.sidecar.controlPort}`] } });
+  assert.deepEqual(rtpengineOf(renderChart({ rtpengine: { preStop: 'exec' } })).lifecycle.preStop.exec.command, drainCmd);
+  // exec mode has no rtpengine container: the rtpengine image and its hook play no part.
+  assert.deepEqual(deployment(renderChart({ rtpengine: { mode: 'exec', image: { repository: 'example/rtpengine' } } })).containers.map((c: any) => c.name), ['sidecar']);
+  // A plain (non-native) sidecar runs our image: it keeps the exec drain whatever rtpengine runs.
+  const plain = deployment(renderChart({ rtpengine: { nativeSidecar: false, preStop: 'exec', image: { repository: 'example/rtpengine' } } }));
+  assert.deepEqual(plain.containers.find((c: any) => c.name === 'sidecar').lifecycle.preStop.exec.command, drainCmd);
+});
+
+test('httpGet preStop: refused exactly while the real control server lacks GET /drain/wait', async () => {
+  // Ask a real sidecar control server (proxy with rtpengine absent, no sessions, no delete-delay).
+  const registry = createRegistry({ defaultMetrics: false });
+  const proxy = await startNgProxy(proxyConfigWith({ ngListen: [`127.0.0.1:${await freePort()}`], ngUpstream: `127.0.0.1:${await freePort()}`, ngUpstreamTimeoutMs: 30, ngUpstreamRetries: 0, ngHealthIntervalMs: 50, deleteDelaySeconds: 0, ngDrainPollMs: 50 }), { log: silentLogger, registry });
+  const http = await startControlServer({ host: '127.0.0.1', port: 0, registry, target: proxy, log: silentLogger });
+  let status: number;
+  try {
+    status = (await fetch(`${http.url}/drain/wait`, { signal: AbortSignal.timeout(10_000) })).status;
+  } finally {
+    await http.close();
+    await proxy.close();
+  }
+  const served = status !== 404 && status !== 405;
+  if (!served) {
+    for (const values of [{ rtpengine: { preStop: 'httpGet' } }, { rtpengine: { preStop: 'httpGet', image: { repository: 'example/rtpengine' } } }]) {
+      assert.throws(() => renderChart(values), (e: unknown) => e instanceof TemplateError && /GET \/drain\/wait/.test(e.message), JSON.stringify(values));
+    }
+    return;
+  }
+  // The endpoint exists: the chart must offer it (flip rtpengine-k8s.sidecarServesDrainWait in
+  // _helpers.tpl) and an empty pod's drain must answer 200 once drained.
+  assert.equal(status, 200, 'GET /drain/wait on an empty sidecar answers 200 once drained');
+  const pre = deployment(renderChart({ rtpengine: { preStop: 'httpGet', image: { repository: 'example/rtpengine' } } })).containers.find((c: any) => c.name === 'rtpengine').lifecycle.preStop;
+  assert.deepEqual(pre, { httpGet: { path: '/drain/wait', port: (defaultValues() as any).sidecar.controlPort } });
+  assert.equal(deployment(renderChart({ rtpengine: { image: { repository: 'example/rtpengine' } } })).containers.find((c: any) => c.name === 'rtpengine').lifecycle.preStop.httpGet?.path, '/drain/wait', 'auto picks httpGet for a custom image');
+});
+
+test('sidecar probes and control port: named ports exist, readiness tolerates two misses', () => {
+  const v = defaultValues() as any;
+  for (const [name, r] of Object.entries(renders)) {
+    const p = deployment(r);
+    const sidecar = [...(p.initContainers ?? []), ...p.containers].find((c: any) => c.name === 'sidecar');
+    const ports = new Map(sidecar.ports.map((x: any) => [x.name, x]));
+    for (const probe of ['livenessProbe', 'readinessProbe']) assert.ok(ports.has(sidecar[probe].httpGet.port), `${name}: ${probe} port ${sidecar[probe].httpGet.port}`);
+    const rp = sidecar.readinessProbe;
+    // One missed probe must not make the pod not-Ready (first on scale-in, dropped by kamailio-sync).
+    assert.ok(rp.failureThreshold >= 3, `${name}: readiness failureThreshold ${rp.failureThreshold}`);
+    assert.ok(rp.periodSeconds * rp.failureThreshold <= 10, `${name}: a dead rtpengine still turns the pod not-Ready within ~10 s`);
+    // GET /status on the pod IP for kamailio-sync; POST /drain stays loopback-only.
+    const listen = sidecar.env.find((e: any) => e.name === 'RTPE_K8S_CONTROL_LISTEN').value;
+    assert.match(listen, /^(0\.0\.0\.0|\[::\]):\d+$/, `${name}: control server on every pod address`);
+    assert.equal((ports.get('control') as any).containerPort, Number(listen.replace(/^.*:/, '')), name);
+    assert.equal(sidecar.env.some((e: any) => e.name === 'RTPE_K8S_CONTROL_REMOTE_DRAIN'), false, `${name}: POST /drain must stay loopback-only`);
+    // The headless Service names the control port for kamailio-sync's EndpointSlice lookup.
+    const svc = kind(r, 'Service').find((s: any) => s.spec.selector?.['app.kubernetes.io/component'] === 'rtpengine');
+    const control = svc.spec.ports.find((x: any) => x.name === 'control');
+    assert.ok(control, `${name}: headless Service has a port named control`);
+    assert.equal(control.protocol, 'TCP');
+    assert.ok(ports.has(control.targetPort), `${name}: Service control → container port ${control.targetPort}`);
+    for (const sm of kind(r, 'ServiceMonitor')) for (const ep of sm.spec.endpoints) {
+      assert.ok(kind(r, 'Service').some((s: any) => s.spec.ports.some((x: any) => x.name === ep.port)), `${name}: ServiceMonitor port ${ep.port} exists on a Service`);
+    }
+  }
+  assert.equal(v.sidecar.controlPort, 9450, 'the chart uses the sidecar\'s default --control-listen port');
 });
 
 test('allocator: privileged only when asked, hostPath socket shared with the sidecars', () => {
@@ -276,10 +355,12 @@ function acceptedEnv(command: string): Set<string> {
   return new Set(Object.entries(set).map(([k, d]) => envName(k, d)));
 }
 
-/** The command a container's env is meant for: its args, or `drain` for the preStop-only rtpengine container. */
-function commandOf(c: any): string {
+/** The command a container's env is meant for: its args, `drain` for an rtpengine container with
+ *  the exec preStop, none for one without our binary (httpGet preStop, so it must set no env). */
+function commandOf(c: any): string | undefined {
   if (c.args?.[0]) return c.args[0];
   if (c.lifecycle?.preStop?.exec?.command?.[1]) return c.lifecycle.preStop.exec.command[1];
+  if (c.lifecycle?.preStop?.httpGet && !c.env) return undefined;
   throw new Error(`container ${c.name}: cannot tell which command it runs`);
 }
 
@@ -290,6 +371,7 @@ test('every env var the chart sets is accepted by that container\'s command', ()
       const spec = o.spec.template.spec;
       for (const c of [...(spec.initContainers ?? []), ...spec.containers]) {
         const cmd = commandOf(c);
+        if (cmd === undefined) continue;
         const ok = acceptedEnv(cmd);
         for (const e of c.env ?? []) if (!ok.has(e.name)) problems.add(`${o.kind}/${c.name} sets ${e.name}, unknown to '${cmd}'`);
         // The preStop drain runs with this container's env: nothing there may change its target.

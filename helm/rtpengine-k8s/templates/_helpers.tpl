@@ -72,9 +72,48 @@ app.kubernetes.io/component: allocator
 {{- add .Values.sidecar.drainDeadlineSeconds .Values.sidecar.drainMarginSeconds -}}
 {{- end -}}
 
-{{/* The preStop hook: drain through the sidecar's control port (loopback) and wait until the
-     last call is gone or the sidecar's deadline passes. */}}
+{{/* The exec preStop hook: drain through the sidecar's control port (loopback, where POST /drain
+     is accepted) and wait until the last call is gone or the sidecar's deadline passes. Needs the
+     rtpengine-k8s binary in the container it runs in. */}}
 {{- define "rtpengine-k8s.preStopDrain" -}}
 exec:
-  command: ["rtpengine-k8s", "drain", "--wait", {{ printf "--url=http://127.0.0.1:%d" (int .Values.sidecar.httpPort) | quote }}]
+  command: ["rtpengine-k8s", "drain", "--wait", {{ printf "--url=http://127.0.0.1:%d" (int .Values.sidecar.controlPort) | quote }}]
+{{- end -}}
+
+{{/* Whether this release's sidecar serves the blocking GET /drain/wait that an httpGet preStop
+     needs (ADR 0053). test/chart/chart.test.ts asks a real control server and fails when this
+     answer is stale. */}}
+{{- define "rtpengine-k8s.sidecarServesDrainWait" -}}false{{- end -}}
+
+{{/* How the rtpengine container (config mode) waits for the drain: "exec" or "httpGet". auto =
+     exec for this chart's image, httpGet for a custom one: that image lacks the rtpengine-k8s
+     binary, so an exec hook would fail at once and rtpengine would get TERM with its calls
+     (ADR 0053). httpGet is refused while the sidecar does not serve GET /drain/wait. */}}
+{{- define "rtpengine-k8s.rtpenginePreStopMode" -}}
+{{- $mode := .Values.rtpengine.preStop -}}
+{{- $custom := ne .Values.rtpengine.image.repository "" -}}
+{{- $served := eq (include "rtpengine-k8s.sidecarServesDrainWait" .) "true" -}}
+{{- if eq $mode "auto" -}}
+{{- $mode = ternary "httpGet" "exec" $custom -}}
+{{- if and $custom (not $served) -}}
+{{- fail (printf "rtpengine.image.repository=%s: the default preStop runs `rtpengine-k8s drain --wait` inside the rtpengine container, which a custom image does not contain (the hook would fail and rtpengine would get SIGTERM with its calls). Set rtpengine.preStop=exec if the image is built FROM this chart's image, or rtpengine.preStop=httpGet (image-independent; needs a sidecar serving GET /drain/wait)" .Values.rtpengine.image.repository) -}}
+{{- end -}}
+{{- end -}}
+{{- if and (eq $mode "httpGet") (not $served) -}}
+{{- fail "rtpengine.preStop=httpGet needs the sidecar's blocking GET /drain/wait, which this release's sidecar does not serve yet: use this chart's rtpengine image with rtpengine.preStop=auto|exec (docs/adr/0053)" -}}
+{{- end -}}
+{{- $mode -}}
+{{- end -}}
+
+{{/* The rtpengine container's preStop hook (config mode). */}}
+{{- define "rtpengine-k8s.rtpenginePreStop" -}}
+{{- if eq (include "rtpengine-k8s.rtpenginePreStopMode" .) "httpGet" -}}
+# Sent by the kubelet to the pod IP and held open until the drain is over (or the grace period
+# ends). A port number: the kubelet resolves a hook's named port in this container only.
+httpGet:
+  path: /drain/wait
+  port: {{ .Values.sidecar.controlPort }}
+{{- else -}}
+{{- include "rtpengine-k8s.preStopDrain" . -}}
+{{- end -}}
 {{- end -}}

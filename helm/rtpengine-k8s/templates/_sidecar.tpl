@@ -54,8 +54,10 @@
     - name: RTPE_K8S_NG_ALLOW_CIDRS
       value: {{ join "," . | quote }}
     {{- end }}
+    # Every address of the pod: kamailio-sync reads GET /status on the pod IP (port "control").
+    # POST /drain stays loopback-only (RTPE_K8S_CONTROL_REMOTE_DRAIN is never set here).
     - name: RTPE_K8S_CONTROL_LISTEN
-      value: {{ printf "0.0.0.0:%d" (int .Values.sidecar.httpPort) | quote }}
+      value: {{ printf "0.0.0.0:%d" (int .Values.sidecar.controlPort) | quote }}
     - name: RTPE_K8S_DELETE_DELAY_SECONDS
       value: {{ .Values.rtpengine.deleteDelaySeconds | quote }}
     - name: RTPE_K8S_DRAIN_DEADLINE_SECONDS
@@ -71,8 +73,8 @@
     - name: ng
       containerPort: {{ .Values.sidecar.ngPort }}
       protocol: UDP
-    - name: http
-      containerPort: {{ .Values.sidecar.httpPort }}
+    - name: control
+      containerPort: {{ .Values.sidecar.controlPort }}
       protocol: TCP
   {{- if $native }}
   # Passes once the allocation is held and rtpengine.conf is written; rtpengine starts after it.
@@ -83,14 +85,18 @@
     failureThreshold: 300
   {{- end }}
   livenessProbe:
-    httpGet: { path: /healthz, port: http }
+    httpGet: { path: /healthz, port: control }
     periodSeconds: 10
     failureThreshold: 3
   readinessProbe:
-    # Ready = rtpengine answers ping and the pod is not draining.
-    httpGet: { path: /readyz, port: http }
+    # Ready = rtpengine answers ping and the pod is not draining. Three misses in a row, not one:
+    # a not-Ready pod is the first removed on scale-in whatever its deletion cost, and
+    # kamailio-sync drops it from Kamailio's set (ADR 0054).
+    httpGet: { path: /readyz, port: control }
     periodSeconds: 2
-    failureThreshold: 1
+    timeoutSeconds: 1
+    failureThreshold: 3
+    successThreshold: 1
   {{- if not $native }}
   lifecycle:
     preStop:
