@@ -7,9 +7,9 @@ import { createRegistry } from '../metrics.js';
 import { ConfigError, Exit } from '../errors.js';
 import { createKubeClient, kubeConfigFrom } from '../kube/client.js';
 import { kamailioSyncOptions, selectorOf, type KamailioSyncConfig } from './options.js';
-import { kubeEndpointSource, kubePodAnnotations, type EndpointSlice } from './endpoints.js';
+import { httpDrainProbe, kubeEndpointSource, kubePodAnnotations, type EndpointSlice } from './endpoints.js';
 import { fifoRpc, httpRpc } from './jsonrpc.js';
-import { KamailioSync, writeOnce } from './sync.js';
+import { KamailioSync, worstCaseRemovalMs, writeOnce } from './sync.js';
 import type { Registry } from 'prom-client';
 
 function listenAddr(s: string): { host: string; port: number } {
@@ -36,9 +36,12 @@ export const kamailioSyncCommand = defineCommand({
   summary: "keep Kamailio's rtpengine table (db_text) equal to the live sidecars and rtpengine.reload it",
   options: kamailioSyncOptions,
   async run(c: KamailioSyncConfig, _pos, ctx) {
+    if (c.controlPortName && c.drainProbeTimeoutMs >= c.drainPollMs) {
+      throw new ConfigError('CONFIG_INVALID', { problems: [`--drain-probe-timeout-ms (${c.drainProbeTimeoutMs}) must be below --drain-poll-ms (${c.drainPollMs})`] });
+    }
     const kube = createKubeClient(kubeConfigFrom({ kubeconfig: c.kubeconfig || undefined }));
     const selector = selectorOf(c);
-    const select = { portName: c.ngPortName, addressType: c.addressType, setid: c.setid, weight: c.weight };
+    const select = { portName: c.ngPortName, controlPortName: c.controlPortName, addressType: c.addressType, setid: c.setid, weight: c.weight };
     if (c.once) {
       const r = await writeOnce({ dbDir: c.dbDir, table: c.table, select },
         async () => (await kube.listEndpointSlices(c.namespace, selector)) as EndpointSlice[],
@@ -49,12 +52,15 @@ export const kamailioSyncCommand = defineCommand({
     const registry = createRegistry();
     const rpc = c.rpcTransport === 'fifo' ? fifoRpc(c.rpcFifo, c.rpcReplyDir, { timeoutMs: c.rpcTimeoutMs }) : httpRpc(c.rpcUrl, { timeoutMs: c.rpcTimeoutMs });
     const sync = new KamailioSync(
-      { dbDir: c.dbDir, table: c.table, select, debounceMs: c.debounceMs, maxDelayMs: c.maxDelayMs, reloadIntervalMs: c.reloadIntervalMs, retryMs: c.retryMs },
+      { dbDir: c.dbDir, table: c.table, select, debounceMs: c.debounceMs, maxDelayMs: c.maxDelayMs, reloadIntervalMs: c.reloadIntervalMs, retryMs: c.retryMs,
+        drainPollMs: c.drainPollMs, drainProbeTimeoutMs: c.drainProbeTimeoutMs },
       { source: kubeEndpointSource(kube, c.namespace, selector), rpc, clock: systemClock, log: ctx.log, registry,
-        podAnnotations: c.podAnnotations ? kubePodAnnotations(kube) : undefined },
+        podAnnotations: c.podAnnotations ? kubePodAnnotations(kube) : undefined,
+        drainProbe: c.controlPortName ? httpDrainProbe(c.drainProbeTimeoutMs) : undefined },
     );
     const server = c.metricsListen ? await metricsServer(registry, () => sync.status(), listenAddr(c.metricsListen)) : undefined;
-    ctx.log.info({ namespace: c.namespace, selector, dbDir: c.dbDir, rpc: c.rpcTransport, metrics: c.metricsListen || 'off' }, 'kamailio-sync starting');
+    ctx.log.info({ namespace: c.namespace, selector, dbDir: c.dbDir, rpc: c.rpcTransport, metrics: c.metricsListen || 'off',
+      drainProbe: c.controlPortName ? { port: c.controlPortName, pollMs: c.drainPollMs, timeoutMs: c.drainProbeTimeoutMs, sidecarLingerMustExceedMs: worstCaseRemovalMs(c) } : 'off' }, 'kamailio-sync starting');
     await sync.start();
     await new Promise<void>((resolve) => { if (ctx.signal.aborted) resolve(); else ctx.signal.addEventListener('abort', () => resolve(), { once: true }); });
     await sync.stop();

@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { desiredNodes, diffNodes, belongs, nodeUrl, ANNOTATION_WEIGHT, ANNOTATION_SETID, type EndpointSlice } from './endpoints.js';
+import { desiredNodes, diffNodes, belongs, nodeUrl, drainProbeTargets, drainStateOf, ANNOTATION_WEIGHT, ANNOTATION_SETID, type EndpointSlice } from './endpoints.js';
 
 const sel = { portName: 'ng', addressType: 'IPv4' as const, setid: 0, weight: 1 };
 const ep = (ip: string, pod: string, conditions?: { ready?: boolean; serving?: boolean; terminating?: boolean }) =>
@@ -62,4 +62,48 @@ test('diff names added, removed and re-weighted nodes', () => {
   const b = desiredNodes([slice([ep('10.0.0.2', 'b'), ep('10.0.0.3', 'c')])], { ...sel, weight: 2 });
   const d = diffNodes(a, b);
   assert.deepEqual([d.added.map((n) => n.pod), d.removed.map((n) => n.pod), d.changed.map((n) => n.pod)], [['media/c'], ['media/a'], ['media/b']]);
+});
+
+test('drain reports (ADR 0041): complete → removed; a live pod drained over HTTP stays while draining; ready pods ignore reports', () => {
+  // Terminating: kept while draining or unknown (probe failed), removed once the drain is complete.
+  assert.equal(belongs({ ready: false, terminating: true }, true, 'draining'), true);
+  assert.equal(belongs({ ready: false, terminating: true }, true, undefined), true, 'no answer keeps the row');
+  assert.equal(belongs({ ready: false, terminating: true }, true, 'serving'), true, 'SIGTERM not seen yet: keep');
+  assert.equal(belongs({ ready: false, terminating: true }, true, 'drained'), false);
+  assert.equal(belongs({ ready: false, terminating: true }, false, 'draining'), false, 'never added');
+  // Not ready, not terminating: an HTTP/CLI drain keeps the row; anything else (rtpengine down) does not.
+  assert.equal(belongs({ ready: false, terminating: false }, true, 'draining'), true);
+  assert.equal(belongs({ ready: false, terminating: false }, true, 'drained'), false);
+  assert.equal(belongs({ ready: false, terminating: false }, true, 'serving'), false);
+  assert.equal(belongs({ ready: false, terminating: false }, true, undefined), false);
+  assert.equal(belongs({ ready: false, terminating: false }, false, 'draining'), false, 'a drained pod is never added');
+  // Ready and not terminating belongs whatever a (stale) report says.
+  assert.equal(belongs({ ready: true, terminating: false }, false, 'drained'), true);
+
+  const ports = [{ name: 'ng', port: 2223, protocol: 'UDP' }, { name: 'control', port: 9450, protocol: 'TCP' }];
+  const eps = [
+    ep('10.0.0.1', 'up', { ready: true, terminating: false }),
+    ep('10.0.0.2', 'http-drained', { ready: false, terminating: false }),
+    ep('10.0.0.3', 'terminating', { ready: false, terminating: true }),
+    ep('10.0.0.4', 'not-in-table', { ready: false, terminating: true }),
+  ];
+  const inTable = new Set(['udp:10.0.0.1:2223', 'udp:10.0.0.2:2223', 'udp:10.0.0.3:2223']);
+  const withCtl = { ...sel, controlPortName: 'control' };
+  assert.deepEqual(drainProbeTargets([slice(eps, { ports })], withCtl, inTable).map((t) => [t.name, t.url, t.controlPort]),
+    [['http-drained', 'udp:10.0.0.2:2223', 9450], ['terminating', 'udp:10.0.0.3:2223', 9450]]);
+  assert.deepEqual(drainProbeTargets([slice(eps, { ports })], sel, inTable), [], 'no control port name: nothing to ask');
+  assert.deepEqual(drainProbeTargets([slice(eps)], withCtl, inTable), [], 'slice without the control port: nothing to ask');
+
+  const reports = new Map([['udp:10.0.0.2:2223', 'draining' as const], ['udp:10.0.0.3:2223', 'drained' as const]]);
+  const nodes = desiredNodes([slice(eps, { ports })], withCtl, inTable, undefined, undefined, reports);
+  assert.deepEqual(nodes.map((n) => [n.pod, n.terminating, n.draining ?? false]), [['media/up', false, false], ['media/http-drained', false, true]]);
+});
+
+test("the sidecar's /status → drain state; nonsense → undefined", () => {
+  assert.deepEqual(drainStateOf({ state: 'draining', drainComplete: false, drainLingerSeconds: 20, proxy: { drain: { phase: 'draining' } } }), { report: 'draining', lingerSeconds: 20 });
+  assert.deepEqual(drainStateOf({ state: 'drained', drainComplete: true, drainLingerSeconds: 20 }), { report: 'drained', lingerSeconds: 20 });
+  assert.deepEqual(drainStateOf({ state: 'stopping', drainComplete: true }), { report: 'drained' });
+  assert.deepEqual(drainStateOf({ state: 'serving', drainComplete: false }), { report: 'serving' });
+  assert.deepEqual(drainStateOf({ drain: 'x', proxy: { drain: { phase: 'drained' } } }), { report: 'drained' }, 'an older sidecar: the proxy phase');
+  for (const bad of [null, 'drained', [], {}, { state: 'weird' }]) assert.equal(drainStateOf(bad), undefined, JSON.stringify(bad));
 });

@@ -1,6 +1,6 @@
 // EndpointSlices of the rtpengine headless Service → the rows Kamailio's `rtpengine` table should
 // hold: `udp:<pod IP>:<ng port>` per ready pod. Pure: the watch lives behind EndpointSource.
-// Draining (terminating) pods stay until they leave the slice: docs/adr/0040-draining-pods-stay-in-kamailio-table.md.
+// Draining pods stay until their sidecar reports the drain complete or they leave the slice: ADR 0040, 0041.
 import type { KubePort } from '../kube/client.js';
 
 /** The part of a discovery.k8s.io/v1 EndpointSlice this program reads. */
@@ -40,11 +40,15 @@ export interface DesiredNode {
   pod: string;
   ip: string;
   terminating: boolean;
+  /** Not ready and not terminating, kept because its sidecar reports a drain (HTTP/CLI). */
+  draining?: boolean;
 }
 
 export interface SelectOptions {
   /** Name of the ng port in the Service (EndpointSlice ports are named after it). */
   portName: string;
+  /** Name of the sidecar's control (HTTP /status) port; '' or absent: no drain probing (ADR 0041). */
+  controlPortName?: string;
   /** IPv4 or IPv6 slices (a dual-stack Service has one slice family each). */
   addressType: 'IPv4' | 'IPv6';
   setid: number;
@@ -57,27 +61,40 @@ export function nodeUrl(ip: string, port: number): string {
 }
 
 /**
- * Which endpoints belong in the table (docs/adr/0040-draining-pods-stay-in-kamailio-table.md):
- * - not terminating: when ready (nil counts as ready, as Kubernetes defines it);
+ * What the pod's sidecar says about its drain (GET /status on the control port): `draining` while
+ * calls are left, `drained` once complete (it lingers, still answering, until Kamailio dropped it).
+ */
+export type DrainReport = 'serving' | 'draining' | 'drained';
+
+/**
+ * Which endpoints belong in the table (ADR 0040, amended by ADR 0041):
+ * - ready and not terminating: always (nil counts as ready, as Kubernetes defines it);
+ * - its sidecar reports the drain complete: never — kamailio.md §7 step 5, Kamailio drops it while
+ *   the sidecar still answers (it lingers for that);
  * - terminating (draining): only if already in the table, whatever `serving` says — the sidecar
  *   keeps answering and refuses new calls with `load limit`, so its pinned calls finish there.
- *   A terminating endpoint is never added: no new call may land on a pod that is going away.
+ *   A terminating endpoint is never added: no new call may land on a pod that is going away;
+ * - not ready, not terminating: stays only if in the table and its sidecar reports draining (a drain
+ *   started over HTTP or the CLI on a live pod); otherwise (rtpengine down, starting) it leaves.
  */
-export function belongs(c: { ready?: boolean | null; terminating?: boolean | null } | undefined, inTable: boolean): boolean {
+export function belongs(c: { ready?: boolean | null; terminating?: boolean | null } | undefined, inTable: boolean, report?: DrainReport): boolean {
+  if (!c?.terminating && (c?.ready ?? true)) return true;
+  if (report === 'drained') return false;
   if (c?.terminating) return inTable;
-  return c?.ready ?? true;
+  return inTable && report === 'draining';
 }
 
-export interface EndpointRef { namespace: string; name: string; ip: string; port: number; ready: boolean; terminating: boolean }
+export interface EndpointRef { namespace: string; name: string; ip: string; port: number; ready: boolean; terminating: boolean; controlPort?: number }
 
 /** Every endpoint of the wanted family with its ng port; one per URL (first wins). */
-export function endpointsOf(slices: readonly EndpointSlice[], o: Pick<SelectOptions, 'portName' | 'addressType'>): Array<EndpointRef & { conditions: NonNullable<EndpointSlice['endpoints']>[number]['conditions'] }> {
+export function endpointsOf(slices: readonly EndpointSlice[], o: Pick<SelectOptions, 'portName' | 'addressType' | 'controlPortName'>): Array<EndpointRef & { conditions: NonNullable<EndpointSlice['endpoints']>[number]['conditions'] }> {
   const out = new Map<string, EndpointRef & { conditions: NonNullable<EndpointSlice['endpoints']>[number]['conditions'] }>();
   for (const s of slices) {
     if (s.addressType !== o.addressType) continue;
     const port = (s.ports ?? []).find((p) => (p.name ?? '') === o.portName && (p.protocol ?? 'TCP') === 'UDP')?.port
       ?? (s.ports ?? []).find((p) => (p.name ?? '') === o.portName)?.port;
     if (!port) continue;
+    const controlPort = o.controlPortName ? (s.ports ?? []).find((p) => (p.name ?? '') === o.controlPortName && (p.protocol ?? 'TCP') === 'TCP')?.port ?? undefined : undefined;
     for (const ep of s.endpoints ?? []) {
       const ip = ep.addresses?.[0];
       if (!ip) continue;
@@ -87,15 +104,59 @@ export function endpointsOf(slices: readonly EndpointSlice[], o: Pick<SelectOpti
         namespace: ep.targetRef?.namespace ?? s.metadata.namespace ?? '',
         name: ep.targetRef?.name ?? ip,
         ip, port, ready: ep.conditions?.ready ?? true, terminating: ep.conditions?.terminating ?? false, conditions: ep.conditions,
+        ...(controlPort ? { controlPort } : {}),
       });
     }
   }
   return [...out.values()];
 }
 
-/** The endpoints that belong in the table, given the URLs it holds now. */
-export function selectedEndpoints(slices: readonly EndpointSlice[], o: Pick<SelectOptions, 'portName' | 'addressType'>, inTable: ReadonlySet<string> = new Set()) {
-  return endpointsOf(slices, o).filter((e) => belongs(e.conditions, inTable.has(nodeUrl(e.ip, e.port))));
+/** The endpoints that belong in the table, given the URLs it holds now and the sidecars' drain reports (by URL). */
+export function selectedEndpoints(slices: readonly EndpointSlice[], o: Pick<SelectOptions, 'portName' | 'addressType' | 'controlPortName'>, inTable: ReadonlySet<string> = new Set(),
+  reports?: ReadonlyMap<string, DrainReport>) {
+  return endpointsOf(slices, o).filter((e) => { const url = nodeUrl(e.ip, e.port); return belongs(e.conditions, inTable.has(url), reports?.get(url)); });
+}
+
+/**
+ * Endpoints whose sidecar must be asked about its drain: in the table, and terminating or not
+ * ready (a ready, non-terminating one belongs whatever it says), with a control port to ask on.
+ */
+export function drainProbeTargets(slices: readonly EndpointSlice[], o: Pick<SelectOptions, 'portName' | 'addressType' | 'controlPortName'>, inTable: ReadonlySet<string>): Array<EndpointRef & { url: string; controlPort: number }> {
+  return endpointsOf(slices, o)
+    .filter((e) => e.controlPort !== undefined && (e.terminating || !e.ready) && inTable.has(nodeUrl(e.ip, e.port)))
+    .map((e) => ({ ...e, url: nodeUrl(e.ip, e.port), controlPort: e.controlPort! }));
+}
+
+/** One sidecar's answer: its drain state and the linger it will keep after completing. */
+export interface SidecarDrainState { report: DrainReport; lingerSeconds?: number }
+
+/** Asks one sidecar; undefined when it does not answer or answers nonsense (the caller keeps what it knew). */
+export type DrainProbe = (ip: string, controlPort: number) => Promise<SidecarDrainState | undefined>;
+
+/** The sidecar's GET /status JSON (src/sidecar/main.ts SidecarStatus) → its drain state. */
+export function drainStateOf(body: unknown): SidecarDrainState | undefined {
+  if (!body || typeof body !== 'object' || Array.isArray(body)) return undefined;
+  const b = body as Record<string, unknown>;
+  const linger = typeof b.drainLingerSeconds === 'number' ? { lingerSeconds: b.drainLingerSeconds } : {};
+  const phase = ((b.proxy as Record<string, unknown> | undefined)?.drain as Record<string, unknown> | undefined)?.phase;
+  if (b.drainComplete === true || b.state === 'drained' || b.state === 'stopping' || b.state === 'stopped' || phase === 'drained') return { report: 'drained', ...linger };
+  if (b.state === 'draining' || phase === 'draining') return { report: 'draining', ...linger };
+  if (b.state === 'serving' || b.state === 'starting' || phase === 'serving') return { report: 'serving', ...linger };
+  return undefined;
+}
+
+/** The real probe: GET http://<pod IP>:<control port>/status with a short timeout. */
+export function httpDrainProbe(timeoutMs: number): DrainProbe {
+  return async (ip, port) => {
+    const host = ip.includes(':') ? `[${ip}]` : ip;
+    try {
+      const res = await fetch(`http://${host}:${port}/status`, { signal: AbortSignal.timeout(timeoutMs) });
+      if (!res.ok) { await res.body?.cancel(); return undefined; }
+      return drainStateOf(await res.json());
+    } catch {
+      return undefined;
+    }
+  };
 }
 
 const intAnn = (a: Record<string, string> | undefined, k: string, min: number): number | undefined => {
@@ -116,8 +177,9 @@ export function desiredNodes(
   inTable: ReadonlySet<string> = new Set(),
   annotations?: ReadonlyMap<string, Record<string, string> | undefined>,
   onBadAnnotation?: (pod: string, key: string, value: string) => void,
+  reports?: ReadonlyMap<string, DrainReport>,
 ): DesiredNode[] {
-  const nodes = selectedEndpoints(slices, o, inTable).map((e) => {
+  const nodes = selectedEndpoints(slices, o, inTable, reports).map((e) => {
     const pod = `${e.namespace}/${e.name}`;
     const a = annotations?.get(pod);
     const pick = (key: string, def: number, min: number) => {
@@ -126,7 +188,7 @@ export function desiredNodes(
       return v ?? def;
     };
     return {
-      url: nodeUrl(e.ip, e.port), pod, ip: e.ip, terminating: e.terminating,
+      url: nodeUrl(e.ip, e.port), pod, ip: e.ip, terminating: e.terminating, ...(!e.ready && !e.terminating ? { draining: true } : {}),
       setid: pick(ANNOTATION_SETID, o.setid, 0), weight: pick(ANNOTATION_WEIGHT, o.weight, 0),
     };
   });

@@ -1,13 +1,17 @@
 // The reconcile loop: EndpointSlice snapshots → desired nodes → db_text table → rtpengine.reload.
 // Debounces flapping, coalesces changes inside Kamailio's 10 s reload window, never writes an
-// empty table (keeps the last good one), and verifies what Kamailio loaded with rtpengine.show.
+// empty table (keeps the last good one), verifies what Kamailio loaded with rtpengine.show, and asks
+// draining pods' sidecars when their drain is complete (ADR 0041).
 import { join } from 'node:path';
 import { Counter, Gauge, type Registry } from 'prom-client';
 import type { Clock, Timer } from '../clock.js';
 import type { Logger } from '../log.js';
 import { METRIC_PREFIX } from '../metrics.js';
 import { ensureVersionRow, mtimeSeconds, readRtpengineTable, renderRtpengineTable, writeFileAtomic } from './dbtext.js';
-import { desiredNodes, diffNodes, selectedEndpoints, type DesiredNode, type EndpointSlice, type EndpointSource, type PodAnnotations, type SelectOptions } from './endpoints.js';
+import {
+  desiredNodes, diffNodes, drainProbeTargets, selectedEndpoints,
+  type DesiredNode, type DrainProbe, type DrainReport, type EndpointSlice, type EndpointSource, type PodAnnotations, type SelectOptions,
+} from './endpoints.js';
 import { isReloadTooSoon, showNodes, type KamailioRpc } from './jsonrpc.js';
 
 export interface SyncOptions {
@@ -24,9 +28,22 @@ export interface SyncOptions {
   reloadIntervalMs: number;
   /** First retry when Kamailio's RPC is unreachable (doubles up to reloadIntervalMs). */
   retryMs: number;
+  /** Ask draining pods' sidecars this often whether the drain is complete (with a drainProbe). */
+  drainPollMs?: number;
+  /** The probe's own timeout (the real probe gets it; here it enters the linger check). */
+  drainProbeTimeoutMs?: number;
 }
 
-export const defaultSyncOptions = { table: 'rtpengine', debounceMs: 300, maxDelayMs: 3000, reloadIntervalMs: 10_200, retryMs: 1000 } as const;
+export const defaultSyncOptions = { table: 'rtpengine', debounceMs: 300, maxDelayMs: 3000, reloadIntervalMs: 10_200, retryMs: 1000, drainPollMs: 2000, drainProbeTimeoutMs: 1000 } as const;
+
+/**
+ * The longest time from a sidecar completing its drain to Kamailio having dropped it: it is seen at
+ * the next poll (interval + probe timeout), the debounce passes, and the reload waits for
+ * Kamailio's window. A sidecar's --drain-linger-seconds must exceed this (ADR 0041).
+ */
+export function worstCaseRemovalMs(o: Pick<SyncOptions, 'debounceMs' | 'reloadIntervalMs' | 'drainPollMs' | 'drainProbeTimeoutMs'>): number {
+  return (o.drainPollMs ?? defaultSyncOptions.drainPollMs) + (o.drainProbeTimeoutMs ?? defaultSyncOptions.drainProbeTimeoutMs) + o.debounceMs + o.reloadIntervalMs;
+}
 
 export interface SyncDeps {
   source: EndpointSource;
@@ -36,6 +53,8 @@ export interface SyncDeps {
   registry: Registry;
   /** When set, pods' set id / weight annotations override the configured ones. */
   podAnnotations?: PodAnnotations;
+  /** Asks a pod's sidecar about its drain (needs select.controlPortName); absent: no probing. */
+  drainProbe?: DrainProbe;
 }
 
 export interface SyncStatus {
@@ -46,6 +65,8 @@ export interface SyncStatus {
   desired: DesiredNode[] | undefined;
   reloads: number;
   lastReloadAt: number | undefined;
+  /** What draining pods' sidecars last said, by URL. */
+  drainReports: Record<string, DrainReport>;
 }
 
 type Key = Pick<DesiredNode, 'url' | 'setid' | 'weight'>;
@@ -55,7 +76,7 @@ const sameSet = (a: readonly Key[], b: readonly Key[]) => {
   const s = new Set(a.map(keyOf));
   return b.every((n) => s.has(keyOf(n)));
 };
-const label = (n: DesiredNode) => ({ pod: n.pod, url: n.url, ...(n.terminating ? { terminating: true } : {}) });
+const label = (n: DesiredNode) => ({ pod: n.pod, url: n.url, ...(n.terminating ? { terminating: true } : {}), ...(n.draining ? { draining: true } : {}) });
 
 export class KamailioSync {
   private readonly log: Logger;
@@ -75,9 +96,14 @@ export class KamailioSync {
   private reloads = 0;
   private snapshotSeq = 0;
   private readonly annotationCache = new Map<string, Record<string, string> | undefined>();
+  private lastSlices: EndpointSlice[] | undefined;
+  private readonly reports = new Map<string, DrainReport>();
+  private readonly lingerWarned = new Set<string>();
+  private probeTimer: Timer | undefined;
+  private probing: Promise<boolean> | undefined;
   private readonly listeners = new Set<(s: SyncStatus) => void>();
   private readonly m: {
-    nodes: Gauge; inSync: Gauge; reloads: Counter; failures: Counter; writes: Counter; sourceErrors: Counter; kept: Counter;
+    nodes: Gauge; inSync: Gauge; reloads: Counter; failures: Counter; writes: Counter; sourceErrors: Counter; kept: Counter; probes: Counter;
   };
 
   constructor(private readonly o: SyncOptions, private readonly d: SyncDeps) {
@@ -93,6 +119,7 @@ export class KamailioSync {
       writes: new Counter({ name: `${METRIC_PREFIX}kamailio_table_writes_total`, help: 'atomic writes of the table file', registers: r }),
       sourceErrors: new Counter({ name: `${METRIC_PREFIX}kamailio_endpoint_errors_total`, help: 'EndpointSlice list/watch failures (the table is kept as it was)', registers: r }),
       kept: new Counter({ name: `${METRIC_PREFIX}kamailio_empty_lists_ignored_total`, help: 'snapshots with no serving rtpengine that were not written (the last table was kept)', registers: r }),
+      probes: new Counter({ name: `${METRIC_PREFIX}kamailio_drain_probes_total`, help: "GET /status to draining pods' sidecars by result (serving, draining, drained, failed)", labelNames: ['result'], registers: r }),
     };
   }
 
@@ -117,12 +144,14 @@ export class KamailioSync {
   async stop(): Promise<void> {
     this.stopped = true;
     this.timer?.cancel();
+    this.probeTimer?.cancel();
+    await this.probing;
     await this.d.source.stop();
     await this.running;
   }
 
   status(): SyncStatus {
-    return { table: this.table, loaded: this.loaded, desired: this.desired, reloads: this.reloads, lastReloadAt: this.lastReloadAt };
+    return { table: this.table, loaded: this.loaded, desired: this.desired, reloads: this.reloads, lastReloadAt: this.lastReloadAt, drainReports: Object.fromEntries(this.reports) };
   }
 
   /** Called after every apply round (tests and the bench wait on it). */
@@ -140,7 +169,7 @@ export class KamailioSync {
     const lookup = this.d.podAnnotations;
     if (!lookup) return undefined;
     const out = new Map<string, Record<string, string> | undefined>();
-    for (const e of selectedEndpoints(slices, this.o.select, this.tableUrls())) {
+    for (const e of selectedEndpoints(slices, this.o.select, this.tableUrls(), this.reports)) {
       const pod = `${e.namespace}/${e.name}`;
       if (!this.annotationCache.has(pod)) {
         try {
@@ -155,14 +184,71 @@ export class KamailioSync {
     return out;
   }
 
+  /**
+   * Asks the sidecars of draining endpoints in the table (ADR 0041). `onlyUnknown`: just those not
+   * asked yet (a snapshot waits for them, so a live pod's HTTP drain never drops its row first).
+   * A failed probe keeps what was known. Returns whether any report changed.
+   */
+  private async probeDrains(slices: readonly EndpointSlice[], onlyUnknown: boolean): Promise<boolean> {
+    const probe = this.d.drainProbe;
+    if (!probe || !this.o.select.controlPortName) return false;
+    const targets = drainProbeTargets(slices, this.o.select, this.tableUrls());
+    const wanted = new Set(targets.map((t) => t.url));
+    let changed = false;
+    for (const url of [...this.reports.keys()]) if (!wanted.has(url)) { this.reports.delete(url); changed = true; }
+    const ask = onlyUnknown ? targets.filter((t) => !this.reports.has(t.url)) : targets;
+    await Promise.all(ask.map(async (t) => {
+      const st = await probe(t.ip, t.controlPort);
+      this.m.probes.inc({ result: st?.report ?? 'failed' });
+      if (!st) {
+        this.log.debug({ pod: `${t.namespace}/${t.name}`, url: t.url, control: `${t.ip}:${t.controlPort}`, known: this.reports.get(t.url) }, 'sidecar did not answer /status; keeping what was known');
+        return;
+      }
+      this.checkLinger(`${t.namespace}/${t.name}`, st.lingerSeconds);
+      if (this.reports.get(t.url) !== st.report) {
+        this.log.info({ pod: `${t.namespace}/${t.name}`, url: t.url, report: st.report, before: this.reports.get(t.url), terminating: t.terminating, ready: t.ready }, 'sidecar drain state');
+        this.reports.set(t.url, st.report);
+        changed = true;
+      }
+    }));
+    return changed;
+  }
+
+  /** A sidecar that lingers less than our worst case vanishes before Kamailio drops it. */
+  private checkLinger(pod: string, lingerSeconds: number | undefined): void {
+    if (lingerSeconds === undefined || this.lingerWarned.has(pod)) return;
+    const need = worstCaseRemovalMs(this.o);
+    if (lingerSeconds * 1000 > need) return;
+    this.lingerWarned.add(pod);
+    this.log.warn({ pod, lingerSeconds, needMs: need, drainPollMs: this.o.drainPollMs, drainProbeTimeoutMs: this.o.drainProbeTimeoutMs, debounceMs: this.o.debounceMs, reloadIntervalMs: this.o.reloadIntervalMs },
+      'sidecar --drain-linger-seconds is not above poll + probe timeout + debounce + reload window: it may stop answering before Kamailio drops it');
+  }
+
+  /** Polls while some endpoint in the table is draining; a changed report re-runs the last snapshot. */
+  private scheduleProbe(): void {
+    this.probeTimer?.cancel();
+    this.probeTimer = undefined;
+    if (this.stopped || !this.d.drainProbe || !this.lastSlices) return;
+    if (!drainProbeTargets(this.lastSlices, this.o.select, this.tableUrls()).length && !this.reports.size) return;
+    this.probeTimer = this.d.clock.setTimeout(() => {
+      const slices = this.lastSlices!;
+      this.probing = this.probeDrains(slices, false)
+        .then((changed) => { if (changed && !this.stopped && slices === this.lastSlices) void this.onSnapshot(slices); return changed; })
+        .finally(() => { this.probing = undefined; this.scheduleProbe(); });
+    }, this.o.drainPollMs ?? defaultSyncOptions.drainPollMs);
+  }
+
   private async onSnapshot(slices: EndpointSlice[]): Promise<void> {
     if (this.stopped) return;
-    // Annotation look-ups are async: only the newest snapshot may set the desired state.
+    // Annotation look-ups and drain probes are async: only the newest snapshot may set the desired state.
     const seq = ++this.snapshotSeq;
+    this.lastSlices = slices;
     const ann = await this.annotations(slices);
+    await this.probeDrains(slices, true);
     if (seq !== this.snapshotSeq || this.stopped) return;
+    if (!this.probeTimer) this.scheduleProbe();
     const nodes = desiredNodes(slices, this.o.select, this.tableUrls(), ann, (pod, key, value) =>
-      this.log.warn({ pod, annotation: key, value }, 'ignoring an invalid annotation (want a non-negative integer)'));
+      this.log.warn({ pod, annotation: key, value }, 'ignoring an invalid annotation (want a non-negative integer)'), this.reports);
     if (!nodes.length) {
       this.m.kept.inc();
       this.log.warn({ slices: slices.length, rows: this.table?.length ?? 0 }, 'no ready rtpengine in the EndpointSlices; never writing an empty table, keeping the last one');
@@ -222,7 +308,9 @@ export class KamailioSync {
       this.m.writes.inc();
       this.m.nodes.set(desired.length);
       const { added, removed, changed } = diffNodes(before, desired);
-      this.log.info({ added: added.map(label), removed: removed.map(label), changed: changed.map(label), nodes: desired.length, terminating: desired.filter((n) => n.terminating).map((n) => n.pod) }, 'rtpengine table changed');
+      this.log.info({ added: added.map(label), removed: removed.map(label), changed: changed.map(label), nodes: desired.length,
+        terminating: desired.filter((n) => n.terminating).map((n) => n.pod), draining: desired.filter((n) => n.draining).map((n) => n.pod),
+        drainComplete: removed.filter((n) => this.reports.get(n.url) === 'drained').map((n) => n.pod) }, 'rtpengine table changed');
     }
     if (this.loaded) { this.pendingSince = undefined; return; }
     // Kamailio may already hold this list (it re-read the file when it started).
