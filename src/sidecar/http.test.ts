@@ -64,3 +64,32 @@ test('proxyView reads the proxy status, the sidecar status and a bare drain stat
   assert.equal(proxyView({ phase: 'bogus' }), undefined);
   assert.equal(proxyView(null), undefined);
 });
+
+test('GET /drain/wait starts the drain and holds the answer until the target is drained', async () => {
+  const registry = createRegistry({ defaultMetrics: false });
+  let finish!: (s: object) => void;
+  const done = new Promise<object>((r) => { finish = r; });
+  const triggers: string[] = [];
+  const target = {
+    ready: () => ({ ready: true, reasons: [] }),
+    status: () => ({ phase: triggers.length ? 'draining' : 'serving' }),
+    drain: (o: { trigger: string }) => { triggers.push(o.trigger); return { phase: 'draining' }; },
+    drained: () => done,
+  };
+  const http = await startControlServer({ host: '127.0.0.1', port: 0, registry, target, log: silentLogger });
+  try {
+    let answered = false;
+    const first = fetch(`${http.url}/drain/wait`).then(async (r) => { answered = true; return { status: r.status, body: await r.json() }; });
+    const second = fetch(`${http.url}/drain/wait`).then((r) => r.status);
+    // Both requests reached the server (two drain calls) and neither was answered yet.
+    for (let i = 0; i < 200 && triggers.length < 2; i++) await new Promise((r) => setTimeout(r, 10));
+    assert.deepEqual(triggers, ['prestop-http', 'prestop-http']);
+    assert.equal(answered, false, 'the answer waits for the drain');
+    finish({ phase: 'drained', outcome: 'empty' });
+    assert.deepEqual(await first, { status: 200, body: { phase: 'drained', outcome: 'empty' } });
+    assert.equal(await second, 200);
+    assert.equal((await fetch(`${http.url}/drain/wait`, { method: 'POST' })).status, 405);
+  } finally {
+    await http.close();
+  }
+});

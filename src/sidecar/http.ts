@@ -1,5 +1,6 @@
 // The sidecar's HTTP control server: /metrics (Prometheus), /healthz, /readyz, GET /status (JSON)
-// and POST /drain. It knows nothing of ng: it asks a ControlTarget (the proxy, or the sidecar
+// POST /drain, and GET /drain/wait (the image-independent preStop: drain, answer when drained).
+// It knows nothing of ng: it asks a ControlTarget (the proxy, or the sidecar
 // main composing more state) for readiness, status and to drain.
 import { createServer, type IncomingMessage, type ServerResponse, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -13,6 +14,8 @@ export interface ControlTarget {
   status(): Record<string, unknown>;
   /** Start (or join) a drain; returns the status to show the caller. */
   drain(opts: { deadlineMs?: number; trigger: string }): Record<string, unknown>;
+  /** Resolves when the drain is complete (0 sessions or its deadline); serves GET /drain/wait. */
+  drained?(): Promise<object>;
 }
 
 export interface ControlServerOptions {
@@ -23,6 +26,8 @@ export interface ControlServerOptions {
   log: Logger;
   /** Accept POST /drain from non-loopback peers (default false: the preStop hook runs locally). */
   allowRemoteDrain?: boolean;
+  /** Sources allowed to call GET /drain/wait (default all: the kubelet calls from the node, whose address depends on the CNI). */
+  drainWaitAllowed?: (peer: string) => boolean;
 }
 
 export interface ControlServer { host: string; port: number; url: string; close(): Promise<void> }
@@ -86,6 +91,25 @@ export async function startControlServer(o: ControlServerOptions): Promise<Contr
       json(res, 202, o.target.drain({ ...d, trigger: 'http' }));
       return;
     }
+    if (path === '/drain/wait') {
+      // An httpGet preStop hook: start (or join) the drain with the sidecar's own deadline and hold
+      // the response until it is complete. The kubelet waits for it up to the grace period; a
+      // client that goes away does not stop the drain. Repeated calls join the same drain.
+      if (req.method !== 'GET') { res.writeHead(405, { allow: 'GET' }).end('use GET /drain/wait\n'); return; }
+      const peer = req.socket.remoteAddress ?? '';
+      if (o.drainWaitAllowed && !o.drainWaitAllowed(peer)) {
+        log.warn({ peer }, 'GET /drain/wait refused: source not allowed');
+        json(res, 403, { error: 'GET /drain/wait is not accepted from this source' });
+        return;
+      }
+      if (!o.target.drained) { json(res, 501, { error: 'this control target cannot wait for a drain; use POST /drain and poll /status' }); return; }
+      log.info({ peer }, 'drain requested by GET /drain/wait (preStop): holding the response until drained');
+      o.target.drain({ trigger: 'prestop-http' });
+      req.socket.setTimeout(0);
+      const done = await o.target.drained();
+      if (!res.destroyed) json(res, 200, done);
+      return;
+    }
     if (req.method !== 'GET' && req.method !== 'HEAD') { res.writeHead(405, { allow: 'GET' }).end(); return; }
     switch (path) {
       case '/metrics': {
@@ -106,7 +130,7 @@ export async function startControlServer(o: ControlServerOptions): Promise<Contr
         json(res, 200, o.target.status());
         return;
       default:
-        json(res, 404, { error: `no such endpoint ${path}; try /metrics /healthz /readyz /status, POST /drain` });
+        json(res, 404, { error: `no such endpoint ${path}; try /metrics /healthz /readyz /status, POST /drain, GET /drain/wait` });
     }
   };
 

@@ -3,6 +3,8 @@
 // and every env var the chart sets accepted by the option set of the command that container runs.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { startRtpengine } from '../support/rtpengine.js';
+import { requires } from '../support/require.js';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { isIP } from 'node:net';
@@ -165,8 +167,11 @@ test('rtpengine preStop: exec only where the binary is, custom images need an ex
   const v = defaultValues() as any;
   const drainCmd = ['rtpengine-k8s', 'drain', '--wait', `--url=http://127.0.0.1:${v.sidecar.controlPort}`];
   const rtpengineOf = (r: { objects: any[] }) => deployment(r).containers.find((c: any) => c.name === 'rtpengine');
-  // A custom rtpengine image with the default hook would run a binary that is not there: refused.
-  assert.throws(() => renderChart({ rtpengine: { image: { repository: 'example/rtpengine' } } }), (e: unknown) => e instanceof TemplateError && /rtpengine\.image\.repository=example\/rtpengine/.test(e.message) && /rtpengine\.preStop=exec/.test(e.message));
+  // A custom rtpengine image with the default hook gets the image-independent httpGet form, never
+  // an exec of a binary that is not there.
+  const custom = rtpengineOf(renderChart({ rtpengine: { image: { repository: 'example/rtpengine' } } })).lifecycle.preStop;
+  assert.equal(custom.exec, undefined);
+  assert.equal(custom.httpGet?.path, '/drain/wait');
   // The operator vouches for the binary (an image built FROM ours): exec it is.
   assert.deepEqual(rtpengineOf(renders.full!).lifecycle.preStop, { exec: { command: ['rtpengine-k8s', 'drain', '--wait', `--url=http://127.0.0.1:${v.sidecar.controlPort}`] } });
   assert.deepEqual(rtpengineOf(renderChart({ rtpengine: { preStop: 'exec' } })).lifecycle.preStop.exec.command, drainCmd);
@@ -177,17 +182,19 @@ test('rtpengine preStop: exec only where the binary is, custom images need an ex
   assert.deepEqual(plain.containers.find((c: any) => c.name === 'sidecar').lifecycle.preStop.exec.command, drainCmd);
 });
 
-test('httpGet preStop: refused exactly while the real control server lacks GET /drain/wait', async () => {
-  // Ask a real sidecar control server (proxy with rtpengine absent, no sessions, no delete-delay).
+test('httpGet preStop: refused exactly while the real control server lacks GET /drain/wait', { skip: requires('rtpengine') }, async () => {
+  // Ask a real sidecar control server in front of a real, empty rtpengine (no delete-delay).
+  const rtpe = await startRtpengine({ ports: 10 });
   const registry = createRegistry({ defaultMetrics: false });
-  const proxy = await startNgProxy(proxyConfigWith({ ngListen: [`127.0.0.1:${await freePort()}`], ngUpstream: `127.0.0.1:${await freePort()}`, ngUpstreamTimeoutMs: 30, ngUpstreamRetries: 0, ngHealthIntervalMs: 50, deleteDelaySeconds: 0, ngDrainPollMs: 50 }), { log: silentLogger, registry });
+  const proxy = await startNgProxy(proxyConfigWith({ ngListen: [`127.0.0.1:${await freePort()}`], ngUpstream: `127.0.0.1:${rtpe.ngPort}`, ngHealthIntervalMs: 50, deleteDelaySeconds: 0, ngDrainPollMs: 50 }), { log: silentLogger, registry });
   const http = await startControlServer({ host: '127.0.0.1', port: 0, registry, target: proxy, log: silentLogger });
   let status: number;
   try {
-    status = (await fetch(`${http.url}/drain/wait`, { signal: AbortSignal.timeout(10_000) })).status;
+    status = (await fetch(`${http.url}/drain/wait`, { signal: AbortSignal.timeout(60_000) })).status;
   } finally {
     await http.close();
     await proxy.close();
+    await rtpe.stop();
   }
   const served = status !== 404 && status !== 405;
   if (!served) {

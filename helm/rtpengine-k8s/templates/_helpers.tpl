@@ -83,7 +83,7 @@ exec:
 {{/* Whether this release's sidecar serves the blocking GET /drain/wait that an httpGet preStop
      needs (ADR 0053). test/chart/chart.test.ts asks a real control server and fails when this
      answer is stale. */}}
-{{- define "rtpengine-k8s.sidecarServesDrainWait" -}}false{{- end -}}
+{{- define "rtpengine-k8s.sidecarServesDrainWait" -}}true{{- end -}}
 
 {{/* How the rtpengine container (config mode) waits for the drain: "exec" or "httpGet". auto =
      exec for this chart's image, httpGet for a custom one: that image lacks the rtpengine-k8s
