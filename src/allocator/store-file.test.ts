@@ -80,8 +80,11 @@ test('file store: a failed write (state path is a directory) is reported and und
     // Replace the file by a directory: rename() over it fails with EISDIR even for root.
     rmSync(path); (await import('node:fs')).mkdirSync(path);
     await assert.rejects(s.create(alloc('b', 1)), (e) => isCoded(e, 'ALLOC_STATE_WRITE') && e.message.includes(path));
+    // The temp file of the failed write is not left behind.
+    assert.deepEqual(readdirSync(dir).sort(), ['state.json']);
     rmSync(path, { recursive: true });
     await s.create(alloc('c', 2));
     assert.deepEqual((await new FileStore(path).load()).allocations.map((a) => a.pod.uid).sort(), ['a', 'c']);
+    await s.close();
   } finally { rmSync(dir, { recursive: true, force: true }); }
 });

@@ -1,7 +1,9 @@
 // The embedded store: one JSON state file with a format version, rewritten atomically (temp file,
 // fsync, rename, fsync of the directory) so kill -9 leaves the old or the new state, never half.
 // Concurrent operations share one write (group commit); each resolves once its change is on disk.
-import { promises as fsp } from 'node:fs';
+// Cheap steps (open, write to the page cache, close, rename) are synchronous; only the two disk
+// flushes go to the thread pool, so the event loop is never blocked on the disk (docs/allocator.md).
+import { promises as fsp, openSync, writeSync, closeSync, renameSync, unlinkSync, fdatasync, fsync } from 'node:fs';
 import { dirname, basename, join } from 'node:path';
 import { z } from 'zod';
 import { AllocError, isCoded } from '../errors.js';
@@ -30,6 +32,9 @@ const fileSchema = z.object({
 });
 type StateFile = z.infer<typeof fileSchema>;
 
+/** The store's own copy (allocations hold only plain fields, a pod and addresses). */
+const copy = (a: Allocation): Allocation => ({ ...a, pod: { ...a.pod }, addresses: a.addresses.map((x) => ({ ...x })) });
+
 interface Waiter { resolve: () => void; reject: (e: unknown) => void }
 
 export class FileStore implements AllocationStore {
@@ -38,6 +43,8 @@ export class FileStore implements AllocationStore {
   private doc: StateFile = { format: STATE_FORMAT, version: STATE_VERSION, allocations: {}, tableReleasedAt: {} };
   private waiting: Waiter[] = [];
   private writing: Promise<void> | undefined;
+  /** The state file's directory, opened once: fsynced after every rename. */
+  private dirFd: number | undefined;
   /** Completed atomic writes (tests and metrics). */
   writes = 0;
 
@@ -97,14 +104,14 @@ export class FileStore implements AllocationStore {
   async create(a: Allocation): Promise<void> {
     const prev = this.doc.allocations[a.pod.uid];
     if (prev && prev.table !== a.table) throw new AllocError('ALLOC_CONFLICT', { resource: `pod ${a.pod.uid}`, reason: `already stored with table ${prev.table}` });
-    this.doc.allocations[a.pod.uid] = structuredClone(a);
+    this.doc.allocations[a.pod.uid] = copy(a);
     await this.commit(() => { if (prev) this.doc.allocations[a.pod.uid] = prev; else delete this.doc.allocations[a.pod.uid]; });
   }
 
   async update(a: Allocation): Promise<void> {
     const prev = this.doc.allocations[a.pod.uid];
     if (!prev) throw new AllocError('ALLOC_NOT_FOUND', { pod: `${a.pod.namespace}/${a.pod.name}`, uid: a.pod.uid, node: a.node });
-    this.doc.allocations[a.pod.uid] = { ...structuredClone(a), table: prev.table, addresses: prev.addresses };
+    this.doc.allocations[a.pod.uid] = { ...copy(a), table: prev.table, addresses: prev.addresses };
     await this.commit(() => { this.doc.allocations[a.pod.uid] = prev; });
   }
 
@@ -122,6 +129,7 @@ export class FileStore implements AllocationStore {
 
   async close(): Promise<void> {
     while (this.writing) await this.writing.catch(() => undefined);
+    if (this.dirFd !== undefined) { closeSync(this.dirFd); this.dirFd = undefined; }
   }
 
   /** Queue the in-memory change for the next write; undo it if that write fails. */
@@ -154,14 +162,25 @@ export class FileStore implements AllocationStore {
     const dir = dirname(this.path);
     const tmp = join(dir, `.${basename(this.path)}.tmp-${process.pid}`);
     try {
-      const fh = await fsp.open(tmp, 'w', 0o640);
-      try { await fh.writeFile(text); await fh.sync(); } finally { await fh.close(); }
-      await fsp.rename(tmp, this.path);
-      const d = await fsp.open(dir, 'r');
-      try { await d.sync(); } finally { await d.close(); }
+      const fd = openSync(tmp, 'w', 0o640);
+      try {
+        writeSync(fd, text);
+        // fdatasync: the data and the size (needed to read it back); mtime is not worth a flush.
+        await flush(fdatasync, fd);
+      } finally { closeSync(fd); }
+      renameSync(tmp, this.path);
+      // The rename is durable only once the directory is: without this, a power cut may bring the old name back.
+      this.dirFd ??= openSync(dir, 'r');
+      await flush(fsync, this.dirFd);
     } catch (e) {
+      try { unlinkSync(tmp); } catch { /* absent after the rename or never created */ }
       if (isCoded(e)) throw e;
       throw new AllocError('ALLOC_STATE_WRITE', { path: this.path, reason: (e as Error).message }, { cause: e });
     }
   }
+}
+
+/** One flush on the thread pool (callback API: one hop, no FileHandle wrapper). */
+function flush(op: typeof fsync, fd: number): Promise<void> {
+  return new Promise((resolve, reject) => op(fd, (e) => (e ? reject(e) : resolve())));
 }
