@@ -10,6 +10,24 @@ import { silentLogger } from '../log.js';
 import { scanRouting } from '../ng/scan.js';
 import { decodeDict, str } from '../ng/codec.js';
 import { freePort } from '../../test/support/ports.js';
+import { requires } from '../../test/support/require.js';
+import { startRtpengine } from '../../test/support/rtpengine.js';
+import { startRawRelay } from '../../bench/raw-relay.js';
+
+/** Sends one ng request from `sock` and waits for the reply with that cookie. */
+function ask(sock: ReturnType<typeof createSocket>, port: number, cookie: string, dict: string): Promise<Buffer> {
+  return new Promise((resolve) => {
+    const on = (m: Buffer) => {
+      if (!m.toString('latin1').startsWith(`${cookie} `)) return;
+      sock.off('message', on);
+      resolve(m.subarray(cookie.length + 1));
+    };
+    sock.on('message', on);
+    sock.send(Buffer.from(`${cookie} ${dict}`), port, '127.0.0.1');
+  });
+}
+const OFFER = (id: string) => `d7:call-id${id.length}:${id}7:command5:offer8:from-tag2:ft3:sdp${SDP.length}:${SDP}8:supportsl10:load limitee`;
+const SDP = 'v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 40000 RTP/AVP 0\r\n';
 
 test('localReply: bencode and JSON flat dictionaries', () => {
   assert.equal(localReply('bencode', { result: 'load limit', message: 'draining' }).toString(), 'd6:result10:load limit7:message8:draininge');
@@ -69,5 +87,59 @@ test('bad input never crashes the proxy: every datagram with a cookie and a brok
   } finally {
     sock.close();
     await proxy.close();
+  }
+});
+
+test('startNgProxy does not wait for rtpengine: it returns before the first ping could have answered', { timeout: 20_000 }, async () => {
+  const port = await freePort();
+  const dead = await freePort();
+  // A ping that waits 30 s: had start-up awaited it, this test would time out instead.
+  const proxy = await startNgProxy(proxyConfigWith({ ngListen: [`127.0.0.1:${port}`], ngUpstream: `127.0.0.1:${dead}`, ngUpstreamTimeoutMs: 30_000, ngUpstreamRetries: 0, ngHealthIntervalMs: 30_000, ngHealthFailures: 1 }),
+    { log: silentLogger, registry: createRegistry({ defaultMetrics: false }) });
+  try {
+    assert.equal(proxy.status().rtpengine.up, null);
+    assert.equal(proxy.ready().ready, false);
+    assert.match(proxy.ready().reasons.join(), /not answering pings/);
+  } finally {
+    await proxy.close();
+  }
+});
+
+test('rtpengine starting after the proxy: new calls get load limit meanwhile, then the proxy turns ready, reconciles and forwards', { skip: requires('rtpengine'), timeout: 60_000 }, async () => {
+  const port = await freePort();
+  const upPort = await freePort();
+  const proxy = await startNgProxy(proxyConfigWith({ ngListen: [`127.0.0.1:${port}`], ngUpstream: `127.0.0.1:${upPort}`, ngUpstreamTimeoutMs: 100, ngUpstreamRetries: 0, ngHealthIntervalMs: 100, ngHealthFailures: 2, ngReconcileIntervalMs: 60_000, deleteDelaySeconds: 0 }),
+    { log: silentLogger, registry: createRegistry({ defaultMetrics: false }) });
+  const sock = createSocket('udp4');
+  await new Promise<void>((r) => sock.bind(0, '127.0.0.1', () => r()));
+  let rtp: Awaited<ReturnType<typeof startRtpengine>> | undefined;
+  let relay: Awaited<ReturnType<typeof startRawRelay>> | undefined;
+  try {
+    // Sent while the first ping is out (it is held for it), and after it failed (refused at once).
+    for (const id of ['early-1', 'early-2']) {
+      const d = decodeDict(await ask(sock, port, `c-${id}`, OFFER(id)));
+      assert.equal(str(d.result), 'load limit');
+      assert.equal(str(d.message), 'rtpengine unavailable');
+    }
+    assert.notEqual(proxy.status().rtpengine.up, true);
+    assert.equal(proxy.status().rtpengine.lastReconcileAt, undefined);
+
+    // rtpengine comes up at the proxy's upstream address (a no-parse relay on that port in front of it).
+    rtp = await startRtpengine();
+    const upEvent = new Promise<boolean>((r) => proxy.events.on('upstream', (u: boolean) => { if (u) r(u); }));
+    relay = await startRawRelay({ listenPort: upPort, upstreamHost: '127.0.0.1', upstreamPort: rtp.ngPort });
+    assert.equal(await upEvent, true);
+    assert.deepEqual(proxy.ready(), { ready: true, reasons: [] });
+    // The transition to up reconciles at once (the interval is a minute).
+    for (let i = 0; i < 100 && proxy.status().rtpengine.lastReconcileAt === undefined; i++) await new Promise((r) => setTimeout(r, 20));
+    assert.equal(proxy.status().rtpengine.sessionsOwn, 0);
+    const ok = decodeDict(await ask(sock, port, 'c-late', OFFER('late-1')));
+    assert.equal(str(ok.result), 'ok');
+    assert.equal(proxy.sessions.has('late-1'), true);
+  } finally {
+    sock.close();
+    await proxy.close();
+    await relay?.close();
+    await rtp?.stop();
   }
 });

@@ -71,6 +71,9 @@ interface InFlight { key: string; sock: Socket; address: string; port: number; c
 const SP = 0x20;
 const READ_ONLY: ReadonlySet<string> = new Set(['ping', 'query', 'list', 'statistics']);
 const PING = Buffer.from('d7:command4:pinge');
+/** New calls held while the first ping is out, at most. */
+const HOLD_MAX = 1024;
+const REFUSE_UNKNOWN: GateDecision = { action: 'refuse', why: 'upstream-down' };
 const STATISTICS = Buffer.from('d7:command10:statisticse');
 
 /** A flat dictionary of strings in the request's format (bencode or JSON). */
@@ -127,6 +130,13 @@ export async function startNgProxy(config: NgProxyConfig, deps: NgProxyDeps): Pr
 
   // --- rtpengine health: null until the first ping answers ---------------------------------
   let upstreamUp: boolean | null = null;
+  // startNgProxy does not wait for rtpengine (in config mode it starts after the sidecar). New
+  // calls that arrive while the first ping is out wait for its answer (its timeout at most, and
+  // HOLD_MAX datagrams): with rtpengine up that is a fraction of a millisecond, and nothing is
+  // refused that rtpengine would take; otherwise they get load limit. Later, while still unknown,
+  // new calls get load limit at once (readiness is false then too).
+  let firstPing = true;
+  const held: Array<{ sock: Socket; msg: Buffer; rinfo: RemoteInfo; t0: number }> = [];
   let downReason: string | undefined;
   let pingFailures = 0;
   const setHealth = (isUp: boolean, reason?: string) => {
@@ -134,7 +144,11 @@ export async function startNgProxy(config: NgProxyConfig, deps: NgProxyDeps): Pr
     upstreamUp = isUp;
     downReason = isUp ? undefined : reason;
     metrics.upstreamUp(isUp);
-    if (isUp) log.info({ upstream: upstreamName }, 'rtpengine answers: new calls accepted');
+    if (isUp) {
+      log.info({ upstream: upstreamName }, 'rtpengine answers: new calls accepted');
+      // Started or restarted: learn its calls now rather than at the next interval.
+      reconcileNow();
+    }
     else log.warn({ upstream: upstreamName, reason }, 'rtpengine down: new offers get load limit, existing calls an error');
     events.emit('upstream', isUp);
   };
@@ -162,8 +176,7 @@ export async function startNgProxy(config: NgProxyConfig, deps: NgProxyDeps): Pr
     return { dict: localReply(r.format, { result: 'error', 'error-reason': err.message }), result: 'error' };
   };
 
-  const onMessage = (sock: Socket, msg: Buffer, rinfo: RemoteInfo) => {
-    const t0 = clock.monotonic();
+  const onMessage = (sock: Socket, msg: Buffer, rinfo: RemoteInfo, t0 = clock.monotonic()) => {
     if (allowed && !allowed(rinfo.address)) { metrics.dropped('source_denied'); return; }
     const cookie = tryCookie(msg);
     if (!cookie) {
@@ -194,7 +207,13 @@ export async function startNgProxy(config: NgProxyConfig, deps: NgProxyDeps): Pr
       return;
     }
     const known = r.callId !== undefined && sessions.has(r.callId);
-    const d = gate({ command: r.command, known, hasCallId: r.callId !== undefined, draining: drainCtl.draining, upstreamUp: upstreamUp !== false });
+    let d = gate({ command: r.command, known, hasCallId: r.callId !== undefined, draining: drainCtl.draining, upstreamUp: upstreamUp !== false });
+    if (d.action === 'forward' && upstreamUp === null && !known && r.command !== undefined && CREATING_COMMANDS.has(r.command)) {
+      // rtpengine not known up yet: a new call waits for the first ping (see `held`), then or
+      // otherwise gets load limit, like while rtpengine is down.
+      if (firstPing && held.length < HOLD_MAX) { held.push({ sock, msg, rinfo, t0 }); return; }
+      d = REFUSE_UNKNOWN;
+    }
     const f: InFlight = { key, sock, address: rinfo.address, port: rinfo.port, cookie, routing: r, known, t0, retransmissions: 0 };
     if (d.action !== 'forward') {
       const rep = decisionReply(d, r);
@@ -302,6 +321,10 @@ export async function startNgProxy(config: NgProxyConfig, deps: NgProxyDeps): Pr
       if (pingFailures >= config.ngHealthFailures) setHealth(false, failureReason(e));
     } finally {
       pingBusy = false;
+      if (firstPing) {
+        firstPing = false;
+        if (!closed) for (const h of held.splice(0)) onMessage(h.sock, h.msg, h.rinfo, h.t0);
+      }
     }
   };
 
@@ -330,9 +353,15 @@ export async function startNgProxy(config: NgProxyConfig, deps: NgProxyDeps): Pr
     lastReconcileAt = clock.now();
     drainCtl.observe(own);
   };
+  let reconcileAgain: Promise<void> | undefined;
+  /** A reconciliation that starts now, or right after the one running (callers share it). */
   const reconcile = (): Promise<void> => {
     if (closed) return Promise.resolve();
-    reconciling ??= reconcileOnce()
+    if (reconciling) {
+      reconcileAgain ??= reconciling.then(() => { reconcileAgain = undefined; return reconcile(); });
+      return reconcileAgain;
+    }
+    reconciling = reconcileOnce()
       .catch((e: unknown) => log.warn({ err: (e as Error).message }, 'reconciliation with rtpengine failed'))
       .finally(() => { reconciling = undefined; });
     return reconciling;
@@ -347,8 +376,12 @@ export async function startNgProxy(config: NgProxyConfig, deps: NgProxyDeps): Pr
     const ms = drainCtl.phase === 'draining' ? config.ngDrainPollMs : config.ngReconcileIntervalMs;
     reconcileTimer = clock.setTimeout(() => { void reconcile().then(scheduleReconcile); }, ms);
   };
-  await ping();
-  await reconcile();
+  function reconcileNow(): void {
+    reconcileTimer?.cancel();
+    void reconcile().then(scheduleReconcile);
+  }
+  // Not awaited: the first answer to a ping starts the first reconciliation (reconcileNow).
+  void ping();
   scheduleReconcile();
 
   const status = (): ProxyStatus & Record<string, unknown> => ({
