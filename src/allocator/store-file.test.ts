@@ -30,6 +30,12 @@ test('file store: create/update/remove persist and reload; no temp file left beh
     assert.deepEqual(again.tableReleasedAt, { 2: 7000 });
     assert.deepEqual(readdirSync(join(dir, 'sub')), ['state.json']);
     assert.equal(JSON.parse(readFileSync(path, 'utf8')).version, STATE_VERSION);
+    // The file (written from cached per-record JSON) is exactly the document, record for record.
+    assert.deepEqual(JSON.parse(readFileSync(path, 'utf8')), {
+      format: 'rtpengine-k8s/allocator-state', version: STATE_VERSION,
+      allocations: { a: alloc('a', 0), b: { ...alloc('b', 1), state: 'busy-table', releasedAt: 5000, releaseReason: 'release' } },
+      tableReleasedAt: { 2: 7000 },
+    });
     await s.remove(alloc('zzz', 9), 8000); // idempotent for unknown pods
     await assert.rejects(s.update(alloc('nope', 5)), (e) => isCoded(e, 'ALLOC_NOT_FOUND'));
   } finally { rmSync(dir, { recursive: true, force: true }); }
