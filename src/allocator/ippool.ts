@@ -70,6 +70,9 @@ export class IPPoolWriter {
     throw new KubeError('KUBE_RETRIES_EXHAUSTED', { resource: `ippools ${this.namespace}/${name}`, attempts: 3 });
   }
 
+  /** The last pool seen by this writer (no request), if any. */
+  cached(name: string): IPPool | undefined { return this.cache.get(name); }
+
   /** The last pool seen (no request), or a fresh read. */
   async current(name: string, range: string): Promise<IPPool> {
     return this.cache.get(name) ?? this.read(name, range);
@@ -77,12 +80,16 @@ export class IPPoolWriter {
 
   /** Apply `change` to the pool under the resourceVersion test, re-reading on 409/422. */
   private async mutate<T>(name: string, range: string, change: (pool: IPPool) => { ops: JsonPatchOp[]; result: T } | { done: T }): Promise<T> {
-    let pool = await this.current(name, range);
+    const cached = this.cache.get(name);
+    let fresh = !cached;
+    let pool = cached ?? await this.read(name, range);
     for (let attempt = 1; attempt <= this.maxRetries; attempt++) {
       if (pool.spec.range !== range) {
         throw new KubeError('KUBE_API', { verb: 'patch', resource: `ippools ${this.namespace}/${name}`, status: '-', reason: `pool range is '${pool.spec.range}', expected canonical '${range}': offsets would disagree with whereabouts` });
       }
       const c = change(pool);
+      // A verdict without a write ("held by X", "not ours") must come from a fresh read, never the cache.
+      if ('done' in c && !fresh) { pool = await this.read(name, range); fresh = true; attempt--; continue; }
       if ('done' in c) return c.done;
       try {
         const ops: JsonPatchOp[] = [{ op: 'test', path: '/metadata/resourceVersion', value: pool.metadata.resourceVersion }, ...c.ops];
@@ -91,11 +98,12 @@ export class IPPoolWriter {
         return c.result;
       } catch (e) {
         const st = kubeStatus(e);
-        if (st === 404) { this.cache.delete(name); pool = await this.read(name, range); continue; }
+        if (st === 404) { this.cache.delete(name); pool = await this.read(name, range); fresh = true; continue; }
         if (st !== 409 && st !== 422) throw e;
         // lost the race: wait a little (jitter against lock-step retries), re-read, recompute
         await this.sleep(this.random() * this.jitterMs * Math.min(16, 2 ** Math.min(attempt - 1, 4)));
         pool = await this.read(name, range);
+        fresh = true;
       }
     }
     throw new KubeError('KUBE_RETRIES_EXHAUSTED', { resource: `ippools ${this.namespace}/${name}`, attempts: this.maxRetries });
@@ -106,9 +114,10 @@ export class IPPoolWriter {
     return this.mutate<ReserveResult>(name, range, (pool) => {
       const held = pool.spec.allocations?.[offset];
       if (held) return { done: held.id === entry.id ? { ok: true } : { ok: false, holder: held } };
+      // whereabouts tests each added path empty (a null `test`) besides the resourceVersion.
       const ops: JsonPatchOp[] = pool.spec.allocations
-        ? [{ op: 'add', path: `/spec/allocations/${offset}`, value: entry }]
-        : [{ op: 'add', path: '/spec/allocations', value: { [offset]: entry } }];
+        ? [{ op: 'test', path: `/spec/allocations/${offset}`, value: null }, { op: 'add', path: `/spec/allocations/${offset}`, value: entry }]
+        : [{ op: 'test', path: '/spec/allocations', value: null }, { op: 'add', path: '/spec/allocations', value: { [offset]: entry } }];
       return { ops, result: { ok: true } };
     });
   }

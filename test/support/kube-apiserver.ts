@@ -232,6 +232,9 @@ export function applyJsonPatch(doc: unknown, ops: unknown): any {
       }
       case 'test': {
         const g = getAt(op.path);
+        // As evanphx/json-patch (the API server's): a null value tests that the key is absent
+        // from an existing parent (whereabouts' "path is empty" test before each add).
+        if (!g.ok && (op.value === null || op.value === undefined)) { parentOf(op.path); break; }
         if (!g.ok || !deepEqual(g.v, op.value)) fail(`testing value ${op.path} failed: test failed`);
         break;
       }
