@@ -170,6 +170,14 @@ const CATALOGUE = {
     message: (d) => `allocator state file ${s(d.path)} has format version ${s(d.found)}, this build reads ${s(d.supported)}; run the matching allocator version`,
     grpc: GrpcStatus.INTERNAL, exit: Exit.DATAERR,
   },
+  ALLOC_STATE_UNREADABLE: {
+    message: (d) => `cannot read allocator state file ${s(d.path)}: ${s(d.reason)}; it must be a regular file the allocator may read (check its type, owner and mode). Refusing to start rather than start empty over it`,
+    grpc: GrpcStatus.INTERNAL, exit: Exit.OSERR,
+  },
+  ALLOC_STATE_LOCKED: {
+    message: (d) => `allocator state file ${s(d.path)} is in use by another allocator (${s(d.holder)}; lock ${s(d.lock)}); two allocators on one state file would overwrite each other's allocations. Stop the other one or give this one its own --state-file (a lock whose holder is gone is taken over automatically)`,
+    grpc: GrpcStatus.FAILED_PRECONDITION, exit: Exit.TEMPFAIL,
+  },
   ALLOC_STATE_WRITE: {
     message: (d) => `could not persist allocator state to ${s(d.path)}: ${s(d.reason)}`,
     grpc: GrpcStatus.UNAVAILABLE, exit: Exit.CANTCREAT,

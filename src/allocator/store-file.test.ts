@@ -1,6 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, readFileSync, writeFileSync, readdirSync, rmSync, chmodSync } from 'node:fs';
+import { mkdtempSync, readFileSync, writeFileSync, readdirSync, rmSync, chmodSync, mkdirSync, existsSync } from 'node:fs';
+import { spawn } from 'node:child_process';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { FileStore, STATE_VERSION } from './store-file.js';
@@ -25,7 +26,10 @@ test('file store: create/update/remove persist and reload; no temp file left beh
     assert.ok(s.writes >= 1 && s.writes <= 3, 'concurrent creates share writes');
     await s.update({ ...alloc('b', 1), state: 'busy-table', releasedAt: 5000, releaseReason: 'release' });
     await s.remove(alloc('c', 2), 7000);
-    const again = await new FileStore(path).load();
+    await s.close();
+    const reader = new FileStore(path);
+    const again = await reader.load();
+    await reader.close();
     assert.deepEqual(again.allocations.map((a) => [a.pod.uid, a.table, a.state]).sort(), [['a', 0, 'active'], ['b', 1, 'busy-table']]);
     assert.deepEqual(again.tableReleasedAt, { 2: 7000 });
     assert.deepEqual(readdirSync(join(dir, 'sub')), ['state.json']);
@@ -36,8 +40,10 @@ test('file store: create/update/remove persist and reload; no temp file left beh
       allocations: { a: alloc('a', 0), b: { ...alloc('b', 1), state: 'busy-table', releasedAt: 5000, releaseReason: 'release' } },
       tableReleasedAt: { 2: 7000 },
     });
+    await s.load();
     await s.remove(alloc('zzz', 9), 8000); // idempotent for unknown pods
     await assert.rejects(s.update(alloc('nope', 5)), (e) => isCoded(e, 'ALLOC_NOT_FOUND'));
+    await s.close();
   } finally { rmSync(dir, { recursive: true, force: true }); }
 });
 
@@ -72,6 +78,7 @@ test('file store: a failed write is reported and undone in memory', { skip: proc
     await assert.rejects(s.create(alloc('b', 1)), (e) => isCoded(e, 'ALLOC_STATE_WRITE'));
     chmodSync(dir, 0o700);
     await s.create(alloc('c', 2));
+    await s.close();
     assert.deepEqual((await new FileStore(path).load()).allocations.map((a) => a.pod.uid).sort(), ['a', 'c']);
   } finally { chmodSync(dir, 0o700); rmSync(dir, { recursive: true, force: true }); }
 });
@@ -87,10 +94,107 @@ test('file store: a failed write (state path is a directory) is reported and und
     rmSync(path); (await import('node:fs')).mkdirSync(path);
     await assert.rejects(s.create(alloc('b', 1)), (e) => isCoded(e, 'ALLOC_STATE_WRITE') && e.message.includes(path));
     // The temp file of the failed write is not left behind.
-    assert.deepEqual(readdirSync(dir).sort(), ['state.json']);
+    assert.deepEqual(readdirSync(dir).sort(), ['state.json', 'state.json.lock']);
     rmSync(path, { recursive: true });
     await s.create(alloc('c', 2));
-    assert.deepEqual((await new FileStore(path).load()).allocations.map((a) => a.pod.uid).sort(), ['a', 'c']);
     await s.close();
+    assert.deepEqual((await new FileStore(path).load()).allocations.map((a) => a.pod.uid).sort(), ['a', 'c']);
+  } finally { rmSync(dir, { recursive: true, force: true }); }
+});
+
+/** Make the state path a directory while the write in flight runs: its rename fails (EISDIR, also for root). */
+const breakPath = (path: string) => { rmSync(path, { force: true }); mkdirSync(path); };
+const onDisk = (path: string) => JSON.parse(readFileSync(path, 'utf8')) as { allocations: Record<string, Allocation> };
+
+test('file store: a failed group write does not undo a later queued change to the same record', async () => {
+  const dir = tmp();
+  try {
+    const path = join(dir, 'state.json');
+    const s = new FileStore(path);
+    await s.load();
+    await s.create(alloc('a', 0));
+    breakPath(path);
+    // p1 is written now (and fails at its rename); p2 is queued behind it and written next.
+    const p1 = s.update({ ...alloc('a', 0), renewedAt: 2000 });
+    // Runs before the next batch's rename (that waits for fdatasync on the thread pool).
+    const r1 = p1.then(() => 'resolved', (e) => { rmSync(path, { recursive: true }); return isCoded(e, 'ALLOC_STATE_WRITE') ? 'write-error' : String(e); });
+    const p2 = s.update({ ...alloc('a', 0), renewedAt: 3000, state: 'busy-table' });
+    assert.equal(await r1, 'write-error');
+    await p2;
+    // Acknowledged p2 is what the file holds, not the value before the failed write.
+    assert.equal(onDisk(path).allocations.a!.renewedAt, 3000);
+    assert.equal(onDisk(path).allocations.a!.state, 'busy-table');
+    await s.update({ ...alloc('a', 0), renewedAt: 4000, state: 'busy-table' });
+    await s.close();
+    const back = await new FileStore(path).load();
+    assert.deepEqual(back.allocations.map((a) => [a.pod.uid, a.renewedAt, a.state]), [['a', 4000, 'busy-table']]);
+  } finally { rmSync(dir, { recursive: true, force: true }); }
+});
+
+test('file store: a queued change that depended on a failed write fails with it; unrelated ones are written', async () => {
+  const dir = tmp();
+  try {
+    const path = join(dir, 'state.json');
+    const s = new FileStore(path);
+    await s.load();
+    breakPath(path);
+    const c = s.create(alloc('b', 1));
+    const rc = c.then(() => 'resolved', (e) => { rmSync(path, { recursive: true }); return isCoded(e, 'ALLOC_STATE_WRITE') ? 'write-error' : String(e); });
+    const u = s.update({ ...alloc('b', 1), renewedAt: 9000 }); // needs b, whose create fails
+    const other = s.create(alloc('x', 5));
+    assert.equal(await rc, 'write-error');
+    await assert.rejects(u, (e) => isCoded(e, 'ALLOC_STATE_WRITE'));
+    await other;
+    assert.deepEqual(Object.keys(onDisk(path).allocations), ['x']);
+    await s.close();
+  } finally { rmSync(dir, { recursive: true, force: true }); }
+});
+
+test('file store: one store per state file (lock), released on close, stale locks taken over', async () => {
+  const dir = tmp();
+  try {
+    const path = join(dir, 'state.json');
+    const s = new FileStore(path);
+    await s.load();
+    await s.create(alloc('a', 0));
+    const before = readFileSync(path, 'utf8');
+    await assert.rejects(new FileStore(path).load(), (e) => isCoded(e, 'ALLOC_STATE_LOCKED') && e.message.includes(path) && e.message.includes(`pid ${process.pid}`));
+    assert.equal(readFileSync(path, 'utf8'), before, 'the refused store wrote nothing');
+    await s.close();
+    assert.ok(!existsSync(`${path}.lock`), 'close removes the lock');
+
+    // A live other process holds it → refused; once it is gone the lock is stale and taken over.
+    const child = spawn('sleep', ['30'], { stdio: 'ignore' });
+    try {
+      writeFileSync(`${path}.lock`, JSON.stringify({ pid: child.pid, pidNs: '', start: '' }) + '\n');
+      await assert.rejects(new FileStore(path).load(), (e) => isCoded(e, 'ALLOC_STATE_LOCKED') && e.message.includes(`pid ${child.pid}`));
+    } finally {
+      await new Promise<void>((r) => { child.once('exit', () => r()); child.kill('SIGKILL'); });
+    }
+    const t = new FileStore(path);
+    assert.deepEqual((await t.load()).allocations.map((a) => a.pod.uid), ['a']);
+    assert.equal(JSON.parse(readFileSync(`${path}.lock`, 'utf8')).pid, process.pid);
+    await t.close();
+  } finally { rmSync(dir, { recursive: true, force: true }); }
+});
+
+test('file store: an unreadable state path is ALLOC_STATE_UNREADABLE; temp files of a crashed write are removed at start', async () => {
+  const dir = tmp();
+  try {
+    const path = join(dir, 'state.json');
+    mkdirSync(path);
+    await assert.rejects(new FileStore(path).load(), (e) => isCoded(e, 'ALLOC_STATE_UNREADABLE') && /EISDIR/.test(e.message) && e.message.includes(path));
+    assert.ok(!existsSync(`${path}.lock`), 'a failed load releases the lock');
+    rmSync(path, { recursive: true });
+    const s = new FileStore(path);
+    await s.load();
+    await s.create(alloc('a', 0));
+    await s.close();
+    writeFileSync(join(dir, '.state.json.tmp-99999'), '{"half": ');
+    writeFileSync(join(dir, '.state.json.tmp-1'), '');
+    const again = new FileStore(path);
+    assert.deepEqual((await again.load()).allocations.map((a) => a.pod.uid), ['a']);
+    assert.deepEqual(readdirSync(dir).sort(), ['state.json', 'state.json.lock']);
+    await again.close();
   } finally { rmSync(dir, { recursive: true, force: true }); }
 });

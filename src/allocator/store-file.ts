@@ -3,7 +3,8 @@
 // Concurrent operations share one write (group commit); each resolves once its change is on disk.
 // Cheap steps (open, write to the page cache, close, rename) are synchronous; only the two disk
 // flushes go to the thread pool, so the event loop is never blocked on the disk (docs/allocator.md).
-import { promises as fsp, openSync, writeSync, closeSync, renameSync, unlinkSync, fdatasync, fsync } from 'node:fs';
+// One allocator per state file: an exclusive lock file beside it (ADR 0009).
+import { promises as fsp, openSync, writeSync, closeSync, renameSync, unlinkSync, fdatasync, fsync, readFileSync, readdirSync, readlinkSync, statSync, utimesSync, linkSync } from 'node:fs';
 import { dirname, basename, join } from 'node:path';
 import { z } from 'zod';
 import { AllocError, isCoded } from '../errors.js';
@@ -35,13 +36,37 @@ type StateFile = z.infer<typeof fileSchema>;
 /** The store's own copy (allocations hold only plain fields, a pod and addresses). */
 const copy = (a: Allocation): Allocation => ({ ...a, pod: { ...a.pod }, addresses: a.addresses.map((x) => ({ ...x })) });
 
-interface Waiter { resolve: () => void; reject: (e: unknown) => void }
+/** One queued change: applied to the in-memory document now, re-applied onto the durable state if an earlier write fails. */
+interface Waiter { apply: (d: Doc) => void; resolve: () => void; reject: (e: unknown) => void }
+type Doc = Pick<StateFile, 'allocations' | 'tableReleasedAt'>;
+
+/** Lock files this process holds (a second FileStore on one path in one process must collide too). */
+const heldLocks = new Set<string>();
+/** A holder in another PID namespace cannot be probed by PID: its lock is alive while it refreshes the mtime. */
+const LOCK_REFRESH_MS = 10_000;
+const LOCK_STALE_MS = 3 * LOCK_REFRESH_MS;
+
+interface LockInfo { pid: number; pidNs: string; start: string }
+
+const pidNamespace = (): string => { try { return readlinkSync('/proc/self/ns/pid'); } catch { return ''; } };
+/** Start time of a process (field 22 of /proc/PID/stat): tells a reused PID from the holder. */
+function processStart(pid: number): string {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19] ?? '';
+  } catch { return ''; }
+}
 
 export class FileStore implements AllocationStore {
   readonly kind = 'file';
   readonly path: string;
+  readonly lockPath: string;
   private doc: StateFile = { format: STATE_FORMAT, version: STATE_VERSION, allocations: {}, tableReleasedAt: {} };
+  /** What the file on disk holds (the last acknowledged write); rollbacks rebuild from it. */
+  private durable: Doc = { allocations: {}, tableReleasedAt: {} };
   private waiting: Waiter[] = [];
+  private lockTimer: NodeJS.Timeout | undefined;
+  private lockText: string | undefined;
   private writing: Promise<void> | undefined;
   /** The state file's directory, opened once: fsynced after every rename. */
   private dirFd: number | undefined;
@@ -50,16 +75,26 @@ export class FileStore implements AllocationStore {
   /** Completed atomic writes (tests and metrics). */
   writes = 0;
 
-  constructor(path: string) { this.path = path; }
+  constructor(path: string) { this.path = path; this.lockPath = `${path}.lock`; }
 
+  /** Lock, clear temp files a crash left, read. The lock is held until close(); a failed load releases it. */
   async load(): Promise<StoreState> {
+    // The directory first: the lock file lives beside the state file, and the first write cannot fail on it.
+    await fsp.mkdir(dirname(this.path), { recursive: true });
+    this.lock();
+    try {
+      this.removeStaleTemps();
+      return await this.read();
+    } catch (e) { this.unlock(); throw e; }
+  }
+
+  private async read(): Promise<StoreState> {
     let text: string;
     try {
       text = await fsp.readFile(this.path, 'utf8');
     } catch (e) {
-      if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw new AllocError('ALLOC_STATE_CORRUPT', { path: this.path, reason: (e as Error).message });
-      // First start: create the directory now so the first write cannot fail on it.
-      await fsp.mkdir(dirname(this.path), { recursive: true });
+      const code = (e as NodeJS.ErrnoException).code;
+      if (code !== 'ENOENT') throw new AllocError('ALLOC_STATE_UNREADABLE', { path: this.path, reason: `${code ?? 'error'}: ${(e as Error).message}` });
       return { allocations: [], tableReleasedAt: {}, foreignAddresses: {} };
     }
     let raw: unknown;
@@ -78,11 +113,79 @@ export class FileStore implements AllocationStore {
     }
     this.checkUnique(parsed.data);
     this.doc = parsed.data;
+    this.durable = { allocations: { ...this.doc.allocations }, tableReleasedAt: { ...this.doc.tableReleasedAt } };
     return {
       allocations: Object.values(this.doc.allocations).map((a) => structuredClone(a)),
       tableReleasedAt: { ...this.doc.tableReleasedAt },
       foreignAddresses: {},
     };
+  }
+
+  /**
+   * O_EXCL-style lock (link() of a file holding our PID, PID namespace and start time). A lock whose
+   * holder is gone (no such PID, PID reused, or — across PID namespaces — mtime not refreshed for
+   * LOCK_STALE_MS) is taken over; a live one → ALLOC_STATE_LOCKED.
+   */
+  private lock(): void {
+    if (this.lockText) return;
+    const mine: LockInfo = { pid: process.pid, pidNs: pidNamespace(), start: processStart(process.pid) };
+    const text = `${JSON.stringify(mine)}\n`;
+    const tmp = `${this.lockPath}.${process.pid}.${Math.random().toString(36).slice(2)}`;
+    const fd = openSync(tmp, 'wx', 0o640);
+    try { writeSync(fd, text); } finally { closeSync(fd); }
+    try {
+      for (let attempt = 0; ; attempt++) {
+        try { linkSync(tmp, this.lockPath); break; } catch (e) {
+          if ((e as NodeJS.ErrnoException).code !== 'EEXIST' || attempt > 2) {
+            if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw new AllocError('ALLOC_STATE_WRITE', { path: this.lockPath, reason: `cannot create lock: ${(e as Error).message}` });
+            throw new AllocError('ALLOC_STATE_LOCKED', { path: this.path, lock: this.lockPath, holder: 'a lock that keeps coming back' });
+          }
+        }
+        let held: string;
+        try { held = readFileSync(this.lockPath, 'utf8'); } catch { continue; } // vanished meanwhile: try again
+        const holder = this.liveHolder(held);
+        if (holder) throw new AllocError('ALLOC_STATE_LOCKED', { path: this.path, lock: this.lockPath, holder });
+        // Stale: remove it only if it still is the file we judged (another starter may have replaced it).
+        try { if (readFileSync(this.lockPath, 'utf8') === held) unlinkSync(this.lockPath); } catch { /* gone already */ }
+      }
+    } finally { try { unlinkSync(tmp); } catch { /* already gone */ } }
+    this.lockText = text;
+    heldLocks.add(this.lockPath);
+    this.lockTimer = setInterval(() => { try { const t = new Date(); utimesSync(this.lockPath, t, t); } catch { /* reported by the next start */ } }, LOCK_REFRESH_MS);
+    this.lockTimer.unref();
+  }
+
+  /** Description of the lock's holder if it is alive, else undefined. */
+  private liveHolder(text: string): string | undefined {
+    let info: Partial<LockInfo>;
+    try { info = JSON.parse(text) as Partial<LockInfo>; } catch { info = {}; }
+    if (typeof info.pid !== 'number' || info.pid <= 0) return undefined; // unreadable lock: a crash mid-write of ours
+    const ourNs = pidNamespace();
+    if (info.pidNs && ourNs && info.pidNs !== ourNs) {
+      let age = Infinity;
+      try { age = Date.now() - statSync(this.lockPath).mtimeMs; } catch { /* gone */ }
+      return age < LOCK_STALE_MS ? `pid ${info.pid} in another PID namespace, lock refreshed ${Math.round(age / 1000)} s ago` : undefined;
+    }
+    if (info.pid === process.pid) return heldLocks.has(this.lockPath) ? `this process (pid ${info.pid})` : undefined;
+    try { process.kill(info.pid, 0); } catch (e) { if ((e as NodeJS.ErrnoException).code === 'ESRCH') return undefined; }
+    if (info.start && processStart(info.pid) && processStart(info.pid) !== info.start) return undefined; // PID reused
+    return `pid ${info.pid}`;
+  }
+
+  private unlock(): void {
+    if (!this.lockText) return;
+    clearInterval(this.lockTimer);
+    try { if (readFileSync(this.lockPath, 'utf8') === this.lockText) unlinkSync(this.lockPath); } catch { /* gone */ }
+    heldLocks.delete(this.lockPath);
+    this.lockText = undefined;
+  }
+
+  /** Temp files of writes a crash interrupted (ours hold the lock, so none is in flight). */
+  private removeStaleTemps(): void {
+    const prefix = `.${basename(this.path)}.tmp-`;
+    for (const f of readdirSync(dirname(this.path))) {
+      if (f.startsWith(prefix)) { try { unlinkSync(join(dirname(this.path), f)); } catch { /* raced away */ } }
+    }
   }
 
   /** A file naming one table or address twice was not written by us: refuse it. */
@@ -103,41 +206,45 @@ export class FileStore implements AllocationStore {
     }
   }
 
+  // Each change is a function of the document, checked against the record it finds: it runs once
+  // on the live document now, and again onto the durable state if an earlier write fails.
+
   async create(a: Allocation): Promise<void> {
-    const prev = this.doc.allocations[a.pod.uid];
-    if (prev && prev.table !== a.table) throw new AllocError('ALLOC_CONFLICT', { resource: `pod ${a.pod.uid}`, reason: `already stored with table ${prev.table}` });
-    this.doc.allocations[a.pod.uid] = copy(a);
-    await this.commit(() => { if (prev) this.doc.allocations[a.pod.uid] = prev; else delete this.doc.allocations[a.pod.uid]; });
+    const rec = copy(a);
+    await this.commit((d) => {
+      const prev = d.allocations[a.pod.uid];
+      if (prev && prev.table !== a.table) throw new AllocError('ALLOC_CONFLICT', { resource: `pod ${a.pod.uid}`, reason: `already stored with table ${prev.table}` });
+      d.allocations[a.pod.uid] = rec;
+    });
   }
 
   async update(a: Allocation): Promise<void> {
-    const prev = this.doc.allocations[a.pod.uid];
-    if (!prev) throw new AllocError('ALLOC_NOT_FOUND', { pod: `${a.pod.namespace}/${a.pod.name}`, uid: a.pod.uid, node: a.node });
-    this.doc.allocations[a.pod.uid] = { ...copy(a), table: prev.table, addresses: prev.addresses };
-    await this.commit(() => { this.doc.allocations[a.pod.uid] = prev; });
+    const rec = copy(a);
+    await this.commit((d) => {
+      const prev = d.allocations[a.pod.uid];
+      if (!prev) throw new AllocError('ALLOC_NOT_FOUND', { pod: `${a.pod.namespace}/${a.pod.name}`, uid: a.pod.uid, node: a.node });
+      d.allocations[a.pod.uid] = { ...rec, table: prev.table, addresses: prev.addresses };
+    });
   }
 
   async remove(a: Allocation, releasedAt: number): Promise<void> {
-    const prev = this.doc.allocations[a.pod.uid];
-    const key = String(a.table);
-    const prevAt = this.doc.tableReleasedAt[key];
-    delete this.doc.allocations[a.pod.uid];
-    this.doc.tableReleasedAt[key] = releasedAt;
-    await this.commit(() => {
-      if (prev) this.doc.allocations[a.pod.uid] = prev;
-      if (prevAt === undefined) delete this.doc.tableReleasedAt[key]; else this.doc.tableReleasedAt[key] = prevAt;
+    await this.commit((d) => {
+      delete d.allocations[a.pod.uid];
+      d.tableReleasedAt[String(a.table)] = releasedAt;
     });
   }
 
   async close(): Promise<void> {
     while (this.writing) await this.writing.catch(() => undefined);
     if (this.dirFd !== undefined) { closeSync(this.dirFd); this.dirFd = undefined; }
+    this.unlock();
   }
 
-  /** Queue the in-memory change for the next write; undo it if that write fails. */
-  private commit(undo: () => void): Promise<void> {
+  /** Apply the change in memory (a refused change throws here, nothing queued) and queue it for the next write. */
+  private commit(apply: (d: Doc) => void): Promise<void> {
+    apply(this.doc);
     return new Promise<void>((resolve, reject) => {
-      this.waiting.push({ resolve, reject: (e) => { undo(); reject(e); } });
+      this.waiting.push({ apply, resolve, reject });
       if (!this.writing) this.writing = this.drain();
     });
   }
@@ -146,18 +253,35 @@ export class FileStore implements AllocationStore {
     try {
       while (this.waiting.length) {
         const batch = this.waiting.splice(0);
+        // Exactly durable + batch: changes queued from here on are not in this write.
+        const written: Doc = { allocations: { ...this.doc.allocations }, tableReleasedAt: { ...this.doc.tableReleasedAt } };
         try {
           await this.writeAtomic(this.serialize());
           this.writes++;
+          this.durable = written;
           for (const w of batch) w.resolve();
         } catch (e) {
-          // Undo newest first so overlapping changes to one record end at the durable value.
-          for (const w of batch.reverse()) w.reject(e);
+          this.rollback(e);
+          for (const w of batch) w.reject(e);
         }
       }
     } finally {
       this.writing = undefined;
     }
+  }
+
+  /**
+   * The failed batch is dropped: the document becomes the durable state plus the changes still
+   * queued (a later change to the same record keeps its value). A queued change that no longer
+   * applies (e.g. an update of a record whose create failed) fails with the same write error.
+   */
+  private rollback(cause: unknown): void {
+    const d: Doc = { allocations: { ...this.durable.allocations }, tableReleasedAt: { ...this.durable.tableReleasedAt } };
+    this.waiting = this.waiting.filter((w) => {
+      try { w.apply(d); return true; } catch { w.reject(cause); return false; }
+    });
+    this.doc.allocations = d.allocations;
+    this.doc.tableReleasedAt = d.tableReleasedAt;
   }
 
   /**
