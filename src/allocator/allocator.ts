@@ -12,7 +12,7 @@ import type { Parsed } from '../config.js';
 import { AllocatorService } from './service.js';
 import { FileStore } from './store-file.js';
 import { ProcKernel, type KernelPort, type ProcFs } from './kernel.js';
-import { startServer, parseListen, type RunningServer } from './server.js';
+import { startServer, prepareSocket, parseListen, type RunningServer } from './server.js';
 import { allocatorMetrics } from './metrics.js';
 import { parseTableRange, type TableRange } from './tables.js';
 import { poolsSchema, type allocatorOptions } from './options.js';
@@ -100,20 +100,33 @@ export async function startAllocator(config: AllocatorConfig, deps: AllocatorDep
   const log = deps.log.child({ component: 'allocator' });
   const clock = deps.clock ?? systemClock;
   const registry = deps.registry ?? createRegistry({ defaultMetrics: false });
+  // Before any step that changes state (store lock, Kubernetes resync and its releases, `del N`):
+  // a live allocator on this socket means this one must not start at all.
+  await prepareSocket(config.socket, log);
   const km = config.kubernetes && !deps.store ? kubernetesMode({ ...config.kubernetes, node: config.node, pools: config.pools }, log) : undefined;
   const store = deps.store ?? km?.store ?? new FileStore(config.stateFile);
-  const kernel = deps.kernel ?? new ProcKernel({ root: config.procRoot, fs: deps.procFs });
-  if (!(await kernel.available())) log.warn({ procRoot: config.procRoot }, 'no rtpengine kernel module proc tree: nothing to check or clean; pods will forward in userspace');
-  const metrics = allocatorMetrics(registry);
-  const service = await AllocatorService.open(
-    { node: config.node, tableRange: config.tableRange, pools: km ? km.servicePools : config.pools, defaultPools: config.defaultPools, leaseTtlMs: config.leaseTtlMs },
-    { store, kernel, clock, log, onAcquire: metrics.observeAcquire, onReclaim: metrics.reclaim, onCleanup: metrics.cleanup },
-  );
-  metrics.attach(service);
-  // Kubernetes mode: rebuild from the API and resync once before serving; acquire is identity-checked.
-  const served = km ? await km.attach(service) : service;
-  if (km) log.info({ store: 'kubernetes', node: config.node }, 'state rebuilt from the Kubernetes API');
-  const server: RunningServer = await startServer(served, { socket: config.socket, tcpListen: config.tcpListen }, log);
+  let service: AllocatorService | undefined;
+  let server: RunningServer;
+  try {
+    const kernel = deps.kernel ?? new ProcKernel({ root: config.procRoot, fs: deps.procFs });
+    const metrics = allocatorMetrics(registry);
+    // open() loads the store first: the file store's lock refuses a second allocator on one state file here.
+    service = await AllocatorService.open(
+      { node: config.node, tableRange: config.tableRange, pools: km ? km.servicePools : config.pools, defaultPools: config.defaultPools, leaseTtlMs: config.leaseTtlMs },
+      { store, kernel, clock, log, onAcquire: metrics.observeAcquire, onReclaim: metrics.reclaim, onCleanup: metrics.cleanup },
+    );
+    if (!(await kernel.available())) log.warn({ procRoot: config.procRoot }, 'no rtpengine kernel module proc tree: nothing to check or clean; pods will forward in userspace');
+    metrics.attach(service);
+    // Kubernetes mode: rebuild from the API and resync once before serving; acquire is identity-checked.
+    const served = km ? await km.attach(service) : service;
+    if (km) log.info({ store: 'kubernetes', node: config.node }, 'state rebuilt from the Kubernetes API');
+    server = await startServer(served, { socket: config.socket, tcpListen: config.tcpListen }, log);
+  } catch (e) {
+    await km?.stop().catch(() => undefined);
+    await service?.drain();
+    await store.close().catch(() => undefined);
+    throw e;
+  }
 
   let http: Server | undefined;
   let metricsAddress: string | undefined;
@@ -127,7 +140,14 @@ export async function startAllocator(config: AllocatorConfig, deps: AllocatorDep
         (e) => res.writeHead(500).end(String(e)),
       );
     });
-    await new Promise<void>((resolve, reject) => { http!.once('error', reject); http!.listen(port, host, () => resolve()); });
+    try {
+      await new Promise<void>((resolve, reject) => { http!.once('error', reject); http!.listen(port, host, () => resolve()); });
+    } catch (e) {
+      await server.close();
+      await km?.stop().catch(() => undefined);
+      await store.close().catch(() => undefined);
+      throw new AllocError('ALLOC_UNAVAILABLE', { target: config.metricsListen, reason: `cannot listen: ${(e as Error).message}` });
+    }
     const a = http.address() as { port: number };
     metricsAddress = `${host.includes(':') ? `[${host}]` : host}:${a.port}`;
     log.info({ metrics: metricsAddress }, 'serving /metrics and /healthz');

@@ -2,7 +2,8 @@
 // 64 concurrent Acquires, metrics, and the ctl command through the real CLI.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, statSync, writeFileSync, readFileSync, existsSync } from 'node:fs';
+import { createServer } from 'node:http';
 import { execFile, spawn } from 'node:child_process';
 import { promisify } from 'node:util';
 import { tmpdir } from 'node:os';
@@ -10,6 +11,7 @@ import { join } from 'node:path';
 import { startAllocator, type AllocatorConfig } from '../../src/allocator/allocator.js';
 import { AllocatorClient } from '../../src/allocator/client.js';
 import { ProcRtpengine } from '../support/proc-rtpengine.js';
+import type { ProcFs } from '../../src/allocator/kernel.js';
 import { silentLogger } from '../../src/log.js';
 import { isCoded, GrpcStatus } from '../../src/errors.js';
 import { freePort } from '../support/ports.js';
@@ -125,6 +127,82 @@ test('socket: a second allocator refuses with ALLOC_SOCKET_IN_USE; a stale socke
     writeFileSync(w3.config.socket, 'not a socket');
     await assert.rejects(startAllocator(w3.config, { log: silentLogger, procFs: w3.proc }), (e) => isCoded(e, 'ALLOC_SOCKET_IN_USE') && /not a socket/.test(e.message));
   } finally { w3.done(); }
+});
+
+/** The stand-in's ProcFs, recording every call (a refused allocator must not touch /proc at all). */
+function recording(fs: ProcFs): { fs: ProcFs; calls: string[] } {
+  const calls: string[] = [];
+  return {
+    calls,
+    fs: {
+      readFile: (p) => { calls.push(`read ${p}`); return fs.readFile(p); },
+      writeFile: (p, d) => { calls.push(`write ${p} ${d.trim()}`); return fs.writeFile(p, d); },
+      exists: (p) => { calls.push(`exists ${p}`); return fs.exists(p); },
+    },
+  };
+}
+
+test('socket: a second allocator on a live socket refuses before touching the state file, /proc or the Kubernetes API', async () => {
+  const w = setup();
+  const h = await startAllocator(w.config, { log: silentLogger, procFs: w.proc });
+  const api = createServer((_req, res) => { apiRequests++; res.writeHead(500).end(); });
+  let apiRequests = 0;
+  try {
+    const c = new AllocatorClient({ socket: w.config.socket });
+    await c.acquire({ pod: { namespace: 'voice', name: 'p0', uid: 'u-0' } });
+    c.close();
+    // A leftover table nobody holds: a second allocator that got as far as sweeping would `del` it.
+    w.proc.daemonStart(40);
+    w.proc.daemonClose(40);
+    const state = readFileSync(w.config.stateFile, 'utf8');
+    const mtime = statSync(w.config.stateFile).mtimeMs;
+    const rec = recording(w.proc);
+    // Same socket AND same state file: the socket check comes first (not the state lock).
+    await assert.rejects(startAllocator(w.config, { log: silentLogger, procFs: rec.fs }),
+      (e) => isCoded(e, 'ALLOC_SOCKET_IN_USE') && e.message.includes(w.config.socket));
+    assert.deepEqual(rec.calls, [], 'no /proc access');
+    assert.equal(readFileSync(w.config.stateFile, 'utf8'), state);
+    assert.equal(statSync(w.config.stateFile).mtimeMs, mtime);
+    assert.deepEqual(w.proc.tables(), [40]);
+
+    // Kubernetes mode: refused before the informer, resync or any release reaches the API.
+    await new Promise<void>((r) => api.listen(0, '127.0.0.1', () => r()));
+    const kubeconfig = join(w.dir, 'kubeconfig');
+    writeFileSync(kubeconfig, JSON.stringify({
+      apiVersion: 'v1', kind: 'Config', 'current-context': 'x',
+      clusters: [{ name: 'c', cluster: { server: `http://127.0.0.1:${(api.address() as { port: number }).port}` } }],
+      users: [{ name: 'u', user: { token: 't' } }], contexts: [{ name: 'x', context: { cluster: 'c', user: 'u' } }],
+    }));
+    await assert.rejects(startAllocator({ ...w.config, kubernetes: { kubeconfig, leaseNamespace: 'kube-system', poolNamespace: 'kube-system', ipMode: 'reserve', networkStatusInterface: 'net1', resyncIntervalMs: 60_000 } },
+      { log: silentLogger, procFs: rec.fs }), (e) => isCoded(e, 'ALLOC_SOCKET_IN_USE'));
+    assert.equal(apiRequests, 0, 'no request to the Kubernetes API');
+    assert.deepEqual(rec.calls, []);
+    assert.deepEqual(w.proc.tables(), [40]);
+  } finally { api.close(); await h.close(); w.done(); }
+});
+
+test('state: two allocators on one state file with different sockets → the second refuses with ALLOC_STATE_LOCKED', async () => {
+  const w = setup();
+  const h = await startAllocator(w.config, { log: silentLogger, procFs: w.proc });
+  try {
+    const c = new AllocatorClient({ socket: w.config.socket });
+    await c.acquire({ pod: { namespace: 'voice', name: 'p0', uid: 'u-0' } });
+    const state = readFileSync(w.config.stateFile, 'utf8');
+    const rec = recording(w.proc);
+    const other = join(w.dir, 'run', 'other.sock');
+    await assert.rejects(startAllocator({ ...w.config, socket: other }, { log: silentLogger, procFs: rec.fs }),
+      (e) => isCoded(e, 'ALLOC_STATE_LOCKED') && e.message.includes(w.config.stateFile));
+    assert.ok(!existsSync(other), 'the refused allocator does not serve');
+    assert.deepEqual(rec.calls, [], 'no /proc access');
+    assert.equal(readFileSync(w.config.stateFile, 'utf8'), state);
+    assert.equal(await c.health(), 'SERVING', 'the first allocator still serves');
+    c.close();
+  } finally { await h.close(); }
+  // Once the first one is stopped, the lock is free again.
+  const h2 = await startAllocator({ ...w.config, socket: join(w.dir, 'run', 'other.sock') }, { log: silentLogger, procFs: w.proc });
+  try {
+    assert.deepEqual(h2.service.list().allocations.map((a) => a.pod.uid), ['u-0']);
+  } finally { await h2.close(); w.done(); }
 });
 
 test('state: a corrupt state file stops start-up with the path and reason', async () => {
