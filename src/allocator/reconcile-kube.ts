@@ -14,6 +14,8 @@ export interface ReconcileTarget {
   list(): { allocations: AllocationView[] };
   release(sel: { uid?: string }, reason?: string): Promise<{ found: boolean }>;
   acquire(req: { pod: PodRef; pools?: string[]; interface?: string }): Promise<AllocationView>;
+  /** Replace the offsets of `pool` held by other writers (AllocatorService; absent = not refreshed). */
+  setForeignAddresses?(pool: string, offsets: Iterable<string>): void;
 }
 
 export interface KubeReconcilerOptions {
@@ -26,6 +28,10 @@ export interface KubeReconcilerOptions {
   now?: () => number;
   /** Pools whose address comes from the pod's network-status (interface name per pool). */
   networkStatusPools?: Array<{ pool: PoolConfig; interface: string }>;
+  /** The Kubernetes store: foreign IPPool offsets refreshed each resync, network-status addresses recorded. */
+  store?: KubeStore;
+  /** A reclaim decided here (pod-deleted, pod-replaced, pod-gone): rtpengine_k8s_allocator_reclaims_total. */
+  onReclaim?: (reason: string) => void;
 }
 
 export class KubeReconciler {
@@ -42,6 +48,8 @@ export class KubeReconciler {
 
   /** Start the informer, wait for its first list, release what is gone: call before serving. */
   async start(): Promise<void> {
+    const svc = this.o.service;
+    if (this.o.store && svc.setForeignAddresses) this.o.store.attachForeignSink((pool, offsets) => svc.setForeignAddresses!(pool, offsets));
     this.informer = this.o.kube.watchPods({ fieldSelector: `spec.nodeName=${this.o.node}` }, {
       add: (p) => this.onPod(p),
       update: (p) => this.onPod(p),
@@ -76,6 +84,7 @@ export class KubeReconciler {
     if (!uid) return;
     try {
       const r = await this.o.service.release({ uid }, reason);
+      if (r.found) this.o.onReclaim?.(reason);
       if (r.found) this.log.info({ decision: 'reclaim', reason, uid, pod: `${p.metadata?.namespace}/${p.metadata?.name}` }, 'pod gone: allocation released');
     } catch (e) {
       this.log.error({ uid, reason, error: (e as Error).message }, 'release after pod event failed; the next resync retries');
@@ -101,11 +110,13 @@ export class KubeReconciler {
       if (live.has(a.pod.uid) || a.createdAt >= listedAt) continue;
       try {
         const r = await this.o.service.release({ uid: a.pod.uid }, 'pod-gone');
-        if (r.found) { n++; this.log.info({ decision: 'reclaim', reason: 'pod-gone', uid: a.pod.uid, pod: `${a.pod.namespace}/${a.pod.name}`, table: a.table }, 'resync: pod no longer on this node; released'); }
+        if (r.found) { n++; this.o.onReclaim?.('pod-gone'); this.log.info({ decision: 'reclaim', reason: 'pod-gone', uid: a.pod.uid, pod: `${a.pod.namespace}/${a.pod.name}`, table: a.table }, 'resync: pod no longer on this node; released'); }
       } catch (e) {
         this.log.error({ uid: a.pod.uid, error: (e as Error).message }, 'resync release failed; retried next round');
       }
     }
+    // Other writers' IPPool entries come and go: replace the service's view of them.
+    try { await this.o.store?.refreshForeign(); } catch (e) { this.log.error({ error: (e as Error).message }, 'refreshing foreign IPPool entries failed; retried next round'); }
     return n;
   }
 
@@ -126,8 +137,23 @@ export class KubeReconciler {
       const got = addressFromNetworkStatus(pod, req.interface || x.interface, span.family);
       return { pool: name, ip: got.ip, prefixLength: span.prefixLength, gateway: span.gateway, offset: offsetKey(span, got.ip) };
     });
-    const view = await this.o.service.acquire({ ...req, pools: wanted.filter((p) => !ns.has(p)) });
-    return fromCni.length ? { ...view, addresses: [...view.addresses, ...fromCni] } : view;
+    // Recorded with the allocation (the Lease's create/update writes it), so Get/List/ctl show it.
+    if (fromCni.length) this.o.store?.noteCniAddresses(req.pod.uid, fromCni);
+    try {
+      const view = await this.o.service.acquire({ ...req, pools: wanted.filter((p) => !ns.has(p)) });
+      return this.withCni(view);
+    } catch (e) {
+      this.o.store?.dropCniAddresses(req.pod.uid);
+      throw e;
+    }
+  }
+
+  /** A service view plus the pod's recorded network-status addresses (none without a store / in reserve mode). */
+  withCni<V extends { pod: PodRef; addresses: AllocationView['addresses'] }>(view: V): V {
+    const extra = this.o.store?.cniAddresses(view.pod.uid) ?? [];
+    const have = new Set(view.addresses.map((x) => `${x.pool}/${x.ip}`));
+    const add = extra.filter((x) => !have.has(`${x.pool}/${x.ip}`));
+    return add.length ? { ...view, addresses: [...view.addresses, ...add] } : view;
   }
 
   async stop(): Promise<void> {
@@ -147,12 +173,17 @@ export interface KubernetesModeConfig {
   ipMode: 'reserve' | 'network-status';
   networkStatusInterface: string;
   resyncIntervalMs: number;
+  /**
+   * Lease TTL for this mode, only when the operator set one explicitly; default 0: the pod's
+   * lifecycle (informer + resync) decides, a Renew is answered from memory without an API write.
+   */
+  leaseTtlMs?: number;
 }
 
 /**
  * Wiring for `--store kubernetes` (called by allocator.ts):
- *   const km = kubernetesMode(cfg, log);            // before AllocatorService.open: km.store, km.servicePools
- *   const guarded = await km.attach(service);       // rebuild + first resync, before serving
+ *   const km = kubernetesMode(cfg, log);            // before AllocatorService.open: km.store, km.servicePools, km.leaseTtlMs
+ *   const guarded = await km.attach(service, { onReclaim: metrics.reclaim }); // rebuild + first resync, before serving
  *   startServer(guarded, …); on close: await km.stop();
  * `guarded` is the service with acquire() behind the identity check (and network-status addresses).
  */
@@ -168,17 +199,40 @@ export function kubernetesMode(cfg: KubernetesModeConfig, log: Logger, kube?: Ku
     store,
     /** Pools the service itself allocates from (none in network-status mode). */
     servicePools: reserve ? cfg.pools : [],
-    async attach<S extends ReconcileTarget>(service: S): Promise<S> {
-      reconciler = new KubeReconciler({ kube: port, node: cfg.node, service, resyncMs: cfg.resyncIntervalMs, log,
+    /** The service's leaseTtlMs in this mode: 0 (pod lifecycle decides) unless configured. */
+    leaseTtlMs: cfg.leaseTtlMs ?? 0,
+    async attach<S extends ReconcileTarget>(service: S, hooks: { onReclaim?: (reason: string) => void } = {}): Promise<S> {
+      reconciler = new KubeReconciler({ kube: port, node: cfg.node, service, resyncMs: cfg.resyncIntervalMs, log, store, onReclaim: hooks.onReclaim,
         networkStatusPools: reserve ? [] : cfg.pools.map((pool) => ({ pool, interface: cfg.networkStatusInterface })) });
       await reconciler.start();
-      const r = reconciler;
-      // A proxy, not a prototype copy: every other method runs on the real service object.
-      const acquire = (req: Parameters<S['acquire']>[0]) => r.acquire(req);
-      return new Proxy(service, {
-        get: (t, k) => { if (k === 'acquire') return acquire; const v = Reflect.get(t, k, t); return typeof v === 'function' ? v.bind(t) : v; },
-      });
+      return guard(service, reconciler);
     },
     stop: async () => { await reconciler?.stop(); },
   };
 }
+
+/**
+ * The service as served in Kubernetes mode: acquire() behind the identity check, and every view
+ * (Acquire, Renew, Get, List, Release) carrying the pod's recorded network-status addresses.
+ * A proxy, not a prototype copy: every other method runs on the real service object.
+ */
+export function guard<S extends ReconcileTarget>(service: S, r: KubeReconciler): S {
+  type View = AllocationView;
+  const wrap: Record<string, (...a: any[]) => unknown> = {
+    acquire: (req: Parameters<S['acquire']>[0]) => r.acquire(req),
+    renew: async (uid: string) => r.withCni(await (service as any).renew(uid) as View),
+    get: (sel: unknown) => r.withCni((service as any).get(sel) as View),
+    list: () => { const l = service.list(); return { ...l, allocations: l.allocations.map((v) => r.withCni(v)) }; },
+    release: async (sel: { uid?: string }, reason?: string) => {
+      const before = (service as any).get ? safe(() => r.withCni((service as any).get(sel) as View)) : undefined;
+      const res = await service.release(sel, reason) as { found: boolean; allocation?: View };
+      const extra = before ? before.addresses.filter((x) => !res.allocation?.addresses.some((y) => y.pool === x.pool && y.ip === x.ip)) : [];
+      return res.allocation && extra.length ? { ...res, allocation: { ...res.allocation, addresses: [...res.allocation.addresses, ...extra] } } : res;
+    },
+  };
+  return new Proxy(service, {
+    get: (t, k) => { if (typeof k === 'string' && wrap[k]) return wrap[k]; const v = Reflect.get(t, k, t); return typeof v === 'function' ? v.bind(t) : v; },
+  });
+}
+
+function safe<T>(f: () => T): T | undefined { try { return f(); } catch { return undefined; } }

@@ -191,6 +191,25 @@ export class AllocatorService {
     if (d.resource === 'address' && typeof d.pool === 'string' && typeof d.offset === 'string') this.pools.get(d.pool)?.take(BigInt(d.offset));
   }
 
+  /** Per pool, the offsets given by the last setForeignAddresses (what it may free next time). */
+  private readonly foreignOffsets = new Map<string, Set<string>>();
+
+  /**
+   * Replace (never add to) the offsets of `pool` held by other writers, e.g. whereabouts' IPPool
+   * entries just read: offsets no longer listed become free unless an allocation of ours holds them.
+   * The first call per pool must carry the set load() returned (the Kubernetes store does so).
+   */
+  setForeignAddresses(pool: string, offsets: Iterable<string>): void {
+    const p = this.pools.get(pool);
+    if (!p) return;
+    const next = new Set(offsets);
+    const ours = new Set<string>();
+    for (const a of this.byUid.values()) for (const x of a.addresses) if (x.pool === pool) ours.add(x.offset);
+    for (const o of this.foreignOffsets.get(pool) ?? []) if (!next.has(o) && !ours.has(o)) p.free(BigInt(o));
+    for (const o of next) p.take(BigInt(o));
+    this.foreignOffsets.set(pool, next);
+  }
+
   /** Synchronous pick-and-hold, so concurrent Acquires never see the same table or address. */
   private reserve(pod: PodRef, pools: string[]): Allocation {
     const held = new Set(this.tableOwner.keys());

@@ -2,11 +2,11 @@
 // allocation record (holder = pod UID, owner reference to the pod when in the same namespace), and
 // media IPs as permanent entries in whereabouts' IPPools (ADR 0010, 0011).
 import { createHash } from 'node:crypto';
-import type { KubePort, Lease } from '../kube/client.js';
+import type { KubePort, Lease, IPPool } from '../kube/client.js';
 import { kubeStatus } from '../kube/client.js';
 import { AllocError, KubeError, isCoded } from '../errors.js';
 import type { Logger } from '../log.js';
-import type { Allocation, AllocationStore, StoreState } from './store.js';
+import type { AllocatedAddress, Allocation, AllocationStore, StoreState } from './store.js';
 import type { PoolSpan } from './pools.js';
 import { IPPoolWriter, ipPoolName, ourEntryId, parseOurEntryId, type IPPoolWriterOptions } from './ippool.js';
 
@@ -15,6 +15,13 @@ export const LABEL_NODE = 'rtpengine-k8s.io/node';
 export const LABEL_TABLE = 'rtpengine-k8s.io/table';
 export const LABEL_UID = 'rtpengine-k8s.io/pod-uid';
 export const ANNOTATION_ALLOCATION = 'rtpengine-k8s.io/allocation';
+/** Addresses read from the pod's network-status (network-status IP mode): recorded, never reserved. */
+export const ANNOTATION_CNI = 'rtpengine-k8s.io/cni-addresses';
+/** The full node name (label values stop at 63 characters). */
+export const ANNOTATION_NODE = 'rtpengine-k8s.io/node';
+/** On the per-node release-times Lease: `released-t<N>` = wall-clock ms of table N's last release. */
+export const ANNOTATION_RELEASED_PREFIX = 'rtpengine-k8s.io/released-t';
+export const LABEL_ROLE = 'rtpengine-k8s.io/role';
 /** Keeps a Lease (and so the record of its kernel table) until we cleaned up, even after GC. */
 export const FINALIZER = 'rtpengine-k8s.io/release';
 const MANAGER = 'rtpengine-k8s';
@@ -46,7 +53,22 @@ export interface KubeStoreOptions {
 /** Label values are ≤ 63 characters: long node names are hashed (the annotation keeps the name). */
 export const nodeLabel = (node: string) =>
   /^[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$/.test(node) ? node : `h-${createHash('sha256').update(node).digest('hex').slice(0, 40)}`;
-export const leaseName = (node: string, table: number) => `rtpe-${node}-t${table}`;
+const DNS_SUBDOMAIN_MAX = 253;
+/**
+ * `rtpe-<node><suffix>`; when that exceeds a DNS-1123 subdomain (253), the node part is cut and a
+ * hash of the whole node name keeps it unique and deterministic (the node label/annotation name it).
+ */
+export function nodeObjectName(node: string, suffix: string): string {
+  const plain = `rtpe-${node}${suffix}`;
+  if (plain.length <= DNS_SUBDOMAIN_MAX) return plain;
+  const h = createHash('sha256').update(node).digest('hex').slice(0, 16);
+  const head = node.slice(0, DNS_SUBDOMAIN_MAX - 'rtpe-'.length - 1 - h.length - suffix.length).replace(/[-.]+$/, '');
+  return `rtpe-${head}-${h}${suffix}`;
+}
+export const leaseName = (node: string, table: number) => nodeObjectName(node, `-t${table}`);
+/** The one per-node Lease holding table release times (least-recently-released order survives restarts). */
+export const releaseTimesName = (node: string) => nodeObjectName(node, '-released');
+const ROLE_RELEASE_TIMES = 'release-times';
 
 /** The allocation record kept in the Lease annotation (the Lease itself is the table claim). */
 type Record_ = Omit<Allocation, never>;
@@ -60,6 +82,13 @@ export class KubeStore implements AllocationStore {
   private readonly leases = new Map<number, Lease>();
   private readonly releasedAt: Record<string, number> = {};
   private readonly now: () => number;
+  /** network-status mode: addresses per pod UID, recorded in the Lease (ANNOTATION_CNI). */
+  private readonly cni = new Map<string, AllocatedAddress[]>();
+  /** Where fresh foreign-offset sets go (the service's setForeignAddresses); see attachForeignSink. */
+  private foreignSink: ((pool: string, offsets: string[]) => void) | undefined;
+  private loadedForeign: Record<string, string[]> = {};
+  private foreignSeq = 0;
+  private readonly foreignApplied = new Map<string, number>();
 
   constructor(private readonly o: KubeStoreOptions) {
     this.kube = o.kube;
@@ -86,13 +115,27 @@ export class KubeStore implements AllocationStore {
       metadata: {
         name: leaseName(this.o.node, a.table),
         labels: { [LABEL_MANAGED]: MANAGER, [LABEL_NODE]: nodeLabel(this.o.node), [LABEL_TABLE]: String(a.table), [LABEL_UID]: a.pod.uid },
-        annotations: { [ANNOTATION_ALLOCATION]: JSON.stringify(a satisfies Record_) },
+        annotations: { [ANNOTATION_ALLOCATION]: JSON.stringify(a satisfies Record_), [ANNOTATION_NODE]: this.o.node, ...this.cniAnnotation(a.pod.uid) },
         ownerReferences,
         finalizers: [FINALIZER],
       },
       spec: { holderIdentity: a.pod.uid, acquireTime: t as any, renewTime: new Date(a.renewedAt || t.getTime()) as any },
     };
   }
+
+  private cniAnnotation(uid: string): Record<string, string> {
+    const c = this.cni.get(uid);
+    return c?.length ? { [ANNOTATION_CNI]: JSON.stringify(c) } : {};
+  }
+
+  /** network-status mode: the addresses to record with `uid`'s allocation (written by its create/update). */
+  noteCniAddresses(uid: string, addresses: AllocatedAddress[]): void {
+    if (addresses.length) this.cni.set(uid, addresses.map((x) => ({ ...x }))); else this.cni.delete(uid);
+  }
+  /** The recorded network-status addresses of `uid` (empty when none). */
+  cniAddresses(uid: string): AllocatedAddress[] { return (this.cni.get(uid) ?? []).map((x) => ({ ...x })); }
+  /** Forget noted addresses of a pod that got no allocation after all (failed Acquire). */
+  dropCniAddresses(uid: string): void { if (![...this.leases.values()].some((l) => l.spec?.holderIdentity === uid)) this.cni.delete(uid); }
 
   private static record(l: Lease): Allocation | undefined {
     try {
@@ -105,34 +148,32 @@ export class KubeStore implements AllocationStore {
     const leases = await this.kube.listLeases(this.o.leaseNamespace, `${LABEL_MANAGED}=${MANAGER},${LABEL_NODE}=${nodeLabel(this.o.node)}`);
     const allocations: Allocation[] = [];
     this.leases.clear();
+    for (const k of Object.keys(this.releasedAt)) delete this.releasedAt[k];
+    this.cni.clear();
     for (const l of leases) {
+      if (l.metadata?.labels?.[LABEL_ROLE] === ROLE_RELEASE_TIMES) {
+        for (const [k, v] of Object.entries(l.metadata.annotations ?? {})) {
+          const t = k.startsWith(ANNOTATION_RELEASED_PREFIX) ? k.slice(ANNOTATION_RELEASED_PREFIX.length) : '';
+          if (/^\d+$/.test(t) && Number.isFinite(Number(v))) this.releasedAt[t] = Number(v);
+        }
+        continue;
+      }
       const a = KubeStore.record(l);
       if (!a || a.node !== this.o.node) { this.o.log?.warn({ lease: l.metadata?.name }, 'lease without a readable allocation record; ignored (left in place for inspection)'); continue; }
       this.leases.set(a.table, l);
       allocations.push(a);
+      try {
+        const c = JSON.parse(l.metadata?.annotations?.[ANNOTATION_CNI] ?? '[]') as AllocatedAddress[];
+        if (Array.isArray(c) && c.length) this.cni.set(a.pod.uid, c);
+      } catch { this.o.log?.warn({ lease: l.metadata?.name }, 'unreadable network-status address record; not shown until the pod acquires again'); }
     }
-    const ours = new Set(allocations.map((a) => a.pod.uid));
     const foreignAddresses: Record<string, string[]> = {};
     for (const p of this.pools.values()) {
       if (!this.reserves(p)) { foreignAddresses[p.span.name] = []; continue; }
-      const name = this.poolObjectName(p);
-      const pool = await this.writer.read(name, p.span.range);
-      const foreign: string[] = [];
-      for (const [offset, e] of Object.entries(pool.spec.allocations ?? {})) {
-        if (!/^\d+$/.test(offset)) { this.o.log?.warn({ pool: name, key: offset }, 'IPPool key is not a decimal offset; ignored as whereabouts does'); continue; }
-        const mine = parseOurEntryId(e.id);
-        if (mine && mine.node === this.o.node) {
-          // Our entry without a Lease: its Lease was garbage-collected with the pod (or never made).
-          if (!ours.has(mine.uid)) {
-            await this.writer.release(name, p.span.range, offset, e.id);
-            this.o.log?.info({ pool: name, offset, uid: mine.uid }, 'freed IPPool entry whose allocation is gone');
-          }
-          continue;
-        }
-        foreign.push(offset);
-      }
-      foreignAddresses[p.span.name] = foreign;
+      const pool = await this.writer.read(this.poolObjectName(p), p.span.range);
+      foreignAddresses[p.span.name] = await this.foreignIn(p, pool);
     }
+    this.loadedForeign = foreignAddresses;
     // An active allocation must still hold its entries (repair if someone removed them and the address is free).
     for (const a of allocations) {
       for (const ad of a.addresses) {
@@ -143,6 +184,60 @@ export class KubeStore implements AllocationStore {
       }
     }
     return { allocations, tableReleasedAt: { ...this.releasedAt }, foreignAddresses };
+  }
+
+  /**
+   * Offsets of `pool` held by anyone but a live allocation of ours: whereabouts' entries, other
+   * nodes' allocators, and our own entries whose record does not list them. Our entries whose
+   * allocation is gone (Lease garbage-collected, failed roll-back) are freed here.
+   */
+  private async foreignIn(p: KubePoolConfig, pool: IPPool): Promise<string[]> {
+    const name = this.poolObjectName(p);
+    const holders = new Map<string, Allocation>();
+    for (const l of this.leases.values()) { const a = KubeStore.record(l); if (a) holders.set(a.pod.uid, a); }
+    const foreign: string[] = [];
+    for (const [offset, e] of Object.entries(pool.spec.allocations ?? {})) {
+      if (!/^\d+$/.test(offset)) { this.o.log?.warn({ pool: name, key: offset }, 'IPPool key is not a decimal offset; ignored as whereabouts does'); continue; }
+      const mine = parseOurEntryId(e.id);
+      if (mine && mine.node === this.o.node) {
+        const a = holders.get(mine.uid);
+        if (!a) {
+          // Re-checked by id on a fresh read inside release(): a concurrent create writes its Lease first.
+          if (await this.writer.release(name, p.span.range, offset, e.id)) this.o.log?.info({ pool: name, offset, uid: mine.uid }, 'freed IPPool entry whose allocation is gone');
+          continue;
+        }
+        if (a.addresses.some((x) => x.pool === p.span.name && x.offset === offset)) continue;
+      }
+      foreign.push(offset);
+    }
+    return foreign;
+  }
+
+  /**
+   * Connect the service's setForeignAddresses: it first gets the sets load() returned, then a fresh
+   * set (replacing, never adding to, the last) after every address conflict and every refreshForeign().
+   */
+  attachForeignSink(sink: (pool: string, offsets: string[]) => void): void {
+    this.foreignSink = sink;
+    for (const [pool, offsets] of Object.entries(this.loadedForeign)) sink(pool, offsets);
+  }
+
+  /**
+   * Re-read every reserved pool and hand its foreign set to the sink (resync; after a conflict one
+   * pool, plus the contested offset: the service marks it taken, so the set must own it to free it later).
+   */
+  async refreshForeign(only?: string, contested?: string): Promise<void> {
+    for (const p of this.pools.values()) {
+      if (!this.reserves(p) || (only && p.span.name !== only)) continue;
+      const seq = ++this.foreignSeq;
+      const pool = await this.writer.read(this.poolObjectName(p), p.span.range);
+      const offsets = await this.foreignIn(p, pool);
+      if (contested !== undefined && !offsets.includes(contested)) offsets.push(contested);
+      // two refreshes in flight: the one that started later wins
+      if ((this.foreignApplied.get(p.span.name) ?? 0) > seq) continue;
+      this.foreignApplied.set(p.span.name, seq);
+      this.foreignSink?.(p.span.name, offsets);
+    }
   }
 
   private entry(a: Allocation) { return { id: ourEntryId(this.o.node, a.pod.uid), podref: '', ifname: '' }; }
@@ -167,6 +262,8 @@ export class KubeStore implements AllocationStore {
       try { r = await this.writer.reserve(this.poolObjectName(p), p.span.range, ad.offset, this.entry(a)); } catch (e) { await this.undo(a, done); throw this.writeError(e, `ippools ${this.poolObjectName(p)}`); }
       if (!r.ok) {
         await this.undo(a, done);
+        // The service's view of other writers is stale: replace it from a fresh read before it picks again.
+        try { await this.refreshForeign(ad.pool, ad.offset); } catch (e) { this.o.log?.warn({ pool: ad.pool, err: (e as Error).message }, 'could not refresh foreign addresses after a conflict'); }
         throw new AllocError('ALLOC_CONFLICT', { resource: 'address', pool: ad.pool, offset: ad.offset, reason: `IPPool ${this.poolObjectName(p)} entry ${ad.offset} is held by id=${r.holder.id} podref=${r.holder.podref}` });
       }
       done.push({ p, offset: ad.offset });
@@ -206,6 +303,7 @@ export class KubeStore implements AllocationStore {
 
   async update(a: Allocation): Promise<void> {
     const name = leaseName(this.o.node, a.table);
+    if (this.unchangedButRenewal(a)) return;
     for (let attempt = 0; attempt < 5; attempt++) {
       let cur = this.leases.get(a.table);
       if (!cur || attempt > 0) cur = await this.kube.getLease(this.o.leaseNamespace, name).catch((e) => { throw this.writeError(e, `leases ${name}`); });
@@ -223,6 +321,18 @@ export class KubeStore implements AllocationStore {
     throw this.writeError(new KubeError('KUBE_RETRIES_EXHAUSTED', { resource: `leases ${name}`, attempts: 5 }), `leases ${name}`);
   }
 
+  /**
+   * Without a lease TTL (Kubernetes mode default) a Renew or repeated Acquire changes only
+   * renewedAt: nothing anyone reads, so no API write (the pod's lifecycle decides, not renewals).
+   */
+  private unchangedButRenewal(a: Allocation): boolean {
+    const cur = this.leases.get(a.table);
+    const rec = cur && KubeStore.record(cur);
+    if (!rec || rec.pod.uid !== a.pod.uid || a.leaseExpiresAt !== 0 || rec.leaseExpiresAt !== 0) return false;
+    if (rec.state !== a.state || rec.releasedAt !== a.releasedAt || rec.releaseReason !== a.releaseReason) return false;
+    return (cur.metadata?.annotations?.[ANNOTATION_CNI] ?? '') === (this.cniAnnotation(a.pod.uid)[ANNOTATION_CNI] ?? '');
+  }
+
   async remove(a: Allocation, releasedAt: number): Promise<void> {
     try {
       for (const ad of a.addresses) {
@@ -235,6 +345,32 @@ export class KubeStore implements AllocationStore {
       throw this.writeError(e, `allocation of ${a.pod.namespace}/${a.pod.name}`);
     }
     this.releasedAt[String(a.table)] = releasedAt;
+    this.cni.delete(a.pod.uid);
+    await this.recordRelease(a.table, releasedAt);
+  }
+
+  /**
+   * Persist table N's release time as one annotation of the per-node release-times Lease (a merge
+   * patch: no read, no conflict). Best effort: on failure the order falls back to ID order for N.
+   */
+  private async recordRelease(table: number, at: number): Promise<void> {
+    const name = releaseTimesName(this.o.node);
+    const annotations = { [`${ANNOTATION_RELEASED_PREFIX}${table}`]: String(at) };
+    try {
+      try { await this.kube.patchLeaseAnnotations(this.o.leaseNamespace, name, annotations); return; } catch (e) { if (kubeStatus(e) !== 404) throw e; }
+      try {
+        await this.kube.createLease(this.o.leaseNamespace, {
+          apiVersion: 'coordination.k8s.io/v1', kind: 'Lease',
+          metadata: { name, labels: { [LABEL_MANAGED]: MANAGER, [LABEL_NODE]: nodeLabel(this.o.node), [LABEL_ROLE]: ROLE_RELEASE_TIMES }, annotations: { [ANNOTATION_NODE]: this.o.node, ...annotations } },
+          spec: {},
+        });
+      } catch (e) {
+        if (kubeStatus(e) !== 409) throw e;
+        await this.kube.patchLeaseAnnotations(this.o.leaseNamespace, name, annotations); // created meanwhile
+      }
+    } catch (e) {
+      this.o.log?.warn({ table, lease: name, err: (e as Error).message }, 'could not record the table release time; least-recently-released order may ignore this release after a restart');
+    }
   }
 
   async close(): Promise<void> { /* nothing buffered: every write is acknowledged by the API */ }

@@ -38,6 +38,11 @@ test('leases and IPPools: 409 on create-exists / stale replace, 422 on failed te
   assert.equal(await statusOf(kube.createLease('kube-system', { metadata: { name: 'x' } })), 409);
   const l2 = await kube.replaceLease('kube-system', { ...l, spec: { holderIdentity: 'u2' } });
   assert.equal(await statusOf(kube.replaceLease('kube-system', { ...l, spec: { holderIdentity: 'u3' } })), 409);
+  const l3 = await kube.patchLeaseAnnotations('kube-system', 'x', { 'a/b': '1', 'a/c': '2' });
+  assert.deepEqual(l3.metadata?.annotations, { 'a/b': '1', 'a/c': '2' });
+  assert.deepEqual((await kube.patchLeaseAnnotations('kube-system', 'x', { 'a/b': null })).metadata?.annotations, { 'a/c': '2' });
+  assert.equal(l3.spec?.holderIdentity, 'u2', 'a merge patch leaves the rest alone');
+  assert.equal(await statusOf(kube.patchLeaseAnnotations('kube-system', 'nope', { 'a/b': '1' })), 404);
   assert.equal(await statusOf(kube.deleteLease('kube-system', 'x', { uid: 'not-it' })), 409);
   assert.equal(await kube.deleteLease('kube-system', 'x', { uid: l2.metadata!.uid! }), true);
   assert.equal(await kube.deleteLease('kube-system', 'x'), false);

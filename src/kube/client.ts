@@ -57,6 +57,8 @@ export interface KubePort {
   /** Delete; false when already gone. `uid` makes it conditional (409 when another object took the name). */
   deleteLease(namespace: string, name: string, preconditions?: { uid?: string; resourceVersion?: string }): Promise<boolean>;
   listLeases(namespace: string, labelSelector: string): Promise<Lease[]>;
+  /** Merge-patch a Lease's annotations (null deletes one); 404 when the Lease does not exist. */
+  patchLeaseAnnotations(namespace: string, name: string, annotations: Record<string, string | null>): Promise<Lease>;
 
   getIPPool(namespace: string, name: string): Promise<IPPool | undefined>;
   /** Create; 409 when it exists already (re-read then). */
@@ -174,6 +176,8 @@ export function createKubeClient(kc: KubeConfig, opts: KubeClientOptions = {}): 
       } catch (e) { if (kubeStatus(e) === 404) return false; throw e; }
     },
     listLeases: (namespace, labelSelector) => call('list', 'leases', async () => (await coord.listNamespacedLease({ namespace, labelSelector })).items),
+    patchLeaseAnnotations: (namespace, name, annotations) => call('patch', `leases ${namespace}/${name}`, () =>
+      coord.patchNamespacedLease({ namespace, name, body: { metadata: { annotations } } }, setHeaderOptions('Content-Type', PatchStrategy.MergePatch))),
 
     getIPPool: (namespace, name) => read(`ippools ${namespace}/${name}`, () => custom.getNamespacedCustomObject({ ...WB, namespace, name }) as Promise<IPPool>),
     createIPPool: (namespace, pool) => call('create', `ippools ${namespace}/${pool.metadata.name}`, () =>
