@@ -28,8 +28,14 @@ async function world() {
   const proc = new ProcRtpengine();
   const clock = manualClock();
   const kernel = new ProcKernel({ root: proc.root, fs: proc });
-  const open = () => AllocatorService.open(cfg, { store: new FileStore(join(dir, 'state.json')), kernel, clock, log: silentLogger });
-  return { dir, proc, clock, open, done: () => { rmSync(dir, { recursive: true, force: true }); proc.remove(); } };
+  let store: FileStore | undefined;
+  // A restart: the previous store is closed first (it holds the state file's lock).
+  const open = async (over: Partial<ServiceConfig> = {}) => {
+    await store?.close();
+    store = new FileStore(join(dir, 'state.json'));
+    return AllocatorService.open({ ...cfg, ...over }, { store, kernel, clock, log: silentLogger });
+  };
+  return { dir, proc, clock, open, done: async () => { await store?.close(); rmSync(dir, { recursive: true, force: true }); proc.remove(); } };
 }
 
 test('service: acquire is idempotent per UID; new UID under the same name is a new pod; release is idempotent', async () => {
@@ -49,7 +55,7 @@ test('service: acquire is idempotent per UID; new UID under the same name is a n
     assert.deepEqual(await s.release({ uid: a.pod.uid }), { found: false });
     // Least recently released last: table 2 was just released, so 4 comes next.
     assert.equal((await s.acquire({ pod: pod(2) })).table, 4);
-  } finally { w.done(); }
+  } finally { await w.done(); }
 });
 
 test('service: tables in /proc/rtpengine are skipped unless the same pod holds them; busy tables stay reserved', async () => {
@@ -75,7 +81,7 @@ test('service: tables in /proc/rtpengine are skipped unless the same pod holds t
     await s.sweep();
     assert.deepEqual(w.proc.tables(), [2]);
     assert.deepEqual(s.list().allocations.map((x) => x.table), [4]);
-  } finally { w.done(); }
+  } finally { await w.done(); }
 });
 
 test('service: bad requests name the field; exhaustion names the resource and node', async () => {
@@ -90,7 +96,7 @@ test('service: bad requests name the field; exhaustion names the resource and no
     for (let i = 0; i < 4; i++) await s.acquire({ pod: pod(i) });
     await check(s.acquire({ pod: pod(9) }), 'ALLOC_TABLES_EXHAUSTED', /node n1.*4 of 4/);
     assert.equal(s.list().allocations.length, 4, 'a failed acquire holds nothing');
-  } finally { w.done(); }
+  } finally { await w.done(); }
 });
 
 test('service: an unrenewed lease is reclaimed and its kernel table deleted; restart restarts leases', async () => {
@@ -112,7 +118,7 @@ test('service: an unrenewed lease is reclaimed and its kernel table deleted; res
     s = await w.open();
     await s.sweep();
     assert.deepEqual(s.list().allocations.map((x) => x.pod.uid), [b.pod.uid]);
-  } finally { w.done(); }
+  } finally { await w.done(); }
 });
 
 test('service: state machine of acquire/release/renew/reclaim/restart/kernel holders keeps every invariant (property)', async () => {
@@ -189,6 +195,37 @@ test('service: state machine of acquire/release/renew/reclaim/restart/kernel hol
         }
         for (const a of all) if (a.state === 'active') assert.ok(acked.has(a.pod.uid), `unexpected active ${a.pod.uid}`);
       }
-    } finally { w.done(); }
+    } finally { await w.done(); }
   }), { numRuns: 60 });
+});
+
+test('service: leftover kernel tables (listed, not ours, no holder) are deleted on the second sweep that sees them; held or EBUSY ones stay skipped', async () => {
+  const w = await world();
+  try {
+    const s = await w.open();
+    w.proc.daemonStart(3, 0); // a SIGKILLed daemon's table: Control PID 0
+    w.proc.daemonStart(4, 999); // a live daemon's table
+    w.proc.daemonStart(5, 0);
+    w.proc.ruleRef(5, true); // no holder in status, but del answers EBUSY (a rule references it)
+    w.proc.daemonStart(10, 0); // outside our range 2-5: never ours to hand out, never touched
+    await s.sweep();
+    assert.deepEqual(w.proc.tables(), [3, 4, 5, 10], 'seen once: not deleted yet');
+    assert.equal((await s.acquire({ pod: pod(1) })).table, 2);
+    await s.sweep();
+    assert.deepEqual(w.proc.tables(), [4, 5, 10], 'the unheld leftover 3 is deleted; held 4 and EBUSY 5 stay');
+    assert.equal(s.tablesFree(), 1);
+    assert.equal((await s.acquire({ pod: pod(2) })).table, 3, 'the freed ID is handed out again');
+    await assert.rejects(s.acquire({ pod: pod(3) }), (e) => isCoded(e, 'ALLOC_TABLES_EXHAUSTED'), 'EBUSY table 5 is never handed out');
+    await s.sweep();
+    assert.deepEqual(w.proc.tables(), [4, 5, 10]);
+    w.proc.ruleRef(5, false);
+    await s.sweep();
+    assert.deepEqual(w.proc.tables(), [4, 10]);
+    assert.equal((await s.acquire({ pod: pod(3) })).table, 5);
+    // Our own tables (a daemon of ours that exited) are never treated as leftovers.
+    w.proc.daemonStart(2, 0);
+    await s.sweep(); await s.sweep();
+    assert.deepEqual(w.proc.tables(), [2, 4, 10]);
+    assert.deepEqual(s.list().allocations.map((a) => a.table), [2, 3, 5]);
+  } finally { await w.done(); }
 });

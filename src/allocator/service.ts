@@ -49,6 +49,8 @@ export class AllocatorService {
   private readonly pendingRelease = new Map<string, Promise<AllocationView>>();
   private releasedAt: Record<string, number> = {};
   private kernelTables = new Set<number>();
+  /** Leftover tables (listed, not ours, no holder) seen by the last sweep: deleted when seen unheld again. */
+  private leftoverSeen = new Set<number>();
   private sweeping: Promise<void> | undefined;
 
   private constructor(cfg: ServiceConfig, deps: ServiceDeps) {
@@ -361,7 +363,42 @@ export class AllocatorService {
         this.log.error({ pod: podKey(a.pod), uid: a.pod.uid, table: a.table, error: (e as Error).message }, 'sweep step failed; retried next round');
       }
     }
-    try { this.kernelTables = new Set(await this.d.kernel.listTables()); } catch (e) { this.log.error({ error: (e as Error).message }, 'reading kernel table list failed'); }
+    try { this.kernelTables = new Set(await this.d.kernel.listTables()); } catch (e) { this.log.error({ error: (e as Error).message }, 'reading kernel table list failed'); return; }
+    await this.cleanLeftovers();
+  }
+
+  /**
+   * A table in our range that /proc lists, no allocation of ours holds and whose status shows no
+   * holder (`Control PID: 0` ≤ mr26.1, `Opencount: 0` mr26.2+) is a leftover (e.g. a SIGKILLed
+   * daemon's): `del N` frees its ID, else pickTable skips it forever. It must be seen unheld on two
+   * sweeps in a row, so a daemon between its `add N` and opening N/control is not hit. EBUSY → skipped
+   * and retried (kernel-and-versions.md §2).
+   */
+  private async cleanLeftovers(): Promise<void> {
+    const next = new Set<number>();
+    const { min, max } = this.cfg.tableRange;
+    for (const t of [...this.kernelTables]) {
+      if (t < min || t > max || this.tableOwner.has(t) || this.foreignTables.has(t)) continue;
+      try {
+        const st = await this.d.kernel.tableStatus(t);
+        if (!st || !(st.holderPid === 0 || (st.holderPid === undefined && st.openCount === 0))) continue;
+        if (!this.leftoverSeen.has(t)) { next.add(t); continue; }
+        if (this.tableOwner.has(t)) continue; // cannot happen while listed, but never delete a table of ours here
+        const result = await this.d.kernel.deleteTable(t);
+        this.d.onCleanup?.(result);
+        if (result === 'busy') {
+          next.add(t);
+          this.log.warn({ decision: 'leftover-table-busy', table: t }, 'leftover kernel table shows no holder but del answered EBUSY; still skipped, retried next sweep');
+        } else {
+          this.kernelTables.delete(t);
+          this.log.info({ decision: 'leftover-table-deleted', table: t, kernel: result }, 'leftover kernel table (no holder, no allocation) deleted; its ID is free again');
+        }
+      } catch (e) {
+        this.d.onCleanup?.('failed');
+        this.log.error({ decision: 'table-cleanup-failed', table: t, error: (e as Error).message }, 'leftover kernel table cleanup failed; still skipped, retried next sweep');
+      }
+    }
+    this.leftoverSeen = next;
   }
 
   /** Wait for in-flight work. */

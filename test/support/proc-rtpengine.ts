@@ -1,9 +1,9 @@
 // Stand-in for /proc/rtpengine (one of the three allowed): a real directory with the module's
 // files (control, list, N/status, N/list, N/control) and a ProcFs whose writes to `control`
 // follow proc_main_control_write(): add/del, EEXIST, ENOENT, EBUSY while a daemon holds N/control,
-// EINVAL otherwise. All state lives in the files, so several processes can share one tree.
+// EINVAL otherwise (and EBUSY while a rule references N, mr26.2). All state lives in the files,
+// so several processes can share one tree. Reads are synchronous, like the real port's.
 import { mkdtempSync, mkdirSync, writeFileSync, readFileSync, existsSync, rmSync, readdirSync } from 'node:fs';
-import { promises as fsp } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { ProcFs } from '../../src/allocator/kernel.js';
@@ -55,7 +55,7 @@ export class ProcRtpengine implements ProcFs {
       this.writeStatus(n, 0);
     } else {
       if (!existsSync(dir)) throw errnoError('ENOENT', 'no such file or directory, write');
-      if (this.holder(n)) throw errnoError('EBUSY', 'resource busy or locked, write');
+      if (this.holder(n) || existsSync(join(dir, '.rule-ref'))) throw errnoError('EBUSY', 'resource busy or locked, write');
       rmSync(dir, { recursive: true, force: true });
     }
     this.writeList();
@@ -71,11 +71,17 @@ export class ProcRtpengine implements ProcFs {
   /** The daemon closed N/control (exit, SIGKILL): the table stays, unheld. */
   daemonClose(n: number): void { if (existsSync(join(this.root, String(n)))) this.writeStatus(n, 0); }
 
+  /** mr26.2: a firewall rule referencing N makes `del N` EBUSY although the status shows no holder. */
+  ruleRef(n: number, on: boolean): void {
+    const p = join(this.root, String(n), '.rule-ref');
+    if (on) writeFileSync(p, ''); else rmSync(p, { force: true });
+  }
+
   // ProcFs: reads are plain file reads; the control file gets the kernel's semantics.
-  async readFile(path: string): Promise<string> { return fsp.readFile(path, 'utf8'); }
+  async readFile(path: string): Promise<string> { return readFileSync(path, 'utf8'); }
   async writeFile(path: string, data: string): Promise<void> {
     if (path === join(this.root, 'control')) { this.control(data); return; }
-    await fsp.writeFile(path, data);
+    writeFileSync(path, data);
   }
   async exists(path: string): Promise<boolean> { return existsSync(path); }
 
