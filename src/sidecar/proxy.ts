@@ -13,12 +13,12 @@
 // The proxy is a ControlTarget: pass it to startControlServer() (http.ts) for the HTTP endpoints.
 import { createSocket, type Socket, type RemoteInfo } from 'node:dgram';
 import { EventEmitter } from 'node:events';
-import { isIP, isIPv6 } from 'node:net';
+import { isIPv6 } from 'node:net';
 import type { Registry } from 'prom-client';
 import { NgError, isCoded } from '../errors.js';
 import type { Logger } from '../log.js';
 import { systemClock, type Clock, type Timer } from '../clock.js';
-import { tryCookie } from '../ng/framing.js';
+import { MAX_COOKIE } from '../ng/framing.js';
 import { scanRouting, scanReplyResult } from '../ng/scan.js';
 import { decodeDict, str } from '../ng/codec.js';
 import { NgUdpClient, type NgForwardHandler } from '../ng/client.js';
@@ -66,7 +66,15 @@ export interface ProxyStatus {
   listeners: Array<{ host: string; port: number }>;
 }
 
-interface InFlight { key: string; sock: Socket; address: string; port: number; cookie: Buffer; routing: Routing; known: boolean; t0: number; retransmissions: number }
+/** A request on its way: `msg` is the client's datagram (its first `cookieLen` bytes are the cookie). */
+interface Origin { sock: Socket; address: string; port: number; msg: Buffer; cookieLen: number; t0: number }
+interface InFlight extends Origin {
+  key: string;
+  routing: Routing;
+  /** The call is on this rtpengine; undefined = not looked up yet (the fast path skips it). */
+  known: boolean | undefined;
+  retransmissions: number;
+}
 
 const SP = 0x20;
 const READ_ONLY: ReadonlySet<string> = new Set(['ping', 'query', 'list', 'statistics']);
@@ -84,19 +92,23 @@ export function localReply(format: 'bencode' | 'json', fields: Record<string, st
   return Buffer.from(s + 'e');
 }
 
-function frame(cookie: Buffer, dict: Buffer): Buffer {
-  const out = Buffer.allocUnsafe(cookie.length + 1 + dict.length);
-  cookie.copy(out, 0);
-  out[cookie.length] = SP;
-  dict.copy(out, cookie.length + 1);
+/** The client's cookie (copied from its request) + one space + `dict`. */
+function frame(o: Origin, dict: Buffer): Buffer {
+  const n = o.cookieLen;
+  const out = Buffer.allocUnsafe(n + 1 + dict.length);
+  o.msg.copy(out, 0, 0, n);
+  out[n] = SP;
+  dict.copy(out, n + 1);
   return out;
 }
 
-/** dgram lookup for IP literals only (what the proxy ever sends to): synchronous, no DNS. */
-function literalLookup(address: string, family: unknown, cb: (err: Error | null, address: string, family: number) => void): void {
-  const fam = isIP(address);
-  if (fam) cb(null, address, fam);
-  else cb(Object.assign(new Error(`not an IP literal: ${address}`), { code: 'EINVAL' }), address, 0);
+/**
+ * dgram lookup for a listener: the proxy only ever sends to a request's source address, an IP
+ * literal of the socket's own family from the kernel, so it is passed through synchronously (no
+ * DNS, no validation regex per reply).
+ */
+function literalLookup(family: 4 | 6) {
+  return (address: string, _family: unknown, cb: (err: Error | null, address: string, family: number) => void): void => cb(null, address, family);
 }
 
 const num = (v: unknown): number | undefined => {
@@ -160,8 +172,8 @@ export async function startNgProxy(config: NgProxyConfig, deps: NgProxyDeps): Pr
   // with one, every reply waits for the next event-loop turn. Failures surface as 'error' events.
   const send = (sock: Socket, buf: Buffer, port: number, address: string) => { sock.send(buf, port, address); };
 
-  const answerLocally = (f: InFlight | { sock: Socket; address: string; port: number; cookie: Buffer; t0: number }, key: string | undefined, command: string | undefined, dict: Buffer, result: string) => {
-    const out = frame(f.cookie, dict);
+  const answerLocally = (f: Origin, key: string | undefined, command: string | undefined, dict: Buffer, result: string) => {
+    const out = frame(f, dict);
     send(f.sock, out, f.port, f.address);
     if (key !== undefined) cache.set(key, out);
     metrics.request(command, result, 'proxy', (clock.monotonic() - f.t0) / 1000);
@@ -178,13 +190,14 @@ export async function startNgProxy(config: NgProxyConfig, deps: NgProxyDeps): Pr
 
   const onMessage = (sock: Socket, msg: Buffer, rinfo: RemoteInfo, t0 = clock.monotonic()) => {
     if (allowed && !allowed(rinfo.address)) { metrics.dropped('source_denied'); return; }
-    const cookie = tryCookie(msg);
-    if (!cookie) {
+    // The cookie: 1-256 bytes before the first space (framing.ts's rule, without a Buffer view).
+    const cookieLen = msg.indexOf(SP);
+    if (cookieLen <= 0 || cookieLen > MAX_COOKIE) {
       metrics.dropped('no_cookie');
       log.debug({ from: `${rinfo.address}:${rinfo.port}`, size: msg.length }, 'ng datagram without a cookie dropped');
       return;
     }
-    const key = `${rinfo.address} ${rinfo.port} ${cookie.toString('latin1')}`;
+    const key = `${rinfo.address} ${rinfo.port} ${msg.toString('latin1', 0, cookieLen)}`;
     const cached = cache.get(key);
     if (cached) {
       send(sock, cached, rinfo.port, rinfo.address);
@@ -194,43 +207,49 @@ export async function startNgProxy(config: NgProxyConfig, deps: NgProxyDeps): Pr
     const pending = inflight.get(key);
     if (pending) { pending.retransmissions++; metrics.dropped('retransmission_in_flight'); return; }
 
-    const dict = msg.subarray(cookie.length + 1);
+    const dict = msg.subarray(cookieLen + 1);
     let r: Routing;
     try {
-      if (dict.length === 0) throw new NgError('NG_NO_PAYLOAD', { cookieLength: cookie.length });
+      if (dict.length === 0) throw new NgError('NG_NO_PAYLOAD', { cookieLength: cookieLen });
       r = scanRouting(dict);
     } catch (e) {
       const reason = isCoded(e) ? e.ngReason : 'Could not decode bencode dictionary';
       log.info({ from: `${rinfo.address}:${rinfo.port}`, code: isCoded(e) ? e.code : undefined, reason: (e as Error).message }, 'bad ng request answered with error');
       const fmt = dict[0] === 0x7b ? 'json' : 'bencode';
-      answerLocally({ sock, address: rinfo.address, port: rinfo.port, cookie, t0 }, key, undefined, localReply(fmt, { result: 'error', 'error-reason': reason }), 'error');
+      answerLocally({ sock, address: rinfo.address, port: rinfo.port, msg, cookieLen, t0 }, key, undefined, localReply(fmt, { result: 'error', 'error-reason': reason }), 'error');
       return;
     }
-    const known = r.callId !== undefined && sessions.has(r.callId);
-    let d = gate({ command: r.command, known, hasCallId: r.callId !== undefined, draining: drainCtl.draining, upstreamUp: upstreamUp !== false });
-    if (d.action === 'forward' && upstreamUp === null && !known && r.command !== undefined && CREATING_COMMANDS.has(r.command)) {
-      // rtpengine not known up yet: a new call waits for the first ping (see `held`), then or
-      // otherwise gets load limit, like while rtpengine is down.
-      if (firstPing && held.length < HOLD_MAX) { held.push({ sock, msg, rinfo, t0 }); return; }
-      d = REFUSE_UNKNOWN;
-    }
-    const f: InFlight = { key, sock, address: rinfo.address, port: rinfo.port, cookie, routing: r, known, t0, retransmissions: 0 };
-    if (d.action !== 'forward') {
-      const rep = decisionReply(d, r);
-      if (r.command !== 'ping') log.debug({ command: r.command, callId: r.callId, decision: d }, 'ng request answered by the proxy');
-      answerLocally(f, key, r.command, rep.dict, rep.result);
-      return;
+    const f: InFlight = { sock, address: rinfo.address, port: rinfo.port, msg, cookieLen, t0, key, routing: r, known: undefined, retransmissions: 0 };
+    // Serving with rtpengine up, the gate forwards everything: skip it and the registry lookup.
+    if (upstreamUp !== true || drainCtl.draining) {
+      const known = f.known = r.callId !== undefined && sessions.has(r.callId);
+      let d = gate({ command: r.command, known, hasCallId: r.callId !== undefined, draining: drainCtl.draining, upstreamUp: upstreamUp !== false });
+      if (d.action === 'forward' && upstreamUp === null && !known && r.command !== undefined && CREATING_COMMANDS.has(r.command)) {
+        // rtpengine not known up yet: a new call waits for the first ping (see `held`), then or
+        // otherwise gets load limit, like while rtpengine is down.
+        if (firstPing && held.length < HOLD_MAX) { held.push({ sock, msg, rinfo, t0 }); return; }
+        d = REFUSE_UNKNOWN;
+      }
+      if (d.action !== 'forward') {
+        const rep = decisionReply(d, r);
+        if (r.command !== 'ping') log.debug({ command: r.command, callId: r.callId, decision: d }, 'ng request answered by the proxy');
+        answerLocally(f, key, r.command, rep.dict, rep.result);
+        return;
+      }
     }
     inflight.set(key, f);
     if (udp) udp.forward(dict, f, upstreamHandler);
     else upstream.request(dict).then((res) => onReply(f, res.reply), (e: unknown) => onFail(f, e));
   };
 
+  const isKnown = (f: InFlight): boolean => (f.known ??= f.routing.callId !== undefined && sessions.has(f.routing.callId));
+
   const onReply = (f: InFlight, reply: Buffer) => {
+    const out = frame(f, reply);
+    send(f.sock, out, f.port, f.address);
+    // Bookkeeping after the reply left: none of it delays the answer.
     const key = f.key;
     inflight.delete(key);
-    const out = frame(f.cookie, reply);
-    send(f.sock, out, f.port, f.address);
     const r = f.routing;
     // Read-only commands are safe to run twice: a late retransmission is simply forwarded again,
     // which keeps high-rate pings/queries out of the cache (memory and GC).
@@ -248,7 +267,7 @@ export async function startNgProxy(config: NgProxyConfig, deps: NgProxyDeps): Pr
       const callId = r.callId ?? replyCallId;
       if (callId !== undefined) {
         if (r.command === 'delete') sessions.forget(callId);
-        else if (f.known || (r.command !== undefined && CREATING_COMMANDS.has(r.command)) || r.command === 'answer' || r.command === 'query') {
+        else if ((r.command !== undefined && CREATING_COMMANDS.has(r.command)) || r.command === 'answer' || r.command === 'query' || isKnown(f)) {
           sessions.learn(callId, { fromTag: r.fromTag, toTag: r.toTag });
         }
       }
@@ -265,7 +284,7 @@ export async function startNgProxy(config: NgProxyConfig, deps: NgProxyDeps): Pr
     if (isCoded(e, 'NG_TIMEOUT')) metrics.upstreamTimeout();
     if (isCoded(e, 'NG_TIMEOUT') || isCoded(e, 'NG_SOCKET')) setHealth(false, reason);
     if (isCoded(e, 'NG_CLOSED')) return; // shutting down: nothing to answer from
-    const creating = r.command !== undefined && CREATING_COMMANDS.has(r.command) && !f.known;
+    const creating = r.command !== undefined && CREATING_COMMANDS.has(r.command) && !isKnown(f);
     const d: Exclude<GateDecision, { action: 'forward' }> = creating ? { action: 'refuse', why: 'upstream-down' } : { action: 'fail', why: 'upstream-down' };
     log.warn({ command: r.command, callId: r.callId, reason, answer: d.action }, 'rtpengine did not answer a forwarded request');
     const rep = decisionReply(d, r, reason);
@@ -283,7 +302,7 @@ export async function startNgProxy(config: NgProxyConfig, deps: NgProxyDeps): Pr
       const v6 = isIPv6(hp.host);
       // Replies go to rinfo's address, always an IP literal: resolve it synchronously, so the
       // datagram leaves inside send() instead of after a nextTick (dns.lookup's fast path defers).
-      const sock = createSocket({ type: v6 ? 'udp6' : 'udp4', ipv6Only: v6, lookup: literalLookup });
+      const sock = createSocket({ type: v6 ? 'udp6' : 'udp4', ipv6Only: v6, lookup: literalLookup(v6 ? 6 : 4) });
       sock.on('message', (m, ri) => onMessage(sock, m, ri));
       sock.on('error', (err) => { metrics.dropped('send_failed'); log.warn({ err: err.message, listen: l }, 'ng listener error (a reply could not be sent)'); });
       await new Promise<void>((resolve, reject) => {
