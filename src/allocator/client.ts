@@ -6,6 +6,9 @@ import { loadProtos, ERROR_CODE_KEY, ERROR_DETAILS_KEY } from './proto.js';
 import { fromWire, type AllocationView } from './wire.js';
 import type { AllocatorClient as RawClient } from '../gen/rtpengine_k8s/v1/Allocator.js';
 import type { HealthClient } from '../gen/grpc/health/v1/Health.js';
+import type { Allocation__Output } from '../gen/rtpengine_k8s/v1/Allocation.js';
+import type { ListResponse__Output } from '../gen/rtpengine_k8s/v1/ListResponse.js';
+import type { ReleaseResponse__Output } from '../gen/rtpengine_k8s/v1/ReleaseResponse.js';
 import type { PodRef } from './store.js';
 
 export const DEFAULT_SOCKET = '/run/rtpengine-k8s/allocator.sock';
@@ -41,12 +44,13 @@ export class AllocatorClient {
     this.healthRaw = new health.grpc.health.v1.Health(this.target, creds, { channelOverride: this.raw.getChannel() });
   }
 
-  private call<Req, Res>(method: string, req: Req): Promise<Res> {
+  /** One unary call with our deadline; `invoke` picks the generated method (typed request and reply). */
+  private call<Res>(invoke: (opts: grpc.CallOptions, cb: grpc.requestCallback<Res>) => void): Promise<Res> {
     return new Promise((resolve, reject) => {
-      const fn = (this.raw as any)[method] as (r: Req, m: grpc.Metadata, o: grpc.CallOptions, cb: (e: grpc.ServiceError | null, r?: Res) => void) => void;
-      fn.call(this.raw, req, new grpc.Metadata(), { deadline: Date.now() + this.timeoutMs }, (err, res) => {
+      invoke({ deadline: Date.now() + this.timeoutMs }, (err, res) => {
         if (err) reject(this.mapError(err));
-        else resolve(res as Res);
+        else if (res === undefined) reject(new AllocError('ALLOC_UNAVAILABLE', { target: this.target, reason: 'empty reply' }));
+        else resolve(res);
       });
     });
   }
@@ -65,24 +69,25 @@ export class AllocatorClient {
   }
 
   async acquire(req: AcquireRequest): Promise<AllocationView> {
-    return fromWire(await this.call('Acquire', { pod: req.pod, pools: req.pools ?? [], interface: req.interface ?? '' }));
+    const msg = { pod: req.pod, pools: req.pools ?? [], interface: req.interface ?? '' };
+    return fromWire(await this.call<Allocation__Output>((o, cb) => this.raw.Acquire(msg, o, cb)));
   }
 
   async renew(uid: string): Promise<AllocationView> {
-    return fromWire(await this.call('Renew', { uid }));
+    return fromWire(await this.call<Allocation__Output>((o, cb) => this.raw.Renew({ uid }, o, cb)));
   }
 
   async release(sel: PodSelector, reason = ''): Promise<ReleaseResult> {
-    const res = await this.call<unknown, { found: boolean; allocation: any }>('Release', { ...sel, reason });
+    const res = await this.call<ReleaseResponse__Output>((o, cb) => this.raw.Release({ ...sel, reason }, o, cb));
     return { found: res.found, allocation: res.allocation ? fromWire(res.allocation) : undefined };
   }
 
   async get(sel: PodSelector): Promise<AllocationView> {
-    return fromWire(await this.call('Get', sel));
+    return fromWire(await this.call<Allocation__Output>((o, cb) => this.raw.Get(sel, o, cb)));
   }
 
   async list(): Promise<ListResult> {
-    const res = await this.call<unknown, { node: string; allocations: any[]; tablesFree: number; tablesTotal: number }>('List', {});
+    const res = await this.call<ListResponse__Output>((o, cb) => this.raw.List({}, o, cb));
     return { node: res.node, allocations: res.allocations.map(fromWire), tablesFree: res.tablesFree, tablesTotal: res.tablesTotal };
   }
 

@@ -9,6 +9,10 @@ import { AllocError, RtpeK8sError } from '../errors.js';
 import { loadProtos, ERROR_CODE_KEY, ERROR_DETAILS_KEY } from './proto.js';
 import { toWire } from './wire.js';
 import type { AllocatorService } from './service.js';
+import type { AllocatorHandlers } from '../gen/rtpengine_k8s/v1/Allocator.js';
+import type { HealthHandlers } from '../gen/grpc/health/v1/Health.js';
+import type { HealthCheckRequest__Output } from '../gen/grpc/health/v1/HealthCheckRequest.js';
+import type { HealthCheckResponse, HealthCheckResponse__Output } from '../gen/grpc/health/v1/HealthCheckResponse.js';
 
 const SERVICE_NAME = 'rtpengine_k8s.v1.Allocator';
 
@@ -80,35 +84,41 @@ export function parseListen(text: string, field: string): { host: string; port: 
 export async function startServer(service: AllocatorService, opts: ServerOptions, log: Logger): Promise<RunningServer> {
   const { allocator, health } = loadProtos();
   const server = new grpc.Server();
-  server.addService(allocator.rtpengine_k8s.v1.Allocator.service, {
-    Acquire: unary((r: any) => service.acquire({ pod: r.pod, pools: r.pools, interface: r.interface }).then(toWire), log),
-    Renew: unary((r: any) => service.renew(r.uid).then(toWire), log),
-    Release: unary(async (r: any) => {
+  const handlers: AllocatorHandlers = {
+    Acquire: unary((r) => {
+      if (!r.pod) throw new AllocError('ALLOC_INVALID_ARGUMENT', { field: 'pod', reason: 'is required' });
+      return service.acquire({ pod: r.pod, pools: r.pools, interface: r.interface }).then(toWire);
+    }, log),
+    Renew: unary((r) => service.renew(r.uid).then(toWire), log),
+    Release: unary(async (r) => {
       const res = await service.release({ uid: r.uid, namespace: r.namespace, name: r.name }, r.reason);
       return { found: res.found, allocation: res.allocation ? toWire(res.allocation) : null };
     }, log),
-    Get: unary((r: any) => toWire(service.get({ uid: r.uid, namespace: r.namespace, name: r.name })), log),
+    Get: unary((r) => toWire(service.get({ uid: r.uid, namespace: r.namespace, name: r.name })), log),
     List: unary(() => {
       const l = service.list();
       return { node: l.node, allocations: l.allocations.map(toWire), tablesFree: l.tablesFree, tablesTotal: l.tablesTotal };
     }, log),
-  } as grpc.UntypedServiceImplementation);
+  };
+  server.addService(allocator.rtpengine_k8s.v1.Allocator.service, handlers);
 
   let serving = true;
-  const status = (svc: string) => (svc === '' || svc === SERVICE_NAME ? (serving ? 'SERVING' : 'NOT_SERVING') : undefined);
-  const watchers = new Set<grpc.ServerWritableStream<any, any>>();
-  server.addService(health.grpc.health.v1.Health.service, {
-    Check: (call: grpc.ServerUnaryCall<any, any>, cb: grpc.sendUnaryData<any>) => {
+  const status = (svc: string): HealthCheckResponse__Output['status'] | undefined =>
+    (svc === '' || svc === SERVICE_NAME ? (serving ? 'SERVING' : 'NOT_SERVING') : undefined);
+  const watchers = new Set<grpc.ServerWritableStream<HealthCheckRequest__Output, HealthCheckResponse>>();
+  const healthHandlers: HealthHandlers = {
+    Check: (call, cb) => {
       const s = status(call.request.service);
       if (!s) { cb({ code: grpc.status.NOT_FOUND, details: `unknown service '${call.request.service}'` }); return; }
       cb(null, { status: s });
     },
-    Watch: (call: grpc.ServerWritableStream<any, any>) => {
+    Watch: (call) => {
       call.write({ status: status(call.request.service) ?? 'SERVICE_UNKNOWN' });
       watchers.add(call);
       call.on('cancelled', () => watchers.delete(call));
     },
-  } as grpc.UntypedServiceImplementation);
+  };
+  server.addService(health.grpc.health.v1.Health.service, healthHandlers);
 
   const bind = (addr: string) => new Promise<number>((resolve, reject) => {
     server.bindAsync(addr, grpc.ServerCredentials.createInsecure(), (err, port) => (err ? reject(err) : resolve(port)));

@@ -1,6 +1,7 @@
 // Crash safety: a real allocator process is SIGKILLed at random points during 1,000 mixed
 // operations and restarted; no table or IP may ever be held twice and every acknowledged
 // Acquire (not acknowledged-released since) must still be there with the same table and IP.
+// The seed is printed; RTPE_K8S_SEED=<seed> replays a run.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
@@ -32,7 +33,9 @@ test('kill -9 at random points during 1,000 mixed operations loses no acknowledg
     pools: [{ name: 'media', cidr: '10.30.0.0/25' }], stateFile: join(dir, 'state.json'), procRoot: proc.root,
     leaseTtlMs: 0, sweepIntervalMs: 1000,
   };
-  const seed = Number(process.env.CRASH_SEED ?? Date.now() % 1_000_000);
+  const seed = Number(process.env.RTPE_K8S_SEED ?? process.env.CRASH_SEED ?? Date.now() % 1_000_000);
+  t.diagnostic(`seed ${seed} (replay: RTPE_K8S_SEED=${seed})`);
+  process.stderr.write(`allocator-crash: seed ${seed} (replay: RTPE_K8S_SEED=${seed})\n`);
   const rand = fc.sample(fc.integer({ min: 0, max: 999_999 }), { numRuns: 5000, seed });
   let ri = 0;
   const rnd = (n: number) => rand[ri++ % rand.length]! % n;
@@ -47,8 +50,14 @@ test('kill -9 at random points during 1,000 mixed operations loses no acknowledg
   let kills = 0;
   let acked = 0;
   const TOTAL = 1000;
-  /** Eight kill points at random operation counts (plus one at the end). */
-  const killAt = Array.from({ length: 8 }, () => 30 + rnd(TOTAL - 60));
+  /**
+   * Eight kill points at random operation counts (plus one at the end), one per slot of SLOT
+   * operations and more than MAX_BATCH apart, so no two fall into one batch: exactly 8 + 1 kills.
+   */
+  const KILLS = 8;
+  const MAX_BATCH = 8;
+  const SLOT = Math.floor((TOTAL - 60) / KILLS);
+  const killAt = Array.from({ length: KILLS }, (_, i) => 30 + i * SLOT + rnd(SLOT - MAX_BATCH));
   let lost = 0;
 
   const check = async () => {
@@ -73,8 +82,7 @@ test('kill -9 at random points during 1,000 mixed operations loses no acknowledg
     let done = 0;
     while (done < TOTAL) {
       // A batch of 1–8 concurrent operations, with a kill at a random moment in some batches.
-      const n = 1 + rnd(8);
-      const killThis = killAt.some((k) => k >= done && k < done + n);
+      const n = 1 + rnd(MAX_BATCH);
       const ops = Array.from({ length: n }, () => {
         const r = rnd(10);
         const live = [...held.keys()];
@@ -88,6 +96,8 @@ test('kill -9 at random points during 1,000 mixed operations loses no acknowledg
       // Several ops on one uid in a batch would make the expected outcome order-dependent: skip dups.
       const seen = new Set<string>();
       const batch = ops.filter((o) => !seen.has(o.uid) && seen.add(o.uid));
+      // Batches cover [done, done + batch.length) back to back, so each kill point falls in exactly one.
+      const killThis = killAt.some((k) => k >= done && k < done + batch.length);
       const running = batch.map(async (o) => {
         try {
           if (o.k === 'acquire') {
@@ -133,7 +143,7 @@ test('kill -9 at random points during 1,000 mixed operations loses no acknowledg
     client = new AllocatorClient({ socket: config.socket, timeoutMs: 3000 });
     await check();
     t.diagnostic(`seed ${seed}: ${kills} kills, ${acked} acknowledged acquires, ${lost} replies lost in crashes, ${held.size} held at the end`);
-    assert.ok(kills >= 5, `only ${kills} kills happened (seed ${seed})`);
+    assert.equal(kills, KILLS + 1, `seed ${seed}: the schedule kills exactly ${KILLS + 1} times`);
     assert.ok(acked > 200, `only ${acked} acquires acknowledged (seed ${seed})`);
   } finally {
     client.close();
