@@ -8,6 +8,7 @@ import type { PodRef } from './store.js';
 import type { AllocationView } from './wire.js';
 import { verifyPod, addressFromNetworkStatus, type PodLookup } from './identity.js';
 import { compilePool, offsetKey, type PoolConfig } from './pools.js';
+import { isCoded } from '../errors.js';
 
 /** What the reconciler needs of the allocator service (AllocatorService satisfies it). */
 export interface ReconcileTarget {
@@ -40,6 +41,8 @@ export class KubeReconciler {
   private resyncing: Promise<number> | undefined;
   private readonly log: Logger;
   private readonly now: () => number;
+  /** UIDs whose reclaim is in flight here (a delete and a replacement event for one pod count once). */
+  private readonly reclaiming = new Map<string, Promise<boolean>>();
 
   constructor(private readonly o: KubeReconcilerOptions) {
     this.log = o.log.child({ component: 'kube-reconcile' });
@@ -83,12 +86,25 @@ export class KubeReconciler {
   private async releaseUid(uid: string | undefined, reason: string, p: Pod): Promise<void> {
     if (!uid) return;
     try {
-      const r = await this.o.service.release({ uid }, reason);
-      if (r.found) this.o.onReclaim?.(reason);
-      if (r.found) this.log.info({ decision: 'reclaim', reason, uid, pod: `${p.metadata?.namespace}/${p.metadata?.name}` }, 'pod gone: allocation released');
+      if (!(await this.reclaim(uid, reason))) return;
+      this.log.info({ decision: 'reclaim', reason, uid, pod: `${p.metadata?.namespace}/${p.metadata?.name}` }, 'pod gone: allocation released');
     } catch (e) {
       this.log.error({ uid, reason, error: (e as Error).message }, 'release after pod event failed; the next resync retries');
     }
+  }
+
+  /** Release `uid` once, counting it; false when someone else got there first (or nothing was held). */
+  private reclaim(uid: string, reason: string): Promise<boolean> {
+    const inFlight = this.reclaiming.get(uid);
+    if (inFlight) return inFlight.then(() => false);
+    // Already released (busy-table / releasing: the sweep retries its cleanup) → not a new reclaim.
+    const held = this.o.service.list().allocations.find((a) => a.pod.uid === uid);
+    if (!held || held.state !== 'active') return Promise.resolve(false);
+    const p = this.o.service.release({ uid }, reason)
+      .then((r) => { if (r.found) this.o.onReclaim?.(reason); return r.found; })
+      .finally(() => this.reclaiming.delete(uid));
+    this.reclaiming.set(uid, p);
+    return p;
   }
 
   /**
@@ -109,8 +125,7 @@ export class KubeReconciler {
       // an allocation newer than the list may belong to a pod the list could not show yet
       if (live.has(a.pod.uid) || a.createdAt >= listedAt) continue;
       try {
-        const r = await this.o.service.release({ uid: a.pod.uid }, 'pod-gone');
-        if (r.found) { n++; this.o.onReclaim?.('pod-gone'); this.log.info({ decision: 'reclaim', reason: 'pod-gone', uid: a.pod.uid, pod: `${a.pod.namespace}/${a.pod.name}`, table: a.table }, 'resync: pod no longer on this node; released'); }
+        if (await this.reclaim(a.pod.uid, 'pod-gone')) { n++; this.log.info({ decision: 'reclaim', reason: 'pod-gone', uid: a.pod.uid, pod: `${a.pod.namespace}/${a.pod.name}`, table: a.table }, 'resync: pod no longer on this node; released'); }
       } catch (e) {
         this.log.error({ uid: a.pod.uid, error: (e as Error).message }, 'resync release failed; retried next round');
       }
@@ -139,8 +154,17 @@ export class KubeReconciler {
     });
     // Recorded with the allocation (the Lease's create/update writes it), so Get/List/ctl show it.
     if (fromCni.length) this.o.store?.noteCniAddresses(req.pod.uid, fromCni);
+    const serviceReq = { ...req, pools: wanted.filter((p) => !ns.has(p)) };
     try {
-      const view = await this.o.service.acquire({ ...req, pools: wanted.filter((p) => !ns.has(p)) });
+      let view;
+      try {
+        view = await this.o.service.acquire(serviceReq);
+      } catch (e) {
+        // "Exhausted" may rest on other writers' entries freed since we last looked: judge it on a fresh read.
+        if (!isCoded(e, 'ALLOC_POOL_EXHAUSTED') || !this.o.store || typeof e.details.pool !== 'string') throw e;
+        await this.o.store.refreshForeign(e.details.pool);
+        view = await this.o.service.acquire(serviceReq);
+      }
       return this.withCni(view);
     } catch (e) {
       this.o.store?.dropCniAddresses(req.pod.uid);
