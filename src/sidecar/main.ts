@@ -395,6 +395,7 @@ export async function startSidecar(cfg: FullSidecarConfig, deps: SidecarDeps): P
           step('linger', 'done', `answered ${Math.round(lingerMs)} ms after the drain completed`);
         }
         if (cfg.rtpengineMode === 'config' && cfg.rtpengineStopWaitSeconds > 0) {
+          state = 'stopping';
           log.info({ pod, ng: cfg.ngUpstream, deadlineS: cfg.rtpengineStopWaitSeconds }, 'config mode: waiting for rtpengine to stop before removing rules and address and releasing');
           const w = await waitRtpengineGone(ngUp.host, ngUp.port, { deadlineMs: cfg.rtpengineStopWaitSeconds * 1000, clock, log });
           if (w.gone) {

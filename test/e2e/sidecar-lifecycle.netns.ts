@@ -72,7 +72,7 @@ test('sidecar lifecycle in exec mode with real rtpengine, iptables and a media a
       '--ng-listen', `127.0.0.1:${ngPort}`, '--ng-upstream', `127.0.0.1:${upPort}`, '--control-listen', `127.0.0.1:${ctlPort}`,
       '--port-min', String(min), '--port-max', String(max), '--run-dir', join(dir, 'run'), '--kubeconfig', kubeconfig,
       '--deletion-cost-interval-seconds', '1', '--delete-delay-seconds', '0', '--ng-drain-poll-ms', '200',
-      '--rtpengine-options', '{"num-threads":2}', '--log-level', 'debug',
+      '--rtpengine-options', '{"num-threads":2}', '--log-level', 'debug', '--drain-linger-seconds', '1',
     ];
     const env = { ...process.env, POD_NAME: 'rtpe-a', POD_NAMESPACE: 'media', POD_UID: uid, NODE_NAME: 'node-e2e' };
     const start = (): Running => {

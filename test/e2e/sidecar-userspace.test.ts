@@ -34,7 +34,7 @@ async function setup() {
     '--allocator-socket', alloc.socket, '--rtpengine-mode', 'exec', '--run-dir', join(dir, 'run'), '--proc-root', join(dir, 'no-module'),
     '--media-address-mode', 'none', '--no-deletion-cost', '--ng-listen', `127.0.0.1:${await freePort()}`,
     '--ng-upstream', `127.0.0.1:${await freePort()}`, '--control-listen', '127.0.0.1:0', '--port-min', String(min), '--port-max', String(max),
-    '--delete-delay-seconds', '0', '--drain-deadline-seconds', '5', '--rtpengine-options', '{"num-threads":2}', ...extra,
+    '--delete-delay-seconds', '0', '--drain-deadline-seconds', '5', '--drain-linger-seconds', '0', '--rtpengine-options', '{"num-threads":2}', ...extra,
   ], { POD_NAME: 'rtpe-u', POD_NAMESPACE: 'media', POD_UID: uid, NODE_NAME: 'n' }).config as FullSidecarConfig;
   const client = new AllocatorClient({ socket: alloc.socket });
   return { dir, alloc, uid, config, client, close: async () => { client.close(); await alloc.close(); await rm(dir, { recursive: true, force: true }); } };
