@@ -6,6 +6,10 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { kubeTarget } from '../support/kube-target.js';
+import { cleanupKube, randomRange } from '../support/kube-cleanup.js';
+import { compilePool, ipFromOffset } from '../../src/allocator/pools.js';
+import { ipPoolName } from '../../src/allocator/ippool.js';
+import { kubernetesMode } from '../../src/allocator/reconcile-kube.js';
 import { parseOptions } from '../../src/config.js';
 import { allocatorOptions } from '../../src/allocator/options.js';
 import { configFromOptions, startAllocator } from '../../src/allocator/allocator.js';
@@ -18,13 +22,15 @@ import { isCoded } from '../../src/errors.js';
 test('allocator --store kubernetes: identity-checked Acquire records a Lease and an IPPool entry', async () => {
   const t = await kubeTarget();
   const dir = mkdtempSync(join(tmpdir(), 'rtpe-kmode-'));
+  const range = randomRange(24);
+  const span = compilePool({ name: 'media', cidr: range });
   try {
     const node = t.nodes[0]!;
     const kubeconfigFile = join(dir, 'kubeconfig');
     writeFileSync(kubeconfigFile, t.kubeconfig().exportConfig());
     const { config } = parseOptions(allocatorOptions, [
       '--store', 'kubernetes', '--kubeconfig', kubeconfigFile, '--socket', join(dir, 'alloc.sock'),
-      '--lease-namespace', t.namespace, '--pools', '[{"name":"media","cidr":"10.78.0.0/24"}]',
+      '--lease-namespace', t.namespace, '--pools', JSON.stringify([{ name: 'media', cidr: range }]),
       '--proc-root', join(dir, 'no-proc'), '--lease-ttl', '0',
     ], { NODE_NAME: node });
     const cfg = configFromOptions(config);
@@ -36,12 +42,12 @@ test('allocator --store kubernetes: identity-checked Acquire records a Lease and
       const ref = { namespace: pod.metadata!.namespace!, name: pod.metadata!.name!, uid: pod.metadata!.uid! };
       const a = await client.acquire({ pod: ref });
       assert.equal(a.node, node);
-      assert.equal(a.addresses[0]!.ip, '10.78.0.1');
+      assert.equal(a.addresses[0]!.ip, ipFromOffset(span, span.first));
 
       const kube = createKubeClient(t.kubeconfig());
       const lease = await kube.getLease(t.namespace, leaseName(node, a.table));
       assert.equal(lease?.spec?.holderIdentity, ref.uid);
-      const pool = await kube.getIPPool('kube-system', '10.78.0.0-24');
+      const pool = await kube.getIPPool('kube-system', ipPoolName(span.range));
       const entry = pool?.spec.allocations?.['1'];
       assert.ok(entry, 'whereabouts IPPool entry for offset 1');
       assert.match(entry.id, new RegExp(ref.uid));
@@ -60,7 +66,15 @@ test('allocator --store kubernetes: identity-checked Acquire records a Lease and
       await alloc.close();
     }
   } finally {
+    await cleanupKube(t.kubeconfig(), { poolNamespace: 'kube-system', pools: [ipPoolName(span.range)], leaseNamespace: t.namespace });
     await t.close();
     rmSync(dir, { recursive: true, force: true });
   }
+});
+
+test('kubernetesMode: lease TTL 0 unless configured for this mode (pod lifecycle decides)', () => {
+  const base = { node: 'n', pools: [], leaseNamespace: 'x', poolNamespace: 'kube-system', ipMode: 'reserve' as const, networkStatusInterface: 'net1', resyncIntervalMs: 0 };
+  const kube = {} as Parameters<typeof kubernetesMode>[2];
+  assert.equal(kubernetesMode(base, silentLogger, kube).leaseTtlMs, 0);
+  assert.equal(kubernetesMode({ ...base, leaseTtlMs: 90_000 }, silentLogger, kube).leaseTtlMs, 90_000);
 });
