@@ -1,7 +1,7 @@
 // `rtpengine-k8s local` (what `npm start` runs): an allocator with the file store and N sidecars
 // in exec mode, each with a real rtpengine on a loopback media IP, then a live status table and
 // the logs. Ctrl-C drains and stops everything. Steps that need root or the kernel module are skipped, and said so.
-import { mkdir, appendFile } from 'node:fs/promises';
+import { mkdir, appendFile, readdir, unlink } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { defineCommand } from './command.js';
@@ -55,6 +55,11 @@ export const localCommand = defineCommand({
     const out = ctx.stdout as NodeJS.WriteStream;
     const live = Boolean(out.isTTY);
     await mkdir(config.dir, { recursive: true });
+    // The local pods reuse fixed UIDs: a drain left from an earlier run must not carry over.
+    const runDir = join(config.dir, 'run');
+    for (const f of await readdir(runDir).catch(() => [] as string[])) {
+      if (f.startsWith('drained-')) await unlink(join(runDir, f)).catch(() => undefined);
+    }
     const sink = logSink(join(config.dir, 'local.log'), live, out);
     const log: Logger = createLogger({ level: 'info', pretty: true }, sink.dest);
     const notes: string[] = [];
@@ -92,6 +97,8 @@ export const localCommand = defineCommand({
           '--control-listen', `127.0.0.1:${config.controlPort + i}`,
           '--port-min', String(config.mediaPortBase + i * 1000), '--port-max', String(config.mediaPortBase + i * 1000 + 999),
           '--drain-deadline-seconds', String(config.drainSeconds), '--delete-delay-seconds', '0',
+          // No Kamailio table to leave on this machine: stop as soon as the drain is done.
+          '--drain-linger-seconds', '0',
           '--rtpengine-options', JSON.stringify({ 'num-threads': 2 }),
         ], env);
         const handle = await startSidecar(sc as FullSidecarConfig, { log: log.child({ pod: `local/${name}` }), registry: createRegistry({ labels: { pod: `local/${name}` } }), signal: ctx.signal });

@@ -112,13 +112,13 @@ export async function startAllocator(config: AllocatorConfig, deps: AllocatorDep
     const metrics = allocatorMetrics(registry);
     // open() loads the store first: the file store's lock refuses a second allocator on one state file here.
     service = await AllocatorService.open(
-      { node: config.node, tableRange: config.tableRange, pools: km ? km.servicePools : config.pools, defaultPools: config.defaultPools, leaseTtlMs: config.leaseTtlMs },
+      { node: config.node, tableRange: config.tableRange, pools: km ? km.servicePools : config.pools, defaultPools: config.defaultPools, leaseTtlMs: km ? km.leaseTtlMs : config.leaseTtlMs },
       { store, kernel, clock, log, onAcquire: metrics.observeAcquire, onReclaim: metrics.reclaim, onCleanup: metrics.cleanup },
     );
     if (!(await kernel.available())) log.warn({ procRoot: config.procRoot }, 'no rtpengine kernel module proc tree: nothing to check or clean; pods will forward in userspace');
     metrics.attach(service);
     // Kubernetes mode: rebuild from the API and resync once before serving; acquire is identity-checked.
-    const served = km ? await km.attach(service) : service;
+    const served = km ? await km.attach(service, { onReclaim: metrics.reclaim }) : service;
     if (km) log.info({ store: 'kubernetes', node: config.node }, 'state rebuilt from the Kubernetes API');
     server = await startServer(served, { socket: config.socket, tcpListen: config.tcpListen }, log);
   } catch (e) {

@@ -31,7 +31,7 @@ export const allocatorOptions = {
   defaultPools: opt.list('pools used when a request names none (default: the first pool)', []),
   stateFile: opt.string('the embedded store: one JSON state file, written atomically', '/var/lib/rtpengine-k8s/allocator-state.json'),
   procRoot: opt.string('root of the kernel module proc tree (a directory with the same files in tests)', '/proc/rtpengine'),
-  leaseTtl: opt.number('lease TTL in seconds: an allocation not renewed (Renew RPC) within it is reclaimed; 0 = never', 60, { min: 0 }),
+  leaseTtl: opt.number('file store: lease TTL in seconds, an allocation not renewed (Renew RPC) within it is reclaimed; 0 = never. Kubernetes mode has no TTL: the pod lifecycle decides', 60, { min: 0 }),
   sweepInterval: opt.number('seconds between lease/busy-table sweeps', 2, { min: 0.05 }),
   metricsListen: opt.optionalString('serve /metrics and /healthz over HTTP: PORT (loopback) or HOST:PORT'),
   // Kubernetes mode (docs/kubernetes.md; wiring in reconcile-kube.ts: startKubernetesMode)

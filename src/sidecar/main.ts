@@ -340,6 +340,8 @@ export async function startSidecar(cfg: FullSidecarConfig, deps: SidecarDeps): P
       },
       status: () => statusOf() as unknown as Record<string, unknown>,
       drain: (o: { deadlineMs?: number; trigger: string }) => proxy.drain(o),
+      // GET /drain/wait (httpGet preStop): answered when the proxy's drain is complete.
+      drained: () => proxy.drained(),
     };
     const listen = parseHostPort(cfg.controlListen)!;
     const control: ControlServer = await startControlServer({ host: listen.host, port: listen.port, registry: deps.registry, target, log, allowRemoteDrain: cfg.controlRemoteDrain });
