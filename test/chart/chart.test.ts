@@ -127,6 +127,9 @@ test('every variant renders to Kubernetes objects', () => {
   assert.throws(() => renderChart({ autoscaling: { keda: { enabled: true } } }), (e: unknown) => e instanceof TemplateError && /exclusive/.test(e.message));
   assert.throws(() => renderChart({ multus: { enabled: true, type: 'host-device' } }), /multus.device is required/);
   assert.throws(() => renderChart({ sidecar: { drainMarginSeconds: 20 } }), /drainMarginSeconds must exceed/);
+  // The linger after a drain counts too: 30 s delete-delay + 25 s linger + 10 s > 60 s margin.
+  assert.throws(() => renderChart({ sidecar: { drainLingerSeconds: 25 } }), /drainMarginSeconds must exceed/);
+  renderChart({ sidecar: { drainLingerSeconds: 25, drainMarginSeconds: 65 } });
 });
 
 const kind = (r: { objects: any[] }, k: string) => r.objects.filter((o) => o.kind === k);

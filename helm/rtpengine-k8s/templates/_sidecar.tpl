@@ -62,6 +62,8 @@
       value: {{ .Values.rtpengine.deleteDelaySeconds | quote }}
     - name: RTPE_K8S_DRAIN_DEADLINE_SECONDS
       value: {{ .Values.sidecar.drainDeadlineSeconds | quote }}
+    - name: RTPE_K8S_DRAIN_LINGER_SECONDS
+      value: {{ .Values.sidecar.drainLingerSeconds | quote }}
     - name: RTPE_K8S_DELETION_COST
       value: {{ .Values.sidecar.deletionCost.enabled | quote }}
     - name: RTPE_K8S_DELETION_COST_INTERVAL_SECONDS
