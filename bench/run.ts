@@ -1,6 +1,6 @@
 // `npm run bench`: every bench/*.bench.ts suite (or those named on the command line) in one run,
 // one table on stdout, all figures in bench/results.json (median over runs, p99, goals).
-import { readdirSync, writeFileSync, accessSync, constants } from 'node:fs';
+import { readdirSync, readFileSync, writeFileSync, accessSync, constants } from 'node:fs';
 import { cpus } from 'node:os';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { dirname, join } from 'node:path';
@@ -46,6 +46,19 @@ if (!only.length) {
     date: new Date().toISOString(), node: process.version, cpus: cpus().length, cpu: cpus()[0]?.model, quick, rows, notRun,
   }, null, 2) + '\n');
   process.stderr.write('bench: wrote bench/results.json\n');
+  // Keep the README's Performance table equal to this run.
+  const readme = join(dir, '..', 'README.md');
+  const text = readFileSync(readme, 'utf8');
+  const start = '<!-- bench:start -->';
+  const end = '<!-- bench:end -->';
+  const a = text.indexOf(start);
+  const b = text.indexOf(end);
+  if (a >= 0 && b > a) {
+    const stamp = `Run of ${new Date().toISOString().slice(0, 16).replace('T', ' ')} UTC, Node ${process.version}, ${cpus().length} cores${quick ? ', quick mode' : ''}.`;
+    const gaps = notRun.map((n) => `\nNot run: ${n.suite} (${n.reason}).`).join('');
+    writeFileSync(readme, `${text.slice(0, a + start.length)}\n${stamp}\n\n${table}\n${gaps}\n${text.slice(b)}`);
+    process.stderr.write('bench: updated the Performance table in README.md\n');
+  }
 }
 // A suite that threw is a failed benchmark run, not a quiet gap in the table.
 if (failed) process.exitCode = 1;
