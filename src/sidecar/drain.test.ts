@@ -10,23 +10,29 @@ const F: GateDecision = { action: 'forward' };
 const RD: GateDecision = { action: 'refuse', why: 'draining' };
 const RU: GateDecision = { action: 'refuse', why: 'upstream-down' };
 const FU: GateDecision = { action: 'fail', why: 'upstream-down' };
+const P: GateDecision = { action: 'probe' };
 
 const rows: Row[] = [
   ['serving: new offer forwarded', {}, F],
   ['serving: answer for unknown call forwarded (rtpengine decides)', { command: 'answer' }, F],
   ['serving: statistics forwarded', { command: 'statistics', hasCallId: false }, F],
   ['draining: ping forwarded (pong keeps the node enabled)', { command: 'ping', hasCallId: false, draining: true }, F],
-  ['draining: new offer refused', { draining: true }, RD],
+  ['draining: offer for a call-id the registry lacks → probe rtpengine (may be a re-INVITE)', { draining: true }, P],
   ['draining: offer without call-id refused', { draining: true, hasCallId: false }, RD],
   ['draining: re-INVITE offer for a held call forwarded', { draining: true, known: true }, F],
   ['draining: answer for a held call forwarded', { command: 'answer', draining: true, known: true }, F],
   ['draining: delete for a held call forwarded', { command: 'delete', draining: true, known: true }, F],
   ['draining: query for a held call forwarded', { command: 'query', draining: true, known: true }, F],
   ['draining: publish for a new call refused', { command: 'publish', draining: true, hasCallId: false }, RD],
-  ['draining: create refused', { command: 'create', draining: true }, RD],
+  ['draining: create with an unknown call-id → probe', { command: 'create', draining: true }, P],
+  ['draining: create without call-id refused', { command: 'create', draining: true, hasCallId: false }, RD],
   ['draining: transform refused', { command: 'transform', draining: true, hasCallId: false }, RD],
-  ['draining: delete for an unknown call → load limit (walk on)', { command: 'delete', draining: true }, RD],
-  ['draining: answer for an unknown call → load limit', { command: 'answer', draining: true }, RD],
+  ['draining: delete for a call the registry lacks → probe', { command: 'delete', draining: true }, P],
+  ['draining: answer for a call the registry lacks → probe', { command: 'answer', draining: true }, P],
+  ['draining: query for a call the registry lacks → probe', { command: 'query', draining: true }, P],
+  ['draining: upstream health unknown (null counts as up) → probe', { command: 'answer', draining: true, upstreamUp: true }, P],
+  ['serving: unknown call never probed (hot path untouched)', { command: 'delete' }, F],
+  ['down and draining: answer for an unknown call → load limit, no probe', { command: 'answer', draining: true, upstreamUp: false }, RD],
   ['draining: statistics (no call-id) forwarded', { command: 'statistics', hasCallId: false, draining: true }, F],
   ['draining: list forwarded', { command: 'list', hasCallId: false, draining: true }, F],
   ['down: new offer refused (fail over at once)', { upstreamUp: false }, RU],
@@ -39,7 +45,8 @@ const rows: Row[] = [
   ['down and draining: new offer refused as draining', { draining: true, upstreamUp: false }, RD],
   ['down and draining: held call fails', { command: 'delete', known: true, draining: true, upstreamUp: false }, FU],
   ['no command at all: forwarded (rtpengine explains)', { command: undefined, hasCallId: false }, F],
-  ['unknown command, unknown call, draining → load limit', { command: 'block media', draining: true }, RD],
+  ['unknown command, unknown call, draining → probe', { command: 'block media', draining: true }, P],
+  ['unknown command, no call-id, draining → forwarded', { command: 'block media', hasCallId: false, draining: true }, F],
 ];
 
 for (const [name, input, want] of rows) {
@@ -76,5 +83,46 @@ test('drain controller: deadline ends the drain with outcome deadline', async ()
   const s = await d.wait();
   assert.equal(s.outcome, 'deadline');
   assert.equal(s.sessionsLeft, 2);
+  d.close();
+});
+
+/** systemClock's timers are unref'd: keep the loop alive while a test awaits one. */
+async function held<T>(p: Promise<T>): Promise<T> {
+  const keep = setInterval(() => {}, 10);
+  try { return await p; } finally { clearInterval(keep); }
+}
+
+test('drain controller: rtpengine down while draining ends the drain with outcome upstream-down', async () => {
+  const d = new DrainController({ clock: systemClock, log: silentLogger, upstreamDownMs: 40 });
+  d.upstream(false); // serving: nothing armed
+  await new Promise((r) => setTimeout(r, 60));
+  assert.equal(d.phase, 'serving');
+  d.start(60_000, 'test'); // already down at start: armed now
+  d.observe(4);
+  const s = await held(d.wait());
+  assert.equal(s.outcome, 'upstream-down');
+  assert.equal(s.sessionsLeft, 4);
+  d.close();
+});
+
+test('drain controller: rtpengine back up in time keeps draining; down again re-arms', async () => {
+  const d = new DrainController({ clock: systemClock, log: silentLogger, upstreamDownMs: 60 });
+  d.start(60_000, 'test');
+  d.upstream(false);
+  await new Promise((r) => setTimeout(r, 20));
+  d.upstream(true);
+  await new Promise((r) => setTimeout(r, 80));
+  assert.equal(d.phase, 'draining', 'a short outage does not end the drain');
+  d.upstream(false);
+  const s = await held(d.wait());
+  assert.equal(s.outcome, 'upstream-down');
+  d.close();
+});
+
+test('drain controller: upstreamDownMs Infinity waits for the deadline', async () => {
+  const d = new DrainController({ clock: systemClock, log: silentLogger, upstreamDownMs: Infinity });
+  d.start(50, 'test');
+  d.upstream(false);
+  assert.equal((await held(d.wait())).outcome, 'deadline');
   d.close();
 });

@@ -36,7 +36,12 @@ export interface ProxyMetrics {
   drainPhase(p: DrainPhase): void;
   upstreamUp(up: boolean): void;
   upstreamSessions(own: number): void;
+  /** A draining proxy asked rtpengine (`query`) about a call-id its registry lacked. */
+  drainProbe(outcome: DrainProbeOutcome): void;
 }
+
+/** found: the call is on rtpengine (forwarded); unknown: it is not (refused); failed: no answer. */
+export type DrainProbeOutcome = 'found' | 'unknown' | 'failed';
 
 export interface ProxyMetricsSources {
   /** Tracked calls (the registry), read at scrape time. */
@@ -91,10 +96,12 @@ export function createProxyMetrics(registry: Registry, src: ProxyMetricsSources)
   const timeouts = new Counter({ name: `${p}ng_upstream_timeouts_total`, help: 'Forwarded ng requests rtpengine did not answer within the retry budget', registers: [registry] });
   const drops = new Counter({ name: `${p}ng_dropped_datagrams_total`, help: 'ng datagrams not answered, by reason', labelNames: ['reason'] as const, registers: [registry] });
   const drain = new Gauge({ name: `${p}drain_state`, help: 'Drain phase: 1 for the current phase', labelNames: ['phase'] as const, registers: [registry] });
+  const probes = new Counter({ name: `${p}ng_drain_probes_total`, help: 'While draining: query probes for call-ids the session registry lacked, by outcome', labelNames: ['outcome'] as const, registers: [registry] });
   const up = new Gauge({ name: `${p}rtpengine_up`, help: '1 while rtpengine answers pings', registers: [registry] });
 
   for (const r of ['no_cookie', 'source_denied', 'retransmission_in_flight', 'send_failed']) drops.labels(r).inc(0);
   timeouts.inc(0);
+  for (const o of ['found', 'unknown', 'failed']) probes.labels(o).inc(0);
 
   const phases: DrainPhase[] = ['serving', 'draining', 'drained'];
   const m: ProxyMetrics = {
@@ -115,6 +122,7 @@ export function createProxyMetrics(registry: Registry, src: ProxyMetricsSources)
     drainPhase(ph) { for (const x of phases) drain.labels(x).set(x === ph ? 1 : 0); },
     upstreamUp(u) { up.set(u ? 1 : 0); },
     upstreamSessions(n) { own.set(n); },
+    drainProbe(o) { probes.labels(o).inc(); },
   };
   m.drainPhase('serving');
   return m;

@@ -31,7 +31,11 @@ import { parseHostPort, sourceMatcher, type ProxyConfig } from './proxy-options.
 import type { ControlTarget, Readiness } from './http.js';
 
 /** The proxy's part of the sidecar configuration (see proxy-options.ts for meanings). */
-export type NgProxyConfig = Omit<ProxyConfig, 'controlListen' | 'controlRemoteDrain'>;
+export type NgProxyConfig = Omit<ProxyConfig, 'controlListen' | 'controlRemoteDrain'> & {
+  /** While draining, rtpengine down (failed pings) this long ends the drain with outcome
+   *  'upstream-down' (default 60,000; not yet a CLI option). */
+  ngDrainUpstreamDownMs?: number;
+};
 
 export interface NgProxyDeps {
   log: Logger;
@@ -82,6 +86,7 @@ const PING = Buffer.from('d7:command4:pinge');
 /** New calls held while the first ping is out, at most. */
 const HOLD_MAX = 1024;
 const REFUSE_UNKNOWN: GateDecision = { action: 'refuse', why: 'upstream-down' };
+const REFUSE_DRAINING = { action: 'refuse', why: 'draining' } as const;
 const STATISTICS = Buffer.from('d7:command10:statisticse');
 
 /** A flat dictionary of strings in the request's format (bencode or JSON). */
@@ -133,7 +138,7 @@ export async function startNgProxy(config: NgProxyConfig, deps: NgProxyDeps): Pr
   const events = new EventEmitter();
   const sessions = new SessionRegistry({ clock, tombstoneMs: config.deleteDelaySeconds * 1000 + 5000 });
   const cache = new ReplyCache({ clock, ttlMs: config.ngReplyCacheTtlMs, maxBytes: config.ngReplyCacheMaxBytes });
-  const drainCtl = new DrainController({ clock, log });
+  const drainCtl = new DrainController({ clock, log, upstreamDownMs: config.ngDrainUpstreamDownMs ?? 60_000 });
   const inflight = new Map<string, InFlight>();
   const metrics: ProxyMetrics = createProxyMetrics(deps.registry, {
     sessions: () => sessions.count(), inFlight: () => inflight.size, replyCacheBytes: () => cache.bytes,
@@ -156,6 +161,7 @@ export async function startNgProxy(config: NgProxyConfig, deps: NgProxyDeps): Pr
     upstreamUp = isUp;
     downReason = isUp ? undefined : reason;
     metrics.upstreamUp(isUp);
+    drainCtl.upstream(isUp);
     if (isUp) {
       log.info({ upstream: upstreamName }, 'rtpengine answers: new calls accepted');
       // Started or restarted: learn its calls now rather than at the next interval.
@@ -230,6 +236,7 @@ export async function startNgProxy(config: NgProxyConfig, deps: NgProxyDeps): Pr
         if (firstPing && held.length < HOLD_MAX) { held.push({ sock, msg, rinfo, t0 }); return; }
         d = REFUSE_UNKNOWN;
       }
+      if (d.action === 'probe') { probe(f, dict); return; }
       if (d.action !== 'forward') {
         const rep = decisionReply(d, r);
         if (r.command !== 'ping') log.debug({ command: r.command, callId: r.callId, decision: d }, 'ng request answered by the proxy');
@@ -240,6 +247,43 @@ export async function startNgProxy(config: NgProxyConfig, deps: NgProxyDeps): Pr
     inflight.set(key, f);
     if (udp) udp.forward(dict, f, upstreamHandler);
     else upstream.request(dict).then((res) => onReply(f, res.reply), (e: unknown) => onFail(f, e));
+  };
+
+  // --- drain probe: is a call-id the registry lacks on rtpengine? ------------------------------
+  // Only while draining (never on the serving hot path). The request is in flight meanwhile, so
+  // its retransmissions wait for the one answer.
+  const probe = (f: InFlight, dict: Buffer) => {
+    const r = f.routing;
+    const callId = r.callId!;
+    inflight.set(f.key, f);
+    const q = Buffer.from(`d7:command5:query7:call-id${Buffer.byteLength(callId)}:${callId}e`);
+    upstream.request(q).then((res) => {
+      if (closed) { inflight.delete(f.key); return; }
+      let result: string | undefined;
+      let reason: string | undefined;
+      try {
+        const d = decodeDict(res.reply);
+        result = str(d.result);
+        reason = str(d['error-reason']);
+      } catch { result = 'invalid'; }
+      if (result === 'ok') {
+        metrics.drainProbe('found');
+        // Here after all (a call the registry missed): remember it and send the request on.
+        sessions.learn(callId, { fromTag: r.fromTag, toTag: r.toTag });
+        f.known = true;
+        log.info({ command: r.command, callId }, 'draining: call missing from the registry found on rtpengine; forwarded');
+        if (udp) udp.forward(dict, f, upstreamHandler);
+        else upstream.request(dict).then((rr) => onReply(f, rr.reply), (e: unknown) => onFail(f, e));
+        return;
+      }
+      // Not here ("Unknown call-id"; any other answer does not show the call here either).
+      inflight.delete(f.key);
+      metrics.drainProbe('unknown');
+      if (result !== 'error' || reason !== 'Unknown call-id') log.warn({ command: r.command, callId, result, reason }, 'draining: unexpected answer to the call probe; refused as not here');
+      const rep = decisionReply(REFUSE_DRAINING, r);
+      log.debug({ command: r.command, callId }, 'draining: call-id not on rtpengine; refused');
+      answerLocally(f, f.key, r.command, rep.dict, rep.result);
+    }, (e: unknown) => { metrics.drainProbe('failed'); onFail(f, e); });
   };
 
   const isKnown = (f: InFlight): boolean => (f.known ??= f.routing.callId !== undefined && sessions.has(f.routing.callId));
