@@ -345,3 +345,109 @@ test('IPv4 and IPv6 listeners on one port: each answers from the socket the requ
     await r.close();
   }
 });
+
+test('drain: calls on rtpengine the registry lacks (list skipped) are probed and forwarded; unknown ones get load limit', { skip }, async () => {
+  // ngReconcileListMax 0: the `list` reconciliation never runs, as with more calls than the limit.
+  const r = await rig({ ngReconcileListMax: 0 });
+  const s = await sender();
+  try {
+    const tag = randomBytes(4).toString('hex');
+    const [a, b, c] = [`pa-${tag}`, `pb-${tag}`, `pc-${tag}`];
+    // Created directly on rtpengine: the proxy never sees these offers.
+    for (const id of [a, b, c]) assert.equal(str((await r.direct.command({ command: 'offer', 'call-id': id, 'from-tag': 'ft1', sdp: SDP })).result), 'ok');
+    r.proxy.drain({ trigger: 'test' });
+    await r.proxy.reconcile();
+    assert.equal(r.proxy.status().rtpengine.sessionsOwn, 3);
+    for (const id of [a, b, c]) assert.equal(r.proxy.sessions.has(id), false, `${id} is not in the registry`);
+
+    const ans = dictOf(await s.send(r.port, cookie(), encodeDict({ command: 'answer', 'call-id': a, 'from-tag': 'ft1', 'to-tag': 'tt1', sdp: SDP, supports: ['load limit'] })));
+    assert.equal(str(ans.result), 'ok', 'answer for a pinned call forwarded');
+    assert.match(str(ans.sdp) ?? '', /m=audio \d+ RTP\/AVP 0/);
+    assert.equal(r.proxy.sessions.has(a), true, 'the probe taught the registry');
+    const reoffer = dictOf(await s.send(r.port, cookie(), offer(b)));
+    assert.equal(str(reoffer.result), 'ok', 're-INVITE offer for a pinned call forwarded');
+    const bye = dictOf(await s.send(r.port, cookie(), del(c)));
+    assert.equal(str(bye.result), 'ok', 'delete for a pinned call forwarded');
+    assert.equal(bye.warning, undefined, 'the delete found the call (no "Call-ID not found" warning)');
+    assert.equal(await sessionsOwn(r.direct), 2);
+
+    // Truly unknown call-ids: load limit (Kamailio walks on), nothing created on rtpengine.
+    const unknown = `nowhere-${tag}`;
+    const u1 = dictOf(await s.send(r.port, cookie(), encodeDict({ command: 'answer', 'call-id': unknown, 'from-tag': 'x', 'to-tag': 'y', sdp: SDP, supports: ['load limit'] })));
+    assert.equal(str(u1.result), 'load limit');
+    assert.equal(str(u1.message), 'draining');
+    assert.equal(str(dictOf(await s.send(r.port, cookie(), del(unknown))).result), 'load limit');
+    assert.equal(str(dictOf(await s.send(r.port, cookie(), offer(unknown))).result), 'load limit');
+    const pslr = dictOf(await s.send(r.port, cookie(), offer(unknown, false)));
+    assert.equal(str(pslr['error-reason']), 'Parallel session limit reached');
+    assert.equal(await sessionsOwn(r.direct), 2, 'no refused request created a call');
+    assert.equal(await metric(r.registry, 'rtpengine_k8s_ng_drain_probes_total', { outcome: 'found' }), 3);
+    assert.equal(await metric(r.registry, 'rtpengine_k8s_ng_drain_probes_total', { outcome: 'unknown' }), 4);
+
+    // Known now: forwarded without a probe; the drain ends at 0 sessions.
+    assert.equal(str(dictOf(await s.send(r.port, cookie(), del(a))).result), 'ok');
+    assert.equal(str(dictOf(await s.send(r.port, cookie(), del(b))).result), 'ok');
+    assert.equal(await metric(r.registry, 'rtpengine_k8s_ng_drain_probes_total', { outcome: 'found' }), 3);
+    assert.equal((await r.proxy.drained()).outcome, 'empty');
+  } finally {
+    s.close();
+    await r.close();
+  }
+});
+
+test('serving: no probe (the hot path forwards unknown call-ids to rtpengine as before)', { skip }, async () => {
+  const r = await rig({ ngReconcileListMax: 0 });
+  const s = await sender();
+  try {
+    const rep = dictOf(await s.send(r.port, cookie(), encodeDict({ command: 'answer', 'call-id': 'never-offered', 'from-tag': 'x', 'to-tag': 'y', sdp: SDP })));
+    assert.equal(str(rep.result), 'error');
+    assert.equal(str(rep['error-reason']), 'Unknown call-id', "rtpengine's own answer");
+    assert.equal(await metric(r.registry, 'rtpengine_k8s_ng_drain_probes_total', { outcome: 'unknown' }), 0);
+  } finally {
+    s.close();
+    await r.close();
+  }
+});
+
+test('drain: a probe rtpengine does not answer follows the upstream-down rules', { skip }, async () => {
+  // Pings rarely: the probe, not the health check, meets the stalled rtpengine.
+  const r = await rig({ ngReconcileListMax: 0, ngHealthIntervalMs: 60_000, ngUpstreamTimeoutMs: 100, ngUpstreamRetries: 0 });
+  const s = await sender();
+  try {
+    const id = `stalled-${randomBytes(4).toString('hex')}`;
+    assert.equal(str((await r.direct.command({ command: 'offer', 'call-id': id, 'from-tag': 'ft1', sdp: SDP })).result), 'ok');
+    r.proxy.drain({ trigger: 'test' });
+    await r.proxy.reconcile();
+    r.rtp.proc.kill('SIGSTOP');
+    const del1 = dictOf(await s.send(r.port, cookie(), del(id)));
+    assert.equal(str(del1.result), 'error', 'a delete maybe for a call here: error naming the failure, not load limit');
+    assert.match(str(del1['error-reason']) ?? '', new RegExp(`rtpengine at 127\\.0\\.0\\.1:\\d+ failed for call ${id}`));
+    assert.equal(await metric(r.registry, 'rtpengine_k8s_ng_drain_probes_total', { outcome: 'failed' }), 1);
+    assert.equal(r.proxy.status().rtpengine.up, false, 'the probe timeout marks rtpengine down');
+  } finally {
+    r.rtp.proc.kill('SIGCONT');
+    s.close();
+    await r.close();
+  }
+});
+
+test('drain: rtpengine down for the bound while draining ends the drain with outcome upstream-down', { skip }, async () => {
+  const r = await rig({ ngDrainUpstreamDownMs: 400, ngHealthIntervalMs: 100, ngHealthFailures: 2, ngUpstreamTimeoutMs: 100, ngUpstreamRetries: 0 } as Partial<ProxyConfig>);
+  const s = await sender();
+  try {
+    const held = `ud-${randomBytes(4).toString('hex')}`;
+    assert.equal(str(dictOf(await s.send(r.port, cookie(), offer(held))).result), 'ok');
+    r.proxy.drain({ trigger: 'test' }); // default deadline: 1800 s
+    await r.proxy.reconcile();
+    const t0 = Date.now();
+    r.rtp.proc.kill('SIGKILL');
+    const done = await r.proxy.drained();
+    assert.equal(done.outcome, 'upstream-down');
+    assert.equal(done.sessionsLeft, 1, 'the last count rtpengine reported');
+    assert.ok(Date.now() - t0 >= 400, 'not before the bound');
+    assert.equal(await metric(r.registry, 'rtpengine_k8s_drain_state', { phase: 'drained' }), 1);
+  } finally {
+    s.close();
+    await r.close();
+  }
+});
