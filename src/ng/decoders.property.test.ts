@@ -7,7 +7,7 @@ import { isCoded } from '../errors.js';
 import { MAX_DICT_BYTES } from './bencode.js';
 import { decodeDict, encodeDict, plain, str } from './codec.js';
 import { splitMessage, MAX_COOKIE } from './framing.js';
-import { routingOf, scanReplyResult, scanRouting } from './scan.js';
+import { UNREADABLE, replyResult, replyScratch, routingOf, scanReplyResult, scanRouting } from './scan.js';
 import { sampleOffer } from './sample.js';
 import { NgStreamDecoder } from './tcp.js';
 
@@ -65,6 +65,10 @@ function exercise(msg: Buffer): { decoded?: unknown; scanned?: unknown; protoKey
       if (!isCoded(e) || !e.code.startsWith('NG_')) assert.fail(`${name} threw uncoded on ${show(dict)}: ${String(e)}`);
     }
   }
+  // The trusted-reply reader never throws, whatever the bytes; on a valid dictionary it agrees.
+  let quick: string | undefined | null = UNREADABLE;
+  try { quick = replyResult(dict, true); } catch (e) { assert.fail(`replyResult threw on ${show(dict)}: ${String(e)}`); }
+  assert.ok(quick === UNREADABLE || quick === undefined || typeof quick === 'string');
   // Scan and decode validate the same grammar (decode additionally refuses `__proto__` keys).
   if (!out.protoKey && (out.decoded !== undefined) !== (out.scanned !== undefined)) assert.fail(`scan/decode disagree on ${show(dict)}`);
   return out;
@@ -82,6 +86,9 @@ test('valid dictionaries: decode matches the model; scanRouting and scanReplyRes
     const r = scanReplyResult(wire);
     assert.equal(r.result, str(d.result));
     assert.equal(r.callId, str(d['call-id']));
+    assert.equal(replyResult(wire, true), str(d.result));
+    assert.equal(replyScratch.callId, str(d['call-id']));
+    assert.equal(replyResult(wire, false), str(d.result));
   }), { numRuns: 10_000 });
 });
 

@@ -2,7 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { isCoded } from '../errors.js';
 import { encodeDict, decodeDict } from './codec.js';
-import { routingOf, scanReplyResult, scanRouting } from './scan.js';
+import { UNREADABLE, replyResult, replyScratch, routingOf, scanReplyResult, scanRouting } from './scan.js';
 import { sampleOffer } from './sample.js';
 
 const b = (s: string) => Buffer.from(s, 'latin1');
@@ -89,4 +89,25 @@ test('scanReplyResult reads result and call-id', () => {
   assert.deepEqual(scanReplyResult(b('{"result":"load limit","message":"m"}')), { result: 'load limit', callId: undefined });
   assert.deepEqual(scanReplyResult(b('d3:fooi1ee')), {});
   assert.throws(() => scanReplyResult(b('d6:result2:ok')), code('NG_BENCODE_INVALID'));
+});
+
+test('replyResult (trusted replies): result and, on request, call-id, stopping once found', () => {
+  assert.equal(replyResult(b('d6:result4:ponge'), false), 'pong');
+  assert.equal(replyResult(b('d3:sdp3:v=07:call-id2:c96:result2:oke'), true), 'ok');
+  assert.equal(replyScratch.callId, 'c9');
+  assert.equal(replyResult(b('d3:sdp3:v=07:call-id2:c96:result2:oke'), false), 'ok');
+  assert.equal(replyScratch.callId, undefined, 'call-id only when asked for');
+  assert.equal(replyResult(b('d4:tagsd1:ad1:xi1eee12:error-reason3:bad6:result5:errore'), false), 'error', 'non-string values skipped');
+  assert.equal(replyResult(b('{"result":"load limit","call-id":"j1"}'), true), 'load limit');
+  assert.equal(replyScratch.callId, 'j1');
+  assert.equal(replyResult(b('d3:fooi1ee'), true), undefined);
+  assert.equal(replyScratch.callId, undefined);
+  // Stops at the result: what follows is not read (rtpengine's reply is trusted).
+  assert.equal(replyResult(b('d6:result2:ok'), false), 'ok');
+  // What it must read and cannot: unreadable, never a throw.
+  for (const bad of ['d6:result2:o', 'd6:resul', 'dx:resulte', 'd3:sdp99:v=0e', '{"result":', '', 'd']) {
+    assert.equal(replyResult(b(bad), true), UNREADABLE, bad);
+  }
+  assert.equal(replyResult(b('d3:sdp3:v=07:call-id2:c9e'), true), undefined, 'no result');
+  assert.equal(replyScratch.callId, 'c9');
 });

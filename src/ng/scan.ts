@@ -182,3 +182,66 @@ export function scanReplyResult(dict: Buffer): { result?: string; callId?: strin
   }, () => {});
   return r;
 }
+
+const COLON = 0x3a;
+/** The call-id found by the last replyResult() call (module scratch: no result object per reply). */
+export const replyScratch: { callId: string | undefined } = { callId: undefined };
+/** replyResult()'s answer for a reply it cannot read (the proxy counts it as `invalid`). */
+export const UNREADABLE = null;
+
+/**
+ * The proxy's hot path for rtpengine's replies, which are trusted (forwarded byte for byte
+ * anyway): `result` and, when `wantCallId`, `call-id` (into replyScratch), stopping as soon as
+ * both are found. String values are skipped by their length prefix, other values by the walker;
+ * the rest of the dictionary is not validated (scanReplyResult does that). Returns the result,
+ * undefined without one, UNREADABLE (null) when the bytes read so far are not a dictionary.
+ */
+export function replyResult(b: Buffer, wantCallId: boolean): string | undefined | null {
+  replyScratch.callId = undefined;
+  if (b[0] !== 0x64) {
+    try {
+      const d = decodeDict(b);
+      if (wantCallId) replyScratch.callId = str(d['call-id']);
+      return str(d.result);
+    } catch { return UNREADABLE; }
+  }
+  const end = b.length;
+  let p = 1;
+  let result: string | undefined;
+  let haveResult = false;
+  let haveCallId = !wantCallId;
+  while (p < end) {
+    let c = b[p]!;
+    if (c === E) return result;
+    let n = 0;
+    while (c >= 0x30 && c <= 0x39) { n = n * 10 + c - 0x30; c = b[++p]!; }
+    if (c !== COLON || n > end) return UNREADABLE;
+    const ks = p + 1;
+    p = ks + n;
+    const v = b[p];
+    if (v === undefined) return UNREADABLE;
+    if (v >= 0x30 && v <= 0x39) {
+      let m = 0;
+      c = v;
+      while (c >= 0x30 && c <= 0x39) { m = m * 10 + c - 0x30; c = b[++p]!; }
+      if (c !== COLON) return UNREADABLE;
+      const vs = p + 1;
+      p = vs + m;
+      if (p > end) return UNREADABLE;
+      if (n === 6 && eq(b, ks, K_RESULT)) {
+        result = text(b, vs, p);
+        haveResult = true;
+        if (haveCallId) return result;
+      } else if (n === 7 && !haveCallId && eq(b, ks, K_CALL_ID[0]!)) {
+        replyScratch.callId = text(b, vs, p);
+        haveCallId = true;
+        if (haveResult) return result;
+      }
+    } else {
+      const q = skipValue(b, p, end, 1);
+      if (q < 0) return UNREADABLE;
+      p = q;
+    }
+  }
+  return UNREADABLE;
+}

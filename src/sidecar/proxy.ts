@@ -19,7 +19,7 @@ import { NgError, isCoded } from '../errors.js';
 import type { Logger } from '../log.js';
 import { systemClock, type Clock, type Timer } from '../clock.js';
 import { MAX_COOKIE } from '../ng/framing.js';
-import { scanRouting, scanReplyResult } from '../ng/scan.js';
+import { scanRouting, scanReplyResult, replyResult, replyScratch, UNREADABLE } from '../ng/scan.js';
 import { decodeDict, str } from '../ng/codec.js';
 import { NgUdpClient, type NgForwardHandler } from '../ng/client.js';
 import type { NgUpstream, Routing } from '../ng/types.js';
@@ -298,17 +298,13 @@ export async function startNgProxy(config: NgProxyConfig, deps: NgProxyDeps): Pr
     // Read-only commands are safe to run twice: a late retransmission is simply forwarded again,
     // which keeps high-rate pings/queries out of the cache (memory and GC).
     if (r.command === undefined || !READ_ONLY.has(r.command)) cache.set(key, out);
-    let result: string | undefined;
-    let replyCallId: string | undefined;
-    try {
-      const s = scanReplyResult(reply);
-      result = s.result;
-      replyCallId = s.callId;
-    } catch {
-      result = 'invalid';
-    }
+    // rtpengine's reply is trusted (and already forwarded): read `result`, and `call-id` only
+    // for requests without one (publish/create generate it), then stop.
+    const wantCallId = r.callId === undefined;
+    const got = replyResult(reply, wantCallId);
+    const result = got === UNREADABLE ? 'invalid' : got;
     if (result === 'ok') {
-      const callId = r.callId ?? replyCallId;
+      const callId = r.callId ?? (wantCallId ? replyScratch.callId : undefined);
       if (callId !== undefined) {
         if (r.command === 'delete') sessions.forget(callId);
         else if ((r.command !== undefined && CREATING_COMMANDS.has(r.command)) || r.command === 'answer' || r.command === 'query' || isKnown(f)) {
