@@ -43,6 +43,17 @@ export interface ProxyMetrics {
 /** found: the call is on rtpengine (forwarded); unknown: it is not (refused); failed: no answer. */
 export type DrainProbeOutcome = 'found' | 'unknown' | 'failed';
 
+const ORIGINS: ReplyOrigin[] = ['rtpengine', 'proxy', 'cache'];
+interface Counted { labels: { command: string; result: string; origin: string }; n: number }
+interface Hist { counts: Float64Array; sum: number; count: number }
+interface CommandChildren {
+  label: string;
+  hist: Hist;
+  /** By raw result string (bounded results only) and by label: [rtpengine, proxy, cache]. */
+  results: Map<string | undefined, Counted[]>;
+  resultsByLabel: Map<string, Counted[]>;
+}
+
 export interface ProxyMetricsSources {
   /** Tracked calls (the registry), read at scrape time. */
   sessions: () => number;
@@ -63,23 +74,26 @@ export function createProxyMetrics(registry: Registry, src: ProxyMetricsSources)
   new Gauge({ name: `${p}ng_in_flight`, help: 'ng requests forwarded and not yet answered', registers: [registry], collect() { this.set(src.inFlight()); } });
   new Gauge({ name: `${p}ng_reply_cache_bytes`, help: 'Bytes held by the retransmission reply cache', registers: [registry], collect() { this.set(src.replyCacheBytes()); } });
   // Requests and latency are counted in plain objects on the hot path and handed to prom-client
-  // only at scrape time (custom collectors): no label hashing per request.
-  const reqCounts = new Map<string, { labels: { command: string; result: string; origin: string }; n: number }>();
+  // only at scrape time (custom collectors): no label hashing per request. Children are bound
+  // lazily per command and per result, looked up by the raw strings (bounded: unknown commands
+  // and results share the `other` child and are not remembered), origin by array index.
+  const reqCounts: Counted[] = [];
   registry.registerMetric({
     name: `${p}ng_requests_total`, help: 'ng requests answered, by command, result and origin of the reply', type: 'counter',
     get: async () => ({ name: `${p}ng_requests_total`, help: 'ng requests answered, by command, result and origin of the reply', type: 'counter', aggregator: 'sum',
-      values: [...reqCounts.values()].map((c) => ({ labels: { ...c.labels }, value: c.n })) }),
-    reset: () => reqCounts.clear(),
+      values: reqCounts.filter((c) => c.n > 0).map((c) => ({ labels: { ...c.labels }, value: c.n })) }),
+    reset: () => { for (const c of reqCounts) c.n = 0; },
   } as never);
   const BUCKETS = [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5];
   const latName = `${p}ng_request_duration_seconds`;
   const latHelp = 'Time from receiving an ng request to sending its reply';
-  const lat = new Map<string, { counts: Float64Array; sum: number; count: number }>();
+  const lat = new Map<string, Hist>();
   registry.registerMetric({
     name: `${p}ng_request_duration_seconds`, help: latHelp, type: 'histogram',
     get: async () => {
       const values: Array<{ labels: Record<string, string | number>; value: number; metricName: string }> = [];
       for (const [command, h] of lat) {
+        if (h.count === 0) continue;
         let cum = 0;
         for (let i = 0; i < BUCKETS.length; i++) {
           cum += h.counts[i]!;
@@ -91,8 +105,38 @@ export function createProxyMetrics(registry: Registry, src: ProxyMetricsSources)
       }
       return { name: latName, help: latHelp, type: 'histogram', aggregator: 'sum', values };
     },
-    reset: () => lat.clear(),
+    reset: () => { for (const h of lat.values()) { h.counts.fill(0); h.sum = 0; h.count = 0; } },
   } as never);
+
+  const byLabel = new Map<string, CommandChildren>();
+  const commandChildren = (label: string): CommandChildren => {
+    let c = byLabel.get(label);
+    if (!c) {
+      const hist: Hist = { counts: new Float64Array(BUCKETS.length), sum: 0, count: 0 };
+      lat.set(label, hist);
+      c = { label, hist, results: new Map(), resultsByLabel: new Map() };
+      byLabel.set(label, c);
+    }
+    return c;
+  };
+  const resultChildren = (c: CommandChildren, label: string): Counted[] => {
+    let rs = c.resultsByLabel.get(label);
+    if (!rs) {
+      rs = ORIGINS.map((origin) => ({ labels: { command: c.label, result: label, origin }, n: 0 }));
+      for (const x of rs) reqCounts.push(x);
+      c.resultsByLabel.set(label, rs);
+    }
+    return rs;
+  };
+  const byCommand = new Map<string | undefined, CommandChildren>();
+  const children = (command: string | undefined): CommandChildren => {
+    let c = byCommand.get(command);
+    if (c) return c;
+    const label = commandLabel(command);
+    c = commandChildren(label);
+    if (label !== 'other') byCommand.set(command, c); // raw keys only for the bounded set
+    return c;
+  };
   const timeouts = new Counter({ name: `${p}ng_upstream_timeouts_total`, help: 'Forwarded ng requests rtpengine did not answer within the retry budget', registers: [registry] });
   const drops = new Counter({ name: `${p}ng_dropped_datagrams_total`, help: 'ng datagrams not answered, by reason', labelNames: ['reason'] as const, registers: [registry] });
   const drain = new Gauge({ name: `${p}drain_state`, help: 'Drain phase: 1 for the current phase', labelNames: ['phase'] as const, registers: [registry] });
@@ -106,13 +150,15 @@ export function createProxyMetrics(registry: Registry, src: ProxyMetricsSources)
   const phases: DrainPhase[] = ['serving', 'draining', 'drained'];
   const m: ProxyMetrics = {
     request(command, result, origin, seconds) {
-      const c = commandLabel(command);
-      const key = `${c}\0${result}\0${origin}`;
-      const e = reqCounts.get(key);
-      if (e) e.n++;
-      else reqCounts.set(key, { labels: { command: c, result: resultLabel(result), origin }, n: 1 });
-      let h = lat.get(c);
-      if (!h) { h = { counts: new Float64Array(BUCKETS.length), sum: 0, count: 0 }; lat.set(c, h); }
+      const c = children(command);
+      let rs = c.results.get(result);
+      if (!rs) {
+        const label = resultLabel(result);
+        rs = resultChildren(c, label);
+        if (label !== 'other') c.results.set(result, rs);
+      }
+      rs[origin === 'rtpengine' ? 0 : origin === 'proxy' ? 1 : 2]!.n++;
+      const h = c.hist;
       h.sum += seconds;
       h.count++;
       for (let i = 0; i < BUCKETS.length; i++) if (seconds <= BUCKETS[i]!) { h.counts[i]!++; break; }
