@@ -192,6 +192,8 @@ test('IPv6', async (t) => {
   try {
     p = await peer((m, _r, reply) => pong(m, reply), '::1');
   } catch (e) {
+    // No IPv6 loopback on this machine: skipped, except under CI where every real path must run.
+    if (process.env.RTPE_K8S_REQUIRE_ALL === '1') throw e;
     t.skip(`no IPv6 loopback: ${(e as Error).message}`);
     return;
   }

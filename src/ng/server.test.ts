@@ -64,6 +64,8 @@ test('IPv6 loopback', async (t) => {
   try {
     srv = await NgUdpServer.bind({ host: '::1', port: 0 }, (msg, rinfo, reply) => reply(Buffer.from(rinfo.family)));
   } catch (e) {
+    // No IPv6 loopback on this machine: skipped, except under CI where every real path must run.
+    if (process.env.RTPE_K8S_REQUIRE_ALL === '1') throw e;
     t.skip(`no IPv6 loopback here: ${(e as Error).message}`);
     return;
   }
