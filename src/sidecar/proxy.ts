@@ -480,6 +480,7 @@ export async function startNgProxy(config: NgProxyConfig, deps: NgProxyDeps): Pr
       pingTimer.cancel();
       reconcileTimer?.cancel();
       drainCtl.close();
+      cache.close();
       await Promise.all(sockets.map((s) => new Promise<void>((r) => s.close(() => r()))));
       if (ownsUpstream) upstream.close();
       log.info({ inFlight: inflight.size }, 'ng proxy closed');

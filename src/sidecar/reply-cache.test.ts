@@ -16,7 +16,7 @@ test('entries survive one generation and are gone after two', async () => {
   const c = new ReplyCache({ clock: systemClock, ttlMs: 40 });
   c.set('a', Buffer.from('x'));
   await new Promise((r) => setTimeout(r, 50));
-  c.set('b', Buffer.from('y')); // rotates: 'a' moves to the previous generation
+  c.set('b', Buffer.from('y')); // the generation timer rotated at 40 ms: 'a' is in the previous generation
   assert.equal(c.get('a')?.toString(), 'x');
   await new Promise((r) => setTimeout(r, 45));
   assert.equal(c.get('b')?.toString(), 'y', 'still within its second generation');
@@ -44,4 +44,14 @@ test('a reply larger than half the bound is not cached', () => {
   c.set('big', Buffer.alloc(40 * 1024));
   assert.equal(c.get('big'), undefined);
   assert.equal(c.bytes, 0);
+});
+
+test('close stops the generation timer and empties the cache', async () => {
+  const c = new ReplyCache({ clock: systemClock, ttlMs: 20 });
+  c.set('a', Buffer.from('x'));
+  c.close();
+  assert.equal(c.size, 0);
+  c.set('b', Buffer.from('y'));
+  await new Promise((r) => setTimeout(r, 60));
+  assert.equal(c.get('b')?.toString(), 'y', 'no rotation after close');
 });

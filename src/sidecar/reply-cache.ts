@@ -1,7 +1,8 @@
 // Replies already sent downstream, keyed by (source address, source port, client cookie), so a
 // late retransmission is answered without reaching rtpengine again. Two generations (like
 // rtpengine's own cookie cache): entries live one to two `ttlMs`, and total bytes are bounded.
-import type { Clock } from '../clock.js';
+// A timer rotates the generations, so get/set never read the clock (they run per datagram).
+import type { Clock, Timer } from '../clock.js';
 
 export interface ReplyCacheOptions {
   clock: Clock;
@@ -18,27 +19,25 @@ export class ReplyCache {
   private prev = new Map<string, Buffer>();
   private curBytes = 0;
   private prevBytes = 0;
-  private genStart: number;
-  private readonly clock: Clock;
+  private readonly timer: Timer;
   private readonly ttlMs: number;
   private readonly maxBytes: number;
   /** Generations dropped early because of the memory bound (for metrics/status). */
   evictions = 0;
 
   constructor(opts: ReplyCacheOptions) {
-    this.clock = opts.clock;
     this.ttlMs = opts.ttlMs ?? 60_000;
     this.maxBytes = opts.maxBytes ?? 32 * 1024 * 1024;
-    this.genStart = this.clock.monotonic();
+    // Every ttlMs the current generation becomes the previous one and the previous one is
+    // dropped: an entry lives one to two ttlMs; idle for two generations, both are gone.
+    this.timer = opts.clock.setInterval(() => this.rotate(), this.ttlMs);
   }
 
   get(key: string): Buffer | undefined {
-    this.maybeRotate();
     return this.cur.get(key) ?? this.prev.get(key);
   }
 
   set(key: string, reply: Buffer): void {
-    this.maybeRotate();
     const size = key.length * 2 + reply.length + ENTRY_OVERHEAD;
     if (size > this.maxBytes / 2) return; // would evict everything else for one reply
     const old = this.cur.get(key);
@@ -60,16 +59,14 @@ export class ReplyCache {
     this.curBytes = this.prevBytes = 0;
   }
 
-  private maybeRotate(): void {
-    const now = this.clock.monotonic();
-    if (now - this.genStart < this.ttlMs) return;
-    // Idle for two generations: both are stale.
-    if (now - this.genStart >= 2 * this.ttlMs) this.clear();
-    else this.rotate();
-    this.genStart = now;
+  /** Stops the generation timer (the proxy's close). */
+  close(): void {
+    this.timer.cancel();
+    this.clear();
   }
 
   private rotate(): void {
+    if (this.cur.size === 0 && this.prev.size === 0) return;
     this.prev = this.cur;
     this.prevBytes = this.curBytes;
     this.cur = new Map();
