@@ -393,6 +393,10 @@ export async function startNgProxy(config: NgProxyConfig, deps: NgProxyDeps): Pr
   let reconciling: Promise<void> | undefined;
   const reconcileOnce = async () => {
     const startedAt = clock.monotonic();
+    // A count asked for before the drain began can predate calls created since (and drain()
+    // chains a fresh reconciliation after a running one): only a reading taken while draining
+    // may end the drain.
+    const drainingAtStart = drainCtl.phase === 'draining';
     const st = decodeDict((await upstream.request(STATISTICS)).reply);
     const cur = (st.statistics as Record<string, unknown> | undefined)?.currentstatistics as Record<string, unknown> | undefined;
     const own = num(cur?.sessionsown);
@@ -410,7 +414,7 @@ export async function startNgProxy(config: NgProxyConfig, deps: NgProxyDeps): Pr
       }
     }
     lastReconcileAt = clock.now();
-    drainCtl.observe(own);
+    if (drainingAtStart) drainCtl.observe(own);
   };
   let reconcileAgain: Promise<void> | undefined;
   /** A reconciliation that starts now, or right after the one running (callers share it). */

@@ -14,6 +14,7 @@ import { proxyConfigWith, type ProxyConfig } from '../../src/sidecar/proxy-optio
 import { createRegistry, type Registry } from '../../src/metrics.js';
 import { silentLogger } from '../../src/log.js';
 import { NgUdpClient } from '../../src/ng/client.js';
+import type { NgUpstream } from '../../src/ng/types.js';
 import { decodeDict, encodeDict, str } from '../../src/ng/codec.js';
 
 const skip = requires('rtpengine');
@@ -41,6 +42,13 @@ async function rig(overrides: Partial<ProxyConfig> = {}, upstreamPort?: (rtp: Rt
     rtp, proxy, registry, port, direct,
     close: async () => { direct.close(); await proxy.close(); await rtp.stop(); },
   };
+}
+
+/** rtpengine answered a ping and the start-up reconciliation it triggers is over: calls created
+ *  directly on rtpengine from now on stay unknown to the proxy until the next reconciliation. */
+async function settled(r: Rig): Promise<void> {
+  while (r.proxy.status().rtpengine.up !== true) await new Promise((res) => setTimeout(res, 10));
+  await r.proxy.reconcile();
 }
 
 /** A bare UDP sender: full control of cookies and bytes, like Kamailio. */
@@ -132,6 +140,7 @@ test('the reply is rtpengine\'s dictionary byte for byte behind the client\'s co
 test('calls rtpengine holds but the proxy never saw are found by reconciliation', { skip }, async () => {
   const r = await rig();
   try {
+    await settled(r);
     const id = `direct-${randomBytes(4).toString('hex')}`;
     await r.direct.command({ command: 'offer', 'call-id': id, 'from-tag': 'x', sdp: SDP });
     assert.equal(r.proxy.sessions.has(id), false);
@@ -351,6 +360,7 @@ test('drain: calls on rtpengine the registry lacks (list skipped) are probed and
   const r = await rig({ ngReconcileListMax: 0 });
   const s = await sender();
   try {
+    await settled(r);
     const tag = randomBytes(4).toString('hex');
     const [a, b, c] = [`pa-${tag}`, `pb-${tag}`, `pc-${tag}`];
     // Created directly on rtpengine: the proxy never sees these offers.
@@ -414,6 +424,7 @@ test('drain: a probe rtpengine does not answer follows the upstream-down rules',
   const r = await rig({ ngReconcileListMax: 0, ngHealthIntervalMs: 60_000, ngUpstreamTimeoutMs: 100, ngUpstreamRetries: 0 });
   const s = await sender();
   try {
+    await settled(r);
     const id = `stalled-${randomBytes(4).toString('hex')}`;
     assert.equal(str((await r.direct.command({ command: 'offer', 'call-id': id, 'from-tag': 'ft1', sdp: SDP })).result), 'ok');
     r.proxy.drain({ trigger: 'test' });
@@ -440,14 +451,63 @@ test('drain: rtpengine down for the bound while draining ends the drain with out
     r.proxy.drain({ trigger: 'test' }); // default deadline: 1800 s
     await r.proxy.reconcile();
     const t0 = Date.now();
-    r.rtp.proc.kill('SIGKILL');
+    // Stopped, not killed: the ng port stays taken, so no other rtpengine on this busy machine
+    // can take it over and answer (a killed one is covered by 'rtpengine gone' above).
+    r.rtp.proc.kill('SIGSTOP');
     const done = await r.proxy.drained();
-    assert.equal(done.outcome, 'upstream-down');
+    assert.equal(done.outcome, 'upstream-down', JSON.stringify({ done, ms: Date.now() - t0, st: r.proxy.status() }));
     assert.equal(done.sessionsLeft, 1, 'the last count rtpengine reported');
     assert.ok(Date.now() - t0 >= 400, 'not before the bound');
     assert.equal(await metric(r.registry, 'rtpengine_k8s_drain_state', { phase: 'drained' }), 1);
   } finally {
+    r.rtp.proc.kill('SIGCONT');
     s.close();
     await r.close();
+  }
+});
+
+test('drain: a session count asked for before the drain began cannot end it', { skip }, async () => {
+  const rtp = await startRtpengine();
+  const registry = createRegistry({ defaultMetrics: false });
+  const real = new NgUdpClient({ host: '127.0.0.1', port: rtp.ngPort, timeoutMs: 500, retries: 2 });
+  // The real client, except that statistics answers can be held back (a slow reconciliation).
+  let hold: Promise<void> | undefined;
+  let release = () => {};
+  const upstream: NgUpstream = {
+    async request(dict, opts) {
+      const res = await real.request(dict, opts);
+      if (hold && Buffer.isBuffer(dict) && dict.includes('10:statistics')) await hold;
+      return res;
+    },
+    close: () => real.close(),
+  };
+  const port = await freePort();
+  const proxy = await startNgProxy(proxyConfigWith({
+    ngListen: [`127.0.0.1:${port}`], ngUpstream: `127.0.0.1:${rtp.ngPort}`, deleteDelaySeconds: 0,
+    ngHealthIntervalMs: 100, ngReconcileIntervalMs: 60_000, ngDrainPollMs: 60_000,
+  }), { log: silentLogger, registry, upstream });
+  const s = await sender();
+  try {
+    await settled({ proxy } as Rig);
+    hold = new Promise<void>((res) => { release = res; });
+    const stale = proxy.reconcile(); // its statistics answer (0 calls) is held
+    const id = `race-${randomBytes(4).toString('hex')}`;
+    assert.equal(str(dictOf(await s.send(port, cookie(), offer(id))).result), 'ok');
+    proxy.drain({ trigger: 'test' }); // chains a fresh reconciliation after the held one
+    hold = undefined;
+    release();
+    await stale;
+    await proxy.reconcile();
+    assert.equal(proxy.status().drain.phase, 'draining', 'the stale 0 did not end the drain');
+    assert.equal(proxy.status().drain.sessionsLeft, 1);
+    assert.equal(str(dictOf(await s.send(port, cookie(), del(id))).result), 'ok');
+    await proxy.reconcile();
+    assert.equal((await proxy.drained()).outcome, 'empty');
+  } finally {
+    release();
+    s.close();
+    await proxy.close();
+    upstream.close();
+    await rtp.stop();
   }
 });
