@@ -258,6 +258,10 @@ const CATALOGUE = {
     message: (d) => `drain deadline of ${s(d.deadlineS)} s passed with ${s(d.sessions)} session(s) left`,
     grpc: GrpcStatus.DEADLINE_EXCEEDED, exit: Exit.TEMPFAIL,
   },
+  DRAIN_UPSTREAM_DOWN: {
+    message: (d) => `drain ended because rtpengine stopped answering while draining (${s(d.sessions)} session(s) last seen); its calls did not finish normally`,
+    grpc: GrpcStatus.UNAVAILABLE, exit: Exit.UNAVAILABLE,
+  },
   SIDECAR_UNREACHABLE: {
     message: (d) => `sidecar control endpoint ${s(d.url)} is not reachable: ${s(d.reason)}`,
     grpc: GrpcStatus.UNAVAILABLE, exit: Exit.UNAVAILABLE,

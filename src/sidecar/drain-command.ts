@@ -91,6 +91,13 @@ export const drainCommand = defineCommand({
       ctx.stdout.write(`${e.message}\n`);
       return e.exitCode;
     }
+    if (s.drain.outcome === 'upstream-down') {
+      // rtpengine stopped answering while draining: its calls are gone, not finished.
+      const e = new SidecarError('DRAIN_UPSTREAM_DOWN', { sessions: sessionsOf(s) });
+      ctx.log.warn({ code: e.code }, e.message);
+      ctx.stdout.write(`${e.message}\n`);
+      return e.exitCode;
+    }
     ctx.stdout.write(`drained: 0 sessions after ${((Date.now() - started) / 1000).toFixed(1)} s\n`);
     return Exit.OK;
   },

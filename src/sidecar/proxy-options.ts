@@ -45,6 +45,7 @@ export const proxyOptions = {
   ngHealthFailures: opt.int('consecutive failed pings before rtpengine counts as down', 2, { min: 1 }),
   ngReconcileIntervalMs: opt.int("reconcile tracked sessions with rtpengine's statistics/list this often", 10_000, { min: 100 }),
   ngDrainPollMs: opt.int("while draining, read rtpengine's session count this often", 1000, { min: 50 }),
+  ngDrainUpstreamDownMs: opt.int('while draining, rtpengine down (failing pings) this long ends the drain with outcome upstream-down: its calls are gone or can no longer be signalled (ADR 0024)', 60_000, { min: 1000 }),
   ngReconcileListMax: opt.int('ask rtpengine for its call list only up to this many sessions (a UDP reply must fit 64 KiB)', 1000, { min: 0 }),
   ngReplyCacheTtlMs: opt.int('keep sent replies for late retransmissions at least this long', 60_000, { min: 1000 }),
   ngReplyCacheMaxBytes: opt.int('memory bound of the reply cache', 32 * 1024 * 1024, { min: 64 * 1024 }),

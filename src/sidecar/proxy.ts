@@ -31,11 +31,7 @@ import { parseHostPort, sourceMatcher, type ProxyConfig } from './proxy-options.
 import type { ControlTarget, Readiness } from './http.js';
 
 /** The proxy's part of the sidecar configuration (see proxy-options.ts for meanings). */
-export type NgProxyConfig = Omit<ProxyConfig, 'controlListen' | 'controlRemoteDrain'> & {
-  /** While draining, rtpengine down (failed pings) this long ends the drain with outcome
-   *  'upstream-down' (default 60,000; not yet a CLI option). */
-  ngDrainUpstreamDownMs?: number;
-};
+export type NgProxyConfig = Omit<ProxyConfig, 'controlListen' | 'controlRemoteDrain'>;
 
 export interface NgProxyDeps {
   log: Logger;
@@ -138,7 +134,7 @@ export async function startNgProxy(config: NgProxyConfig, deps: NgProxyDeps): Pr
   const events = new EventEmitter();
   const sessions = new SessionRegistry({ clock, tombstoneMs: config.deleteDelaySeconds * 1000 + 5000 });
   const cache = new ReplyCache({ clock, ttlMs: config.ngReplyCacheTtlMs, maxBytes: config.ngReplyCacheMaxBytes });
-  const drainCtl = new DrainController({ clock, log, upstreamDownMs: config.ngDrainUpstreamDownMs ?? 60_000 });
+  const drainCtl = new DrainController({ clock, log, upstreamDownMs: config.ngDrainUpstreamDownMs });
   const inflight = new Map<string, InFlight>();
   const metrics: ProxyMetrics = createProxyMetrics(deps.registry, {
     sessions: () => sessions.count(), inFlight: () => inflight.size, replyCacheBytes: () => cache.bytes,
