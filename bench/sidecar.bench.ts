@@ -41,7 +41,7 @@ const suite: Suite = {
             '--proc-root', join(dir, 'no-module'), '--media-address-mode', 'none', '--no-deletion-cost',
             '--ng-listen', `127.0.0.1:${await freePort()}`, '--ng-upstream', `127.0.0.1:${await freePort()}`, '--control-listen', '127.0.0.1:0',
             '--port-min', String(min), '--port-max', String(max), '--delete-delay-seconds', '0', '--rtpengine-options', '{"num-threads":2}',
-            '--drain-deadline-seconds', '2',
+            '--drain-deadline-seconds', '2', '--drain-linger-seconds', '0',
           ], { POD_NAME: `bench-${i}`, POD_NAMESPACE: 'bench', POD_UID: randomUUID(), NODE_NAME: 'bench' });
           const h = await startSidecar(config as FullSidecarConfig, { log: silentLogger, registry: createRegistry({ defaultMetrics: false }) });
           ready.push(h.readyMs);
