@@ -64,12 +64,12 @@ const suite: Suite = {
     ctx.log(`offer sizes: ${offer15.length} B (codec), ${offer12.length} B (scan)`);
 
     const dec = timeOps(() => { sink ^= Object.keys(decodeDict(offer15)).length; }, runs, ms);
-    rows.push({ suite: 'ng', name: `decode ${offer15.length} B offer (bencode)`, unit: 'ops/s', value: 1e9 / median(dec) });
+    rows.push({ suite: 'ng', name: `decode ${offer15.length} B offer (bencode)`, unit: 'ops/s', value: 1e9 / median(dec), p99: 1e9 / Math.max(...dec), note: 'p99 column = slowest run' });
     const enc = timeOps(() => { sink ^= encodeDict(obj15).length; }, runs, ms);
-    rows.push({ suite: 'ng', name: `encode ${offer15.length} B offer (bencode)`, unit: 'ops/s', value: 1e9 / median(enc) });
+    rows.push({ suite: 'ng', name: `encode ${offer15.length} B offer (bencode)`, unit: 'ops/s', value: 1e9 / median(enc), p99: 1e9 / Math.max(...enc), note: 'p99 column = slowest run' });
     const json15 = Buffer.from(JSON.stringify(obj15));
     const decJ = timeOps(() => { sink ^= Object.keys(decodeDict(json15)).length; }, runs, ms);
-    rows.push({ suite: 'ng', name: `decode ${json15.length} B offer (JSON)`, unit: 'ops/s', value: 1e9 / median(decJ) });
+    rows.push({ suite: 'ng', name: `decode ${json15.length} B offer (JSON)`, unit: 'ops/s', value: 1e9 / median(decJ), p99: 1e9 / Math.max(...decJ), note: 'p99 column = slowest run' });
     const scan = timeOps(() => { sink ^= scanRouting(offer12).callId!.length; }, runs, ms);
     const scanUs = median(scan) / 1000;
     rows.push({ suite: 'ng', name: `scanRouting ${offer12.length} B offer`, unit: 'µs', value: scanUs, p99: Math.max(...scan) / 1000, goal: '≤ 1.5 µs', met: scanUs <= 1.5, note: 'p99 = slowest run mean' });
