@@ -5,7 +5,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Writable } from 'node:stream';
 import { requires } from '../support/require.js';
-import { startRtpengine, type RtpengineHandle } from '../support/rtpengine.js';
+import { startRtpengine, type RtpengineHandle, sessionsOwn, offersExecuted } from '../support/rtpengine.js';
 import { startKamailio, PROXY_TEST_CFG, rtpengineSock, type KamailioHandle } from '../support/kamailio.js';
 import { SipUac, callIdFor, type Dialog } from '../support/sip.js';
 import { freePort } from '../support/ports.js';
@@ -67,14 +67,6 @@ async function rig(o: { nodes?: number; proxy?: Partial<ProxyConfig>; lossyFirst
   }
 }
 
-async function sessionsOwn(c: NgUdpClient): Promise<number> {
-  const r = await c.command({ command: 'statistics' });
-  return Number((r.statistics as any).currentstatistics.sessionsown);
-}
-async function offersExecuted(c: NgUdpClient): Promise<number> {
-  const r = await c.command({ command: 'statistics' });
-  return Number((r.statistics as any).controlstatistics.totaloffercount);
-}
 async function metric(reg: Registry, name: string, labels: Record<string, string> = {}): Promise<number> {
   const m = (await reg.getMetricsAsJSON()).find((x) => x.name === name);
   return ((m?.values ?? []) as Array<{ labels: Record<string, unknown>; value: number }>)

@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { createSocket, type Socket } from 'node:dgram';
 import { randomBytes } from 'node:crypto';
 import { requires } from '../support/require.js';
-import { startRtpengine, type RtpengineHandle } from '../support/rtpengine.js';
+import { startRtpengine, type RtpengineHandle, sessionsOwn, offersExecuted } from '../support/rtpengine.js';
 import { freePort } from '../support/ports.js';
 import { startRawRelay } from '../../bench/raw-relay.js';
 import { startNgProxy, type NgProxy } from '../../src/sidecar/proxy.js';
@@ -78,15 +78,6 @@ const offer = (callId: string, supports = true) => encodeDict({ command: 'offer'
 const del = (callId: string) => encodeDict({ command: 'delete', 'call-id': callId, 'from-tag': 'ft1', supports: ['load limit'] });
 const cookie = () => `t${randomBytes(6).toString('hex')}`;
 const dictOf = (m: Buffer | undefined) => { assert.ok(m, 'expected a reply'); return decodeDict(m.subarray(m.indexOf(0x20) + 1)); };
-async function sessionsOwn(c: NgUdpClient): Promise<number> {
-  const r = await c.command({ command: 'statistics' });
-  return Number((r.statistics as any).currentstatistics.sessionsown);
-}
-/** Offers rtpengine executed (duplicates answered from its cookie cache are not counted). */
-async function offersExecuted(c: NgUdpClient): Promise<number> {
-  const r = await c.command({ command: 'statistics' });
-  return Number((r.statistics as any).controlstatistics.totaloffercount);
-}
 async function metric(reg: Registry, name: string, labels: Record<string, string> = {}): Promise<number> {
   const m = (await reg.getMetricsAsJSON()).find((x) => x.name === name);
   const v = (m?.values as Array<{ labels: Record<string, unknown>; value: number }> | undefined)?.find((x) => Object.entries(labels).every(([k, val]) => x.labels[k] === val));

@@ -4,6 +4,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { createSocket } from 'node:dgram';
 import { randomBytes } from 'node:crypto';
 import { freePort, freePortRange } from './ports.js';
+import type { NgUdpClient } from '../../src/ng/client.js';
 
 export interface RtpengineHandle {
   host: string;
@@ -76,4 +77,16 @@ export async function startRtpengine(opts: RtpengineOptions = {}): Promise<Rtpen
   }
   await stop();
   throw new Error(`rtpengine did not answer ping within 10 s: ${out.slice(-2000)}`);
+}
+
+/** rtpengine's own count of the calls it owns (`statistics` → currentstatistics.sessionsown). */
+export async function sessionsOwn(c: NgUdpClient): Promise<number> {
+  const r = await c.command({ command: 'statistics' });
+  return Number((r.statistics as any).currentstatistics.sessionsown);
+}
+
+/** Offers rtpengine executed (duplicates answered from its cookie cache are not counted). */
+export async function offersExecuted(c: NgUdpClient): Promise<number> {
+  const r = await c.command({ command: 'statistics' });
+  return Number((r.statistics as any).controlstatistics.totaloffercount);
 }
