@@ -76,22 +76,23 @@ test('drain controller: serving → draining → drained at 0 sessions; wait() r
   d.close();
 });
 
+/** The clock's timers are unref'd (they never hold a process open): keep the loop alive while waiting. */
+async function held<T>(p: Promise<T>): Promise<T> {
+  const keep = setInterval(() => {}, 10);
+  try { return await p; } finally { clearInterval(keep); }
+}
+
 test('drain controller: deadline ends the drain with outcome deadline', async () => {
   const d = new DrainController({ clock: systemClock, log: silentLogger });
   d.start(30, 'test');
   d.observe(2);
-  const s = await d.wait();
+  const s = await held(d.wait());
   assert.equal(s.outcome, 'deadline');
   assert.equal(s.sessionsLeft, 2);
   d.close();
 });
 
 /** systemClock's timers are unref'd: keep the loop alive while a test awaits one. */
-async function held<T>(p: Promise<T>): Promise<T> {
-  const keep = setInterval(() => {}, 10);
-  try { return await p; } finally { clearInterval(keep); }
-}
-
 test('drain controller: rtpengine down while draining ends the drain with outcome upstream-down', async () => {
   const d = new DrainController({ clock: systemClock, log: silentLogger, upstreamDownMs: 40 });
   d.upstream(false); // serving: nothing armed

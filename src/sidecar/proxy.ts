@@ -20,7 +20,7 @@ import type { Logger } from '../log.js';
 import { systemClock, type Clock, type Timer } from '../clock.js';
 import { MAX_COOKIE } from '../ng/framing.js';
 import { scanRouting, scanReplyResult, replyResult, replyScratch, UNREADABLE } from '../ng/scan.js';
-import { decodeDict, str } from '../ng/codec.js';
+import { decodeDict, encodeDict, str } from '../ng/codec.js';
 import { NgUdpClient, type NgForwardHandler } from '../ng/client.js';
 import type { NgUpstream, Routing } from '../ng/types.js';
 import { SessionRegistry } from './sessions.js';
@@ -241,6 +241,11 @@ export async function startNgProxy(config: NgProxyConfig, deps: NgProxyDeps): Pr
       }
     }
     inflight.set(key, f);
+    forward(f, dict);
+  };
+
+  /** Send the original dictionary bytes upstream (the NgUdpClient's callback form when it is one). */
+  const forward = (f: InFlight, dict: Buffer) => {
     if (udp) udp.forward(dict, f, upstreamHandler);
     else upstream.request(dict).then((res) => onReply(f, res.reply), (e: unknown) => onFail(f, e));
   };
@@ -252,7 +257,7 @@ export async function startNgProxy(config: NgProxyConfig, deps: NgProxyDeps): Pr
     const r = f.routing;
     const callId = r.callId!;
     inflight.set(f.key, f);
-    const q = Buffer.from(`d7:command5:query7:call-id${Buffer.byteLength(callId)}:${callId}e`);
+    const q = encodeDict({ command: 'query', 'call-id': callId });
     upstream.request(q).then((res) => {
       if (closed) { inflight.delete(f.key); return; }
       let result: string | undefined;
@@ -268,8 +273,7 @@ export async function startNgProxy(config: NgProxyConfig, deps: NgProxyDeps): Pr
         sessions.learn(callId, { fromTag: r.fromTag, toTag: r.toTag });
         f.known = true;
         log.info({ command: r.command, callId }, 'draining: call missing from the registry found on rtpengine; forwarded');
-        if (udp) udp.forward(dict, f, upstreamHandler);
-        else upstream.request(dict).then((rr) => onReply(f, rr.reply), (e: unknown) => onFail(f, e));
+        forward(f, dict);
         return;
       }
       // Not here ("Unknown call-id"; any other answer does not show the call here either).
