@@ -40,7 +40,9 @@ export interface NgForwardHandler<C> {
 
 interface Pending {
   cookie: string;
-  datagram: Buffer;
+  /** Cookie and space; the datagram is `head` + `dict`, sent as two iovecs (the dict is not copied). */
+  head: Buffer;
+  dict: Buffer;
   attempts: number;
   maxAttempts: number;
   timeoutMs: number;
@@ -66,8 +68,12 @@ const PROMISE_HANDLER: NgForwardHandler<Settle> = {
 
 /** Finds the command of an outgoing dictionary for error details; never throws. */
 export function commandOf(datagram: Buffer, cookieLen: number): string | undefined {
+  return dictCommand(datagram.subarray(cookieLen + 1));
+}
+
+function dictCommand(dict: Buffer): string | undefined {
   try {
-    return scanRouting(datagram.subarray(cookieLen + 1)).command;
+    return scanRouting(dict).command;
   } catch {
     return undefined;
   }
@@ -111,7 +117,7 @@ export class NgUdpClient implements NgUpstream {
   private readonly connect: boolean;
   private connected = false;
   /** Datagrams sent before connect() completed (the first few at most). */
-  private early: Buffer[] | undefined;
+  private early: Array<[Buffer, Buffer]> | undefined;
   private timer: Timer | undefined;
   private timerAt = Infinity;
   /** The socket is ref'd while requests wait (they keep the process alive; an idle client does not). */
@@ -166,7 +172,8 @@ export class NgUdpClient implements NgUpstream {
    * request() without a promise, for hot paths: `dict` (a complete dictionary, sent untouched)
    * goes out behind a fresh cookie, and `handler` gets `ctx` back with the reply or a coded
    * error. `handler.fail` may be called before forward() returns (closed client, too large,
-   * already aborted).
+   * already aborted). `dict` is kept, not copied, until the request settles (retransmissions
+   * resend it): the caller must not change it meanwhile.
    */
   forward<C>(dict: Buffer, ctx: C, handler: NgForwardHandler<C>, opts?: NgRequestOptions): void {
     if (this.closed) {
@@ -179,19 +186,16 @@ export class NgUdpClient implements NgUpstream {
       handler.fail(ctx, new NgError('NG_TOO_LARGE', { size, max: MAX_DATAGRAM }));
       return;
     }
-    const datagram = Buffer.allocUnsafe(size);
-    datagram.write(cookie, 0, 'latin1');
-    datagram[cookie.length] = SP;
-    dict.copy(datagram, cookie.length + 1);
+    const head = Buffer.from(`${cookie} `, 'latin1');
     const signal = opts?.signal;
     if (signal?.aborted) {
-      handler.fail(ctx, new NgError('NG_ABORTED', { peer: this.peer, command: commandOf(datagram, cookie.length), attempts: 0 }));
+      handler.fail(ctx, new NgError('NG_ABORTED', { peer: this.peer, command: dictCommand(dict), attempts: 0 }));
       return;
     }
     const timeoutMs = opts?.timeoutMs ?? this.timeoutMs;
     const now = this.clock.monotonic();
     const p: Pending = {
-      cookie, datagram, attempts: 1, maxAttempts: opts?.retries === undefined ? this.retries : Math.max(1, opts.retries),
+      cookie, head, dict, attempts: 1, maxAttempts: opts?.retries === undefined ? this.retries : Math.max(1, opts.retries),
       timeoutMs, deadline: now + timeoutMs, startedAt: now,
       ctx, handler: handler as NgForwardHandler<unknown>, signal, onAbort: undefined,
     };
@@ -205,7 +209,7 @@ export class NgUdpClient implements NgUpstream {
       this.socket.ref();
     }
     if (p.deadline < this.timerAt) this.arm(p.deadline, now);
-    this.transmit(datagram);
+    this.transmit(head, dict);
   }
 
   /** Encodes, sends, and parses the reply; an `error` reply rejects with NG_REMOTE_ERROR. */
@@ -214,10 +218,10 @@ export class NgUdpClient implements NgUpstream {
     return checkRemote(parseReply(reply), typeof obj.command === 'string' ? obj.command : undefined);
   }
 
-  private transmit(d: Buffer): void {
-    if (this.connected) this.socket.send(d);
-    else if (this.early) this.early.push(d);
-    else this.socket.send(d, this.port, this.host);
+  private transmit(head: Buffer, dict: Buffer): void {
+    if (this.connected) this.socket.send([head, dict]);
+    else if (this.early) this.early.push([head, dict]);
+    else this.socket.send([head, dict], this.port, this.host);
   }
 
   /** The one timer: fires at the earliest deadline, retransmits or times out what is due. */
@@ -243,13 +247,13 @@ export class NgUdpClient implements NgUpstream {
         p.deadline = now + p.timeoutMs;
         if (p.deadline < next) next = p.deadline;
         this.log?.debug({ cookie: p.cookie, attempt: p.attempts, peer: this.peer }, 'ng retransmit');
-        this.transmit(p.datagram);
+        this.transmit(p.head, p.dict);
         continue;
       }
       this.settle(p);
       const details: Record<string, unknown> = {
         peer: this.peer, attempts: p.attempts, timeoutMs: p.timeoutMs,
-        command: commandOf(p.datagram, p.cookie.length) ?? 'unknown', cookie: p.cookie,
+        command: dictCommand(p.dict) ?? 'unknown', cookie: p.cookie,
       };
       // The peer's ICMP answer (port closed, no route) seen while this request waited.
       if (this.lastSoftError && this.lastSoftError.at >= p.startedAt) details.socketError = this.lastSoftError.code;
@@ -271,7 +275,7 @@ export class NgUdpClient implements NgUpstream {
   private abort(p: Pending): void {
     if (this.pending.get(p.cookie) !== p) return;
     this.settle(p);
-    p.handler.fail(p.ctx, new NgError('NG_ABORTED', { peer: this.peer, command: commandOf(p.datagram, p.cookie.length), attempts: p.attempts }));
+    p.handler.fail(p.ctx, new NgError('NG_ABORTED', { peer: this.peer, command: dictCommand(p.dict), attempts: p.attempts }));
   }
 
   private onMessage(msg: Buffer, address: string, port: number): void {

@@ -289,15 +289,17 @@ export async function startNgProxy(config: NgProxyConfig, deps: NgProxyDeps): Pr
   const isKnown = (f: InFlight): boolean => (f.known ??= f.routing.callId !== undefined && sessions.has(f.routing.callId));
 
   const onReply = (f: InFlight, reply: Buffer) => {
-    const out = frame(f, reply);
-    send(f.sock, out, f.port, f.address);
+    // The client's cookie and space, straight from its request, then rtpengine's dictionary:
+    // sent as two iovecs of one datagram, nothing copied.
+    const head = f.msg.subarray(0, f.cookieLen + 1);
+    f.sock.send([head, reply], f.port, f.address);
     // Bookkeeping after the reply left: none of it delays the answer.
     const key = f.key;
     inflight.delete(key);
     const r = f.routing;
     // Read-only commands are safe to run twice: a late retransmission is simply forwarded again,
     // which keeps high-rate pings/queries out of the cache (memory and GC).
-    if (r.command === undefined || !READ_ONLY.has(r.command)) cache.set(key, out);
+    if (r.command === undefined || !READ_ONLY.has(r.command)) cache.set(key, reply, head);
     // rtpengine's reply is trusted (and already forwarded): read `result`, and `call-id` only
     // for requests without one (publish/create generate it), then stop.
     const wantCallId = r.callId === undefined;

@@ -55,3 +55,41 @@ test('close stops the generation timer and empties the cache', async () => {
   await new Promise((r) => setTimeout(r, 60));
   assert.equal(c.get('b')?.toString(), 'y', 'no rotation after close');
 });
+
+test('agrees with a Map on 20,000 keys, overwrites and near-identical keys included', () => {
+  const c = new ReplyCache({ clock: systemClock, maxBytes: 64 * 1024 * 1024 });
+  const model = new Map<string, string>();
+  for (let i = 0; i < 20_000; i++) {
+    // Keys that differ in one character, IPv6 sources, and every 7th key written twice.
+    const key = i % 3 ? `10.0.${i % 251}.1 ${5060 + (i % 7)} 1234_${i}` : `fd00::${(i % 4096).toString(16)} 5060 1234_${i}`;
+    const reply = `1234_${i} d6:result2:ok4:callx${i}e`;
+    c.set(key, Buffer.from(reply, 'latin1'));
+    model.set(key, reply);
+    if (i % 7 === 0) {
+      c.set(key, Buffer.from(`${reply}-again`, 'latin1'));
+      model.set(key, `${reply}-again`);
+    }
+  }
+  assert.equal(c.size, model.size);
+  for (const [k, v] of model) assert.equal(c.get(k)?.toString('latin1'), v, k);
+  assert.equal(c.get('10.0.1.1 5061 1234_1x'), undefined);
+  assert.equal(c.get('10.0.1.1 5061 1234_'), undefined);
+  assert.equal(c.evictions, 0);
+});
+
+test('a reply handed out is a copy: intact after its generation rotated out and the slab was reused', async () => {
+  const c = new ReplyCache({ clock: systemClock, ttlMs: 20, maxBytes: 64 * 1024 });
+  c.set('a', Buffer.from('first reply'));
+  const view = c.get('a')!;
+  await new Promise((r) => setTimeout(r, 70)); // two rotations: 'a' is gone
+  for (let i = 0; i < 200; i++) c.set(`k${i}`, Buffer.alloc(100, 0x7a)); // new generations fill up
+  assert.equal(c.get('a'), undefined);
+  assert.equal(view.toString(), 'first reply');
+});
+
+test('a key that is not latin1 is not cached (the proxy never builds one)', () => {
+  const c = new ReplyCache({ clock: systemClock });
+  c.set('10.0.0.1 5060 k€', Buffer.from('x'));
+  assert.equal(c.get('10.0.0.1 5060 k€'), undefined);
+  assert.equal(c.size, 0);
+});

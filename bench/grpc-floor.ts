@@ -1,0 +1,35 @@
+// Child-process entry for the 'allocator' bench: the gRPC transport floor. Serves the Allocator
+// service from proto/allocator.proto on a unix socket with constant replies (no store, no /proc,
+// no logic), so the bench can tell what part of an Acquire's latency is grpc-js itself.
+//   node --import tsx bench/grpc-floor.ts <socket>     prints `ready` once serving; SIGTERM stops it
+import * as grpc from '@grpc/grpc-js';
+import { loadProtos } from '../src/allocator/proto.js';
+import type { AllocatorHandlers } from '../src/gen/rtpengine_k8s/v1/Allocator.js';
+import type { Allocation } from '../src/gen/rtpengine_k8s/v1/Allocation.js';
+
+const socket = process.argv[2];
+if (!socket) {
+  process.stderr.write('usage: grpc-floor.ts <socket>\n');
+  process.exit(64);
+}
+const { allocator } = loadProtos();
+// The same shape and size as a real allocation on the wire.
+const allocation: Allocation = {
+  pod: { namespace: 'bench', name: 'floor', uid: 'floor' }, node: 'bench', table: 7, state: 'active',
+  addresses: [{ pool: 'media', ip: '10.40.0.8', prefixLength: 16, gateway: '' }],
+  createdAtMs: Date.now(), renewedAtMs: Date.now(), leaseExpiresAtMs: Date.now() + 60_000, leaseTtlMs: 60_000,
+};
+const handlers: AllocatorHandlers = {
+  Acquire: (_c, cb) => cb(null, allocation),
+  Renew: (_c, cb) => cb(null, allocation),
+  Release: (_c, cb) => cb(null, { found: true, allocation }),
+  Get: (_c, cb) => cb(null, allocation),
+  List: (_c, cb) => cb(null, { node: 'bench', allocations: [allocation], tablesFree: 63, tablesTotal: 64 }),
+};
+const server = new grpc.Server();
+server.addService(allocator.rtpengine_k8s.v1.Allocator.service, handlers);
+server.bindAsync(`unix:${socket}`, grpc.ServerCredentials.createInsecure(), (err) => {
+  if (err) { process.stderr.write(`grpc-floor: ${err.message}\n`); process.exit(1); }
+  process.stdout.write('ready\n');
+});
+process.on('SIGTERM', () => server.tryShutdown(() => process.exit(0)));
