@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { createSocket, type Socket } from 'node:dgram';
 import { randomBytes } from 'node:crypto';
 import { requires } from '../support/require.js';
-import { startRtpengine, type RtpengineHandle, sessionsOwn, offersExecuted } from '../support/rtpengine.js';
+import { startRtpengine, type RtpengineHandle, sessionsOwn, offersExecuted, freeze } from '../support/rtpengine.js';
 import { freePort } from '../support/ports.js';
 import { startRawRelay } from '../../bench/raw-relay.js';
 import { startNgProxy, type NgProxy } from '../../src/sidecar/proxy.js';
@@ -420,7 +420,7 @@ test('drain: a probe rtpengine does not answer follows the upstream-down rules',
     assert.equal(str((await r.direct.command({ command: 'offer', 'call-id': id, 'from-tag': 'ft1', sdp: SDP })).result), 'ok');
     r.proxy.drain({ trigger: 'test' });
     await r.proxy.reconcile();
-    r.rtp.proc.kill('SIGSTOP');
+    await freeze(r.rtp.proc);
     const del1 = dictOf(await s.send(r.port, cookie(), del(id)));
     assert.equal(str(del1.result), 'error', 'a delete maybe for a call here: error naming the failure, not load limit');
     assert.match(str(del1['error-reason']) ?? '', new RegExp(`rtpengine at 127\\.0\\.0\\.1:\\d+ failed for call ${id}`));
@@ -444,7 +444,7 @@ test('drain: rtpengine down for the bound while draining ends the drain with out
     const t0 = Date.now();
     // Stopped, not killed: the ng port stays taken, so no other rtpengine on this busy machine
     // can take it over and answer (a killed one is covered by 'rtpengine gone' above).
-    r.rtp.proc.kill('SIGSTOP');
+    await freeze(r.rtp.proc);
     const done = await r.proxy.drained();
     assert.equal(done.outcome, 'upstream-down', JSON.stringify({ done, ms: Date.now() - t0, st: r.proxy.status() }));
     assert.equal(done.sessionsLeft, 1, 'the last count rtpengine reported');

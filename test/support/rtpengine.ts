@@ -3,6 +3,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createSocket } from 'node:dgram';
 import { randomBytes } from 'node:crypto';
+import { readFileSync, readdirSync } from 'node:fs';
 import { freePort, freePortRange } from './ports.js';
 import type { NgUdpClient } from '../../src/ng/client.js';
 
@@ -39,6 +40,29 @@ export function pingOnce(host: string, port: number, timeoutMs = 300): Promise<b
     s.on('error', () => { clearTimeout(t); s.close(); resolve(false); });
     s.send(Buffer.from(`${cookie} d7:command4:pinge`), port, host);
   });
+}
+
+/**
+ * SIGSTOP a process and wait until every one of its threads is stopped. A group stop begins only
+ * when one thread dequeues the signal; on a loaded machine that thread may wait in the run queue
+ * while another thread, woken by a datagram, still answers it. Tests that need silence wait here.
+ */
+export async function freeze(proc: ChildProcess, timeoutMs = 5000): Promise<void> {
+  const pid = proc.pid!;
+  proc.kill('SIGSTOP');
+  const state = (tid: string) => {
+    try {
+      const st = readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8');
+      return st.slice(st.lastIndexOf(')') + 2, st.lastIndexOf(')') + 3);
+    } catch { return 'gone'; }
+  };
+  const until = Date.now() + timeoutMs;
+  for (;;) {
+    const states = readdirSync(`/proc/${pid}/task`).map(state);
+    if (states.every((s) => s === 'T' || s === 'gone')) return;
+    if (Date.now() > until) throw new Error(`pid ${pid} not stopped after ${timeoutMs} ms: thread states ${states.join('')}`);
+    await new Promise((r) => setTimeout(r, 2));
+  }
 }
 
 export async function startRtpengine(opts: RtpengineOptions = {}): Promise<RtpengineHandle> {
