@@ -172,7 +172,7 @@ export async function startNgProxy(config: NgProxyConfig, deps: NgProxyDeps): Pr
   // --- the hot path -------------------------------------------------------------------------
   // No completion callback: without one, Node tries a synchronous send (uv_udp_try_send) first;
   // with one, every reply waits for the next event-loop turn. Failures surface as 'error' events.
-  const send = (sock: Socket, buf: Buffer, port: number, address: string) => { sock.send(buf, port, address); };
+  const send = (sock: Socket, buf: Buffer | Buffer[], port: number, address: string) => { sock.send(buf, port, address); };
 
   const answerLocally = (f: Origin, key: string | undefined, command: string | undefined, dict: Buffer, result: string) => {
     const out = frame(f, dict);
@@ -292,7 +292,7 @@ export async function startNgProxy(config: NgProxyConfig, deps: NgProxyDeps): Pr
     // The client's cookie and space, straight from its request, then rtpengine's dictionary:
     // sent as two iovecs of one datagram, nothing copied.
     const head = f.msg.subarray(0, f.cookieLen + 1);
-    f.sock.send([head, reply], f.port, f.address);
+    send(f.sock, [head, reply], f.port, f.address);
     // Bookkeeping after the reply left: none of it delays the answer.
     const key = f.key;
     inflight.delete(key);

@@ -26,11 +26,19 @@ const HEADER = 6;
 const BYTES_PER_SLOT = 64;
 const MAX_KEY = 0xffff;
 
-/** FNV-1a over the key's char codes (keys are latin1: addresses, ports, cookies). */
+/**
+ * FNV-1a over the key's char codes, in the same pass checking that the key is latin1 (addresses,
+ * ports, cookies always are): NaN for a key the slab cannot hold byte for byte.
+ */
 function hashKey(key: string): number {
   let h = 0x811c9dc5;
-  for (let i = 0; i < key.length; i++) h = Math.imul(h ^ key.charCodeAt(i), 0x01000193);
-  return h | 0;
+  let bits = 0;
+  for (let i = 0; i < key.length; i++) {
+    const c = key.charCodeAt(i);
+    bits |= c;
+    h = Math.imul(h ^ c, 0x01000193);
+  }
+  return bits > 0xff ? NaN : h | 0;
 }
 
 class Generation {
@@ -138,14 +146,15 @@ export class ReplyCache {
   get(key: string): Buffer | undefined {
     if (this.cur.count === 0 && this.prev.count === 0) return undefined;
     const h = hashKey(key);
+    if (Number.isNaN(h)) return undefined;
     return this.cur.get(key, h) ?? this.prev.get(key, h);
   }
 
   /** Keeps `prefix` + `reply` (the proxy passes the client's cookie and space, then rtpengine's dictionary). */
   set(key: string, reply: Buffer, prefix?: Buffer): void {
     if (key.length > MAX_KEY || HEADER + key.length + (prefix?.length ?? 0) + reply.length > this.slabBytes) return; // would evict everything else for one reply
-    for (let i = 0; i < key.length; i++) if (key.charCodeAt(i) > 0xff) return; // not latin1: never produced by the proxy
     const h = hashKey(key);
+    if (Number.isNaN(h)) return; // not latin1: never produced by the proxy
     if (this.cur.put(key, h, prefix, reply)) return;
     this.evictions++;
     this.rotate(true);
