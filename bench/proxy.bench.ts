@@ -83,14 +83,16 @@ class Gen {
 interface Result { opsPerS: number; samples: number[] }
 
 /**
- * `n` sequential operations on each target, interleaved (a, b, c, a, b, c, …): on a shared,
- * noisy machine, drift then hits every target alike. Throughput counts each target's own time.
+ * `n` sequential operations on each target, interleaved (a, b, c, b, c, a, c, a, b, …): on a
+ * shared, noisy machine, drift then hits every target alike, and the order rotates so no target
+ * always runs right after the same other one. Throughput counts each target's own time.
  */
 async function interleaved<K extends string>(n: number, keys: readonly K[], op: (k: K) => Promise<number>): Promise<Record<K, Result>> {
   const lat = Object.fromEntries(keys.map((k) => [k, [] as number[]])) as Record<K, number[]>;
   const busy = Object.fromEntries(keys.map((k) => [k, 0])) as Record<K, number>;
   for (let i = 0; i < n; i++) {
-    for (const k of keys) {
+    for (let j = 0; j < keys.length; j++) {
+      const k = keys[(i + j) % keys.length]!;
       const t0 = performance.now();
       lat[k].push(await op(k));
       busy[k] += performance.now() - t0;

@@ -1,5 +1,6 @@
 // Clock port: wall time, monotonic time and timers behind one interface, so time-driven logic
 // (leases, rate limits, drain deadlines) is driven by one real implementation.
+import { performance } from 'node:perf_hooks';
 
 export interface Timer { cancel(): void }
 

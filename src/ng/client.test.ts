@@ -212,12 +212,12 @@ test('forward(): callback form hands the context back with the reply bytes; fail
   const c = new NgUdpClient({ host: '127.0.0.1', port: p.port });
   const events: string[] = [];
   const handler: NgForwardHandler<{ n: number }> = {
-    reply: (ctx, reply, cookie) => events.push(`reply ${ctx.n} ${reply.toString()} ${/^[0-9a-f]{16}_/.test(cookie)}`),
+    reply: (ctx, datagram, at) => events.push(`reply ${ctx.n} ${datagram.subarray(at).toString()} ${/^[0-9a-f]{16}_\d+ $/.test(datagram.toString('latin1', 0, at))}`),
     fail: (ctx, err: NgError) => events.push(`fail ${ctx.n} ${err.code}`),
   };
   try {
     await new Promise<void>((resolve) => c.forward(Buffer.from('d7:command4:pinge'), { n: 1 }, {
-      reply: (ctx, r, k) => { handler.reply(ctx, r, k); resolve(); },
+      reply: (ctx, d, at) => { handler.reply(ctx, d, at); resolve(); },
       fail: (ctx, e) => { handler.fail(ctx, e); resolve(); },
     }));
     c.forward(Buffer.alloc(MAX_DATAGRAM), { n: 2 }, handler);
@@ -286,4 +286,25 @@ test('waiting requests keep the process alive until they settle; an idle client 
   const code = await new Promise<number | null>((r) => child.once('exit', r));
   assert.equal(code, 0);
   assert.equal(out, 'settled NG_TIMEOUT');
+});
+
+test('holdOpen: the client keeps the process alive while open, with or without requests, and lets go when closed', async () => {
+  await using p = await peer((m, _r, reply) => pong(m, reply));
+  const url = new URL('./client.ts', import.meta.url).href;
+  // The child prints whether it is still alive 300 ms after its last request settled, then closes
+  // the client: a held client keeps it running until then, and the close lets it exit.
+  const script = `
+    const { NgUdpClient } = await import(${JSON.stringify(url)});
+    const c = new NgUdpClient({ host: '127.0.0.1', port: ${p.port}, holdOpen: true });
+    const r = await c.command({ command: 'ping' });
+    process.stdout.write(r.result + ' ');
+    const t = setTimeout(() => { process.stdout.write('alive '); c.close(); }, 300);
+    t.unref();
+  `;
+  const child = spawn(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], { cwd: fileURLToPath(new URL('../..', import.meta.url)), stdio: ['ignore', 'pipe', 'inherit'] });
+  let out = '';
+  child.stdout.on('data', (d: Buffer) => { out += d.toString(); });
+  const code = await new Promise<number | null>((r) => child.once('exit', r));
+  assert.equal(code, 0);
+  assert.equal(out, 'pong alive ');
 });

@@ -1,7 +1,8 @@
 // UDP ng client: one socket, many requests in flight matched by cookie, per-attempt timeout and
 // retransmission of the byte-identical datagram (Kamailio's rtpengine_tout_ms / rtpengine_retr).
-// Cookies are a random 64-bit prefix plus a counter, so they never repeat across clients or runs.
-import { createSocket, type Socket } from 'node:dgram';
+// Cookies are a random 64-bit prefix plus a counter, so they never repeat across clients or runs;
+// the counter (decimal) is what a reply is matched by: no cookie string per request.
+import { createSocket, type RemoteInfo, type Socket } from 'node:dgram';
 import { randomBytes } from 'node:crypto';
 import { isIP, isIPv6 } from 'node:net';
 import type { Logger } from '../log.js';
@@ -26,6 +27,11 @@ export interface NgClientOptions {
   log?: Logger;
   /** Monotonic time and the one timeout timer (default: the system clock). */
   clock?: Clock;
+  /**
+   * Keep the process alive while the client is open (a daemon's upstream: no ref/unref per
+   * request). Default false: only while requests wait, so an idle client lets a CLI exit.
+   */
+  holdOpen?: boolean;
 }
 
 /**
@@ -33,16 +39,20 @@ export interface NgClientOptions {
  * hot path allocates no closures per request. Exactly one of the two is called, once.
  */
 export interface NgForwardHandler<C> {
-  /** The reply's dictionary bytes (a view into the received datagram, after cookie and space). */
-  reply(ctx: C, reply: Buffer, cookie: string): void;
+  /**
+   * The received datagram: the request's cookie, a space, and from `dictStart` the dictionary.
+   * The datagram is the handler's from here on (the client keeps no reference to it).
+   */
+  reply(ctx: C, datagram: Buffer, dictStart: number): void;
   fail(ctx: C, err: NgError): void;
 }
 
 interface Pending {
-  cookie: string;
-  /** Cookie and space; the datagram is `head` + `dict`, sent as two iovecs (the dict is not copied). */
-  head: Buffer;
-  dict: Buffer;
+  seq: number;
+  /** Cookie, space, dictionary: sent, and resent on retransmission, as is. */
+  datagram: Buffer;
+  /** Where the dictionary starts in `datagram`. */
+  dictStart: number;
   attempts: number;
   maxAttempts: number;
   timeoutMs: number;
@@ -62,7 +72,7 @@ const SOFT_ERRORS: ReadonlySet<string> = new Set(['ECONNREFUSED', 'EHOSTUNREACH'
 /** request()'s handler: settles the promise whose functions are the context. */
 interface Settle { resolve: (r: NgRequestResult) => void; reject: (e: Error) => void }
 const PROMISE_HANDLER: NgForwardHandler<Settle> = {
-  reply(ctx, reply, cookie) { ctx.resolve({ reply, cookie }); },
+  reply(ctx, datagram, dictStart) { ctx.resolve({ reply: datagram.subarray(dictStart), cookie: datagram.toString('latin1', 0, dictStart - 1) }); },
   fail(ctx, err) { ctx.reject(err); },
 };
 
@@ -106,8 +116,10 @@ export class NgUdpClient implements NgUpstream {
   private readonly log?: Logger;
   private readonly clock: Clock;
   private readonly socket: Socket;
-  private readonly pending = new Map<string, Pending>();
+  private readonly pending = new Map<number, Pending>();
   private readonly prefix = randomBytes(8).toString('hex') + '_';
+  private readonly prefixBytes = Buffer.from(this.prefix, 'latin1');
+  /** Next counter; wraps below 2^31 (a cookie repeats after 2 billion requests, never while pending). */
   private seq = 0;
   private closed = false;
   /**
@@ -117,11 +129,12 @@ export class NgUdpClient implements NgUpstream {
   private readonly connect: boolean;
   private connected = false;
   /** Datagrams sent before connect() completed (the first few at most). */
-  private early: Array<[Buffer, Buffer]> | undefined;
+  private early: Buffer[] | undefined;
   private timer: Timer | undefined;
   private timerAt = Infinity;
   /** The socket is ref'd while requests wait (they keep the process alive; an idle client does not). */
   private refd = false;
+  private readonly holdOpen: boolean;
   private lastSoftError: { code: string; at: number } | undefined;
 
   constructor(opts: NgClientOptions) {
@@ -135,7 +148,7 @@ export class NgUdpClient implements NgUpstream {
     this.peer = v6 ? `[${opts.host}]:${opts.port}` : `${opts.host}:${opts.port}`;
     this.connect = isIP(opts.host) !== 0;
     this.socket = createSocket({ type: v6 ? 'udp6' : 'udp4' });
-    this.socket.on('message', (msg, rinfo) => this.onMessage(msg, rinfo.address, rinfo.port));
+    this.socket.on('message', (msg, rinfo) => this.onMessage(msg, rinfo));
     this.socket.on('error', (err) => this.onSocketError(err));
     if (this.connect) {
       this.early = [];
@@ -146,7 +159,9 @@ export class NgUdpClient implements NgUpstream {
         if (!this.closed) for (const d of early) this.socket.send(d);
       });
     }
-    this.socket.unref();
+    this.holdOpen = opts.holdOpen ?? false;
+    if (this.holdOpen) this.refd = true;
+    else this.socket.unref();
   }
 
   /** Requests currently waiting for a reply. */
@@ -180,13 +195,23 @@ export class NgUdpClient implements NgUpstream {
       handler.fail(ctx, new NgError('NG_CLOSED', { peer: this.peer, inFlight: 0 }));
       return;
     }
-    const cookie = this.prefix + (this.seq++).toString(36);
-    const size = cookie.length + 1 + dict.length;
+    const seq = this.seq;
+    this.seq = seq === 0x7ffffffe ? 0 : seq + 1;
+    let digits = 1;
+    for (let x = seq; x >= 10; x = (x / 10) | 0) digits++;
+    const pre = this.prefixBytes;
+    const dictStart = pre.length + digits + 1;
+    const size = dictStart + dict.length;
     if (size > MAX_DATAGRAM) {
       handler.fail(ctx, new NgError('NG_TOO_LARGE', { size, max: MAX_DATAGRAM }));
       return;
     }
-    const head = Buffer.from(`${cookie} `, 'latin1');
+    // One buffer (the dictionary copied once: cheaper than a second iovec's bookkeeping).
+    const datagram = Buffer.allocUnsafe(size);
+    for (let i = 0; i < pre.length; i++) datagram[i] = pre[i]!;
+    for (let i = dictStart - 2, x = seq; i >= pre.length; i--, x = (x / 10) | 0) datagram[i] = 0x30 + (x % 10);
+    datagram[dictStart - 1] = SP;
+    datagram.set(dict, dictStart);
     const signal = opts?.signal;
     if (signal?.aborted) {
       handler.fail(ctx, new NgError('NG_ABORTED', { peer: this.peer, command: dictCommand(dict), attempts: 0 }));
@@ -195,7 +220,7 @@ export class NgUdpClient implements NgUpstream {
     const timeoutMs = opts?.timeoutMs ?? this.timeoutMs;
     const now = this.clock.monotonic();
     const p: Pending = {
-      cookie, head, dict, attempts: 1, maxAttempts: opts?.retries === undefined ? this.retries : Math.max(1, opts.retries),
+      seq, datagram, dictStart, attempts: 1, maxAttempts: opts?.retries === undefined ? this.retries : Math.max(1, opts.retries),
       timeoutMs, deadline: now + timeoutMs, startedAt: now,
       ctx, handler: handler as NgForwardHandler<unknown>, signal, onAbort: undefined,
     };
@@ -203,13 +228,18 @@ export class NgUdpClient implements NgUpstream {
       p.onAbort = () => this.abort(p);
       signal.addEventListener('abort', p.onAbort, { once: true });
     }
-    this.pending.set(cookie, p);
+    this.pending.set(seq, p);
     if (!this.refd) {
       this.refd = true;
       this.socket.ref();
     }
     if (p.deadline < this.timerAt) this.arm(p.deadline, now);
-    this.transmit(head, dict);
+    this.transmit(datagram);
+  }
+
+  /** The cookie of a request, as text (logs, errors, request() results). */
+  private cookieOf(p: Pending): string {
+    return this.prefix + p.seq;
   }
 
   /** Encodes, sends, and parses the reply; an `error` reply rejects with NG_REMOTE_ERROR. */
@@ -218,10 +248,10 @@ export class NgUdpClient implements NgUpstream {
     return checkRemote(parseReply(reply), typeof obj.command === 'string' ? obj.command : undefined);
   }
 
-  private transmit(head: Buffer, dict: Buffer): void {
-    if (this.connected) this.socket.send([head, dict]);
-    else if (this.early) this.early.push([head, dict]);
-    else this.socket.send([head, dict], this.port, this.host);
+  private transmit(datagram: Buffer): void {
+    if (this.connected) this.socket.send(datagram);
+    else if (this.early) this.early.push(datagram);
+    else this.socket.send(datagram, this.port, this.host);
   }
 
   /** The one timer: fires at the earliest deadline, retransmits or times out what is due. */
@@ -246,14 +276,14 @@ export class NgUdpClient implements NgUpstream {
         p.attempts++;
         p.deadline = now + p.timeoutMs;
         if (p.deadline < next) next = p.deadline;
-        this.log?.debug({ cookie: p.cookie, attempt: p.attempts, peer: this.peer }, 'ng retransmit');
-        this.transmit(p.head, p.dict);
+        this.log?.debug({ cookie: this.cookieOf(p), attempt: p.attempts, peer: this.peer }, 'ng retransmit');
+        this.transmit(p.datagram);
         continue;
       }
       this.settle(p);
       const details: Record<string, unknown> = {
         peer: this.peer, attempts: p.attempts, timeoutMs: p.timeoutMs,
-        command: dictCommand(p.dict) ?? 'unknown', cookie: p.cookie,
+        command: dictCommand(p.datagram.subarray(p.dictStart)) ?? 'unknown', cookie: this.cookieOf(p),
       };
       // The peer's ICMP answer (port closed, no route) seen while this request waited.
       if (this.lastSoftError && this.lastSoftError.at >= p.startedAt) details.socketError = this.lastSoftError.code;
@@ -264,36 +294,55 @@ export class NgUdpClient implements NgUpstream {
 
   /** Forgets a request (reply, timeout, abort, close); the caller then notifies its handler. */
   private settle(p: Pending): void {
-    this.pending.delete(p.cookie);
+    this.pending.delete(p.seq);
     if (p.onAbort) p.signal!.removeEventListener('abort', p.onAbort);
-    if (this.pending.size === 0 && this.refd) {
+    if (this.pending.size === 0 && this.refd && !this.holdOpen) {
       this.refd = false;
       this.socket.unref();
     }
   }
 
   private abort(p: Pending): void {
-    if (this.pending.get(p.cookie) !== p) return;
+    if (this.pending.get(p.seq) !== p) return;
     this.settle(p);
-    p.handler.fail(p.ctx, new NgError('NG_ABORTED', { peer: this.peer, command: dictCommand(p.dict), attempts: p.attempts }));
+    p.handler.fail(p.ctx, new NgError('NG_ABORTED', { peer: this.peer, command: dictCommand(p.datagram.subarray(p.dictStart)), attempts: p.attempts }));
   }
 
-  private onMessage(msg: Buffer, address: string, port: number): void {
+  private onMessage(msg: Buffer, rinfo: RemoteInfo): void {
     // The kernel delivers only the peer's datagrams to a connected socket; a looked-up host name
     // (possibly several addresses) is checked by port.
-    if (port !== this.port) {
-      this.log?.debug({ from: `${address}:${port}`, peer: this.peer }, 'ng reply from an unexpected source ignored');
+    if (!this.connect && rinfo.port !== this.port) {
+      this.log?.debug({ from: `${rinfo.address}:${rinfo.port}`, peer: this.peer }, 'ng reply from an unexpected source ignored');
       return;
     }
-    const sp = msg.indexOf(SP);
-    const p = sp > 0 ? this.pending.get(msg.toString('latin1', 0, sp)) : undefined;
+    const seq = this.seqOf(msg);
+    const p = seq >= 0 ? this.pending.get(seq) : undefined;
     if (!p) {
+      const sp = msg.indexOf(SP);
       // Late reply to a request that timed out or was retransmitted: expected, not an error.
       this.log?.debug({ cookie: sp > 0 ? msg.toString('latin1', 0, sp) : undefined, peer: this.peer }, 'ng reply matches no pending request');
       return;
     }
     this.settle(p);
-    p.handler.reply(p.ctx, msg.subarray(sp + 1), p.cookie);
+    p.handler.reply(p.ctx, msg, p.dictStart);
+  }
+
+  /** The counter of a reply's cookie when it is one of ours (prefix, digits, space), else -1. */
+  private seqOf(msg: Buffer): number {
+    const pre = this.prefixBytes;
+    const n = pre.length;
+    if (msg.length <= n) return -1;
+    for (let i = 0; i < n; i++) if (msg[i] !== pre[i]) return -1;
+    let seq = 0;
+    let i = n;
+    for (; i < n + 11; i++) {
+      const c = msg[i]!;
+      if (c === SP) break;
+      if (c < 0x30 || c > 0x39) return -1;
+      seq = seq * 10 + (c - 0x30);
+    }
+    // No digits, too many, or a leading zero (never sent): not a cookie of ours.
+    return msg[i] === SP && i > n && (msg[n] !== 0x30 || i === n + 1) ? seq : -1;
   }
 
   private onSocketError(err: NodeJS.ErrnoException): void {

@@ -4,7 +4,7 @@
 import { NgError } from '../errors.js';
 import { INVALID, TRUNCATED, skipString, skipValue, stringStart, walkError } from './bencode.js';
 import { decodeDict, dictFormat, str, walkFailure } from './codec.js';
-import type { NgDict, Routing } from './types.js';
+import { NG_COMMANDS, type NgDict, type Routing } from './types.js';
 
 export type { Routing } from './types.js';
 
@@ -55,10 +55,26 @@ const proto = Buffer.prototype as unknown as { latin1Slice?: Slice; utf8Slice?: 
 const latin1Slice: Slice = typeof proto.latin1Slice === 'function' ? proto.latin1Slice : function (this: Buffer, s, e) { return this.toString('latin1', s, e); };
 const utf8Slice: Slice = typeof proto.utf8Slice === 'function' ? proto.utf8Slice : function (this: Buffer, s, e) { return this.toString('utf8', s, e); };
 
+/** Bytes [s, e) as latin1 text (one char per byte), without toString()'s encoding dispatch. */
+export function latin1(b: Buffer, s: number, e: number): string {
+  return latin1Slice.call(b, s, e);
+}
+
 /** Text of bytes [s, e): latin1 fast path when ASCII (identical result), UTF-8 otherwise. */
 function text(b: Buffer, s: number, e: number): string {
   for (let i = s; i < e; i++) if (b[i]! >= 0x80) return utf8Slice.call(b, s, e);
   return latin1Slice.call(b, s, e);
+}
+
+/** Known commands by byte length: a request's command is returned as the one shared string. */
+const COMMANDS_BY_LENGTH: Array<Array<{ bytes: Buffer; name: string }>> = [];
+for (const name of NG_COMMANDS) (COMMANDS_BY_LENGTH[name.length] ??= []).push({ bytes: lit(name), name });
+
+/** A command's text: the constant for a known one (no string per request, its hash cached), else decoded. */
+function commandText(b: Buffer, s: number, e: number): string {
+  const known = COMMANDS_BY_LENGTH[e - s];
+  if (known) for (const k of known) if (eq(b, s, k.bytes)) return k.name;
+  return text(b, s, e);
 }
 
 function fail(code: number, size: number): never {
@@ -122,10 +138,10 @@ function walkTop(b: Buffer, classify: (b: Uint8Array, at: number, len: number) =
 let route: Routing;
 let routeBuf: Buffer;
 function onRouteField(f: number, s: number, e: number): void {
+  if (f === F_SUPPORTS) { route.supportsLoadLimit = false; return; }
+  if (f === F_COMMAND) { route.command = s < 0 ? undefined : commandText(routeBuf, s, e); return; }
   const t = s < 0 ? undefined : text(routeBuf, s, e);
-  if (f === F_SUPPORTS) route.supportsLoadLimit = false;
-  else if (f === F_COMMAND) route.command = t;
-  else if (f === F_CALL_ID) route.callId = t;
+  if (f === F_CALL_ID) route.callId = t;
   else if (f === F_FROM_TAG) route.fromTag = t;
   else if (f === F_TO_TAG) route.toTag = t;
   else if (f === F_VIA_BRANCH) route.viaBranch = t;
@@ -184,6 +200,20 @@ export function scanReplyResult(dict: Buffer): { result?: string; callId?: strin
 }
 
 const COLON = 0x3a;
+const R_OK = lit('ok');
+const R_PONG = lit('pong');
+const R_ERROR = lit('error');
+const R_LOAD_LIMIT = V_LOAD_LIMIT;
+/** A reply's result: the usual ones as constants (no string per reply), others as text. */
+function resultText(b: Buffer, s: number, e: number): string {
+  switch (e - s) {
+    case 2: if (eq(b, s, R_OK)) return 'ok'; break;
+    case 4: if (eq(b, s, R_PONG)) return 'pong'; break;
+    case 5: if (eq(b, s, R_ERROR)) return 'error'; break;
+    case 10: if (eq(b, s, R_LOAD_LIMIT)) return 'load limit'; break;
+  }
+  return text(b, s, e);
+}
 /** The call-id found by the last replyResult() call (module scratch: no result object per reply). */
 export const replyScratch: { callId: string | undefined } = { callId: undefined };
 /** replyResult()'s answer for a reply it cannot read (the proxy counts it as `invalid`). */
@@ -196,17 +226,17 @@ export const UNREADABLE = null;
  * the rest of the dictionary is not validated (scanReplyResult does that). Returns the result,
  * undefined without one, UNREADABLE (null) when the bytes read so far are not a dictionary.
  */
-export function replyResult(b: Buffer, wantCallId: boolean): string | undefined | null {
+export function replyResult(b: Buffer, wantCallId: boolean, start = 0): string | undefined | null {
   replyScratch.callId = undefined;
-  if (b[0] !== 0x64) {
+  if (b[start] !== 0x64) {
     try {
-      const d = decodeDict(b);
+      const d = decodeDict(start === 0 ? b : b.subarray(start));
       if (wantCallId) replyScratch.callId = str(d['call-id']);
       return str(d.result);
     } catch { return UNREADABLE; }
   }
   const end = b.length;
-  let p = 1;
+  let p = start + 1;
   let result: string | undefined;
   let haveResult = false;
   let haveCallId = !wantCallId;
@@ -229,7 +259,7 @@ export function replyResult(b: Buffer, wantCallId: boolean): string | undefined 
       p = vs + m;
       if (p > end) return UNREADABLE;
       if (n === 6 && eq(b, ks, K_RESULT)) {
-        result = text(b, vs, p);
+        result = resultText(b, vs, p);
         haveResult = true;
         if (haveCallId) return result;
       } else if (n === 7 && !haveCallId && eq(b, ks, K_CALL_ID[0]!)) {

@@ -59,6 +59,15 @@ export type NgReply = NgOkReply | NgErrorReply | NgPongReply | NgLoadLimitReply;
 export type NgResult = NgReply['result'];
 export const NG_RESULTS: readonly NgResult[] = ['ok', 'error', 'pong', 'load limit'];
 
+/** The commands rtpengine's ng protocol defines (docs/ng_control_protocol.md), as sent on the wire. */
+export const NG_COMMANDS: readonly string[] = [
+  'ping', 'offer', 'answer', 'delete', 'query', 'list', 'statistics', 'start recording', 'stop recording',
+  'pause recording', 'block DTMF', 'unblock DTMF', 'block media', 'unblock media', 'silence media',
+  'unsilence media', 'start forwarding', 'stop forwarding', 'play media', 'stop media', 'play DTMF',
+  'publish', 'subscribe request', 'subscribe answer', 'unsubscribe', 'inject start', 'inject stop',
+  'connect', 'create', 'create answer', 'mesh', 'transform', 'cli',
+];
+
 /** What the proxy needs from a request, read in one pass without building objects. */
 export interface Routing {
   format: 'bencode' | 'json';

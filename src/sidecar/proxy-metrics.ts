@@ -4,14 +4,9 @@
 import { Counter, Gauge, type Registry } from 'prom-client';
 import { METRIC_PREFIX } from '../metrics.js';
 import type { DrainPhase } from './drain.js';
+import { NG_COMMANDS } from '../ng/types.js';
 
-const COMMANDS = new Set([
-  'ping', 'offer', 'answer', 'delete', 'query', 'list', 'statistics', 'start recording', 'stop recording',
-  'pause recording', 'block DTMF', 'unblock DTMF', 'block media', 'unblock media', 'silence media',
-  'unsilence media', 'start forwarding', 'stop forwarding', 'play media', 'stop media', 'play DTMF',
-  'publish', 'subscribe request', 'subscribe answer', 'unsubscribe', 'inject start', 'inject stop',
-  'connect', 'create', 'create answer', 'mesh', 'transform', 'cli',
-]);
+const COMMANDS: ReadonlySet<string> = new Set(NG_COMMANDS);
 
 /** Where a reply came from: rtpengine (forwarded), the proxy itself (gate, bad input, upstream
  *  failure), or the reply cache (a late retransmission). */

@@ -19,12 +19,12 @@ import { NgError, isCoded } from '../errors.js';
 import type { Logger } from '../log.js';
 import { systemClock, type Clock, type Timer } from '../clock.js';
 import { MAX_COOKIE } from '../ng/framing.js';
-import { scanRouting, scanReplyResult, replyResult, replyScratch, UNREADABLE } from '../ng/scan.js';
+import { scanRouting, scanReplyResult, replyResult, replyScratch, UNREADABLE, latin1 } from '../ng/scan.js';
 import { decodeDict, encodeDict, str } from '../ng/codec.js';
 import { NgUdpClient, type NgForwardHandler } from '../ng/client.js';
 import type { NgUpstream, Routing } from '../ng/types.js';
 import { SessionRegistry } from './sessions.js';
-import { ReplyCache } from './reply-cache.js';
+import { ReplyCache, hashKey } from './reply-cache.js';
 import { DrainController, CREATING_COMMANDS, gate, type DrainStatus, type GateDecision } from './drain.js';
 import { createProxyMetrics, type ProxyMetrics } from './proxy-metrics.js';
 import { parseHostPort, sourceMatcher, type ProxyConfig } from './proxy-options.js';
@@ -70,6 +70,8 @@ export interface ProxyStatus {
 interface Origin { sock: Socket; address: string; port: number; msg: Buffer; cookieLen: number; t0: number }
 interface InFlight extends Origin {
   key: string;
+  /** hashKey(key), for the reply cache. */
+  hash: number;
   routing: Routing;
   /** The call is on this rtpengine; undefined = not looked up yet (the fast path skips it). */
   known: boolean | undefined;
@@ -125,7 +127,7 @@ export async function startNgProxy(config: NgProxyConfig, deps: NgProxyDeps): Pr
   if (!up) throw new NgError('NG_SOCKET', { peer: config.ngUpstream, reason: 'upstream is not host:port' });
   const upstreamName = config.ngUpstream;
   const attempts = config.ngUpstreamRetries + 1;
-  const upstream = deps.upstream ?? new NgUdpClient({ host: up.host, port: up.port, timeoutMs: config.ngUpstreamTimeoutMs, retries: attempts, clock, log });
+  const upstream = deps.upstream ?? new NgUdpClient({ host: up.host, port: up.port, timeoutMs: config.ngUpstreamTimeoutMs, retries: attempts, clock, log, holdOpen: true });
   const ownsUpstream = deps.upstream === undefined;
   // The UDP client's callback form spares a promise and two closures per forwarded request.
   const udp = upstream instanceof NgUdpClient ? upstream : undefined;
@@ -172,12 +174,12 @@ export async function startNgProxy(config: NgProxyConfig, deps: NgProxyDeps): Pr
   // --- the hot path -------------------------------------------------------------------------
   // No completion callback: without one, Node tries a synchronous send (uv_udp_try_send) first;
   // with one, every reply waits for the next event-loop turn. Failures surface as 'error' events.
-  const send = (sock: Socket, buf: Buffer | Buffer[], port: number, address: string) => { sock.send(buf, port, address); };
+  const send = (sock: Socket, buf: Buffer, port: number, address: string) => { sock.send(buf, port, address); };
 
-  const answerLocally = (f: Origin, key: string | undefined, command: string | undefined, dict: Buffer, result: string) => {
+  const answerLocally = (f: Origin, key: string, hash: number, command: string | undefined, dict: Buffer, result: string) => {
     const out = frame(f, dict);
     send(f.sock, out, f.port, f.address);
-    if (key !== undefined) cache.set(key, out);
+    cache.set(key, out, hash);
     metrics.request(command, result, 'proxy', (clock.monotonic() - f.t0) / 1000);
   };
 
@@ -199,8 +201,9 @@ export async function startNgProxy(config: NgProxyConfig, deps: NgProxyDeps): Pr
       log.debug({ from: `${rinfo.address}:${rinfo.port}`, size: msg.length }, 'ng datagram without a cookie dropped');
       return;
     }
-    const key = `${rinfo.address} ${rinfo.port} ${msg.toString('latin1', 0, cookieLen)}`;
-    const cached = cache.get(key);
+    const key = `${rinfo.address} ${rinfo.port} ${latin1(msg, 0, cookieLen)}`;
+    const hash = hashKey(key);
+    const cached = cache.get(key, hash);
     if (cached) {
       send(sock, cached, rinfo.port, rinfo.address);
       metrics.request(undefined, undefined, 'cache', (clock.monotonic() - t0) / 1000); // labels command=none result=none
@@ -218,10 +221,10 @@ export async function startNgProxy(config: NgProxyConfig, deps: NgProxyDeps): Pr
       const reason = isCoded(e) ? e.ngReason : 'Could not decode bencode dictionary';
       log.info({ from: `${rinfo.address}:${rinfo.port}`, code: isCoded(e) ? e.code : undefined, reason: (e as Error).message }, 'bad ng request answered with error');
       const fmt = dict[0] === 0x7b ? 'json' : 'bencode';
-      answerLocally({ sock, address: rinfo.address, port: rinfo.port, msg, cookieLen, t0 }, key, undefined, localReply(fmt, { result: 'error', 'error-reason': reason }), 'error');
+      answerLocally({ sock, address: rinfo.address, port: rinfo.port, msg, cookieLen, t0 }, key, hash, undefined, localReply(fmt, { result: 'error', 'error-reason': reason }), 'error');
       return;
     }
-    const f: InFlight = { sock, address: rinfo.address, port: rinfo.port, msg, cookieLen, t0, key, routing: r, known: undefined, retransmissions: 0 };
+    const f: InFlight = { sock, address: rinfo.address, port: rinfo.port, msg, cookieLen, t0, key, hash, routing: r, known: undefined, retransmissions: 0 };
     // Serving with rtpengine up, the gate forwards everything: skip it and the registry lookup.
     if (upstreamUp !== true || drainCtl.draining) {
       const known = f.known = r.callId !== undefined && sessions.has(r.callId);
@@ -236,7 +239,7 @@ export async function startNgProxy(config: NgProxyConfig, deps: NgProxyDeps): Pr
       if (d.action !== 'forward') {
         const rep = decisionReply(d, r);
         if (r.command !== 'ping') log.debug({ command: r.command, callId: r.callId, decision: d }, 'ng request answered by the proxy');
-        answerLocally(f, key, r.command, rep.dict, rep.result);
+        answerLocally(f, key, hash, r.command, rep.dict, rep.result);
         return;
       }
     }
@@ -247,7 +250,7 @@ export async function startNgProxy(config: NgProxyConfig, deps: NgProxyDeps): Pr
   /** Send the original dictionary bytes upstream (the NgUdpClient's callback form when it is one). */
   const forward = (f: InFlight, dict: Buffer) => {
     if (udp) udp.forward(dict, f, upstreamHandler);
-    else upstream.request(dict).then((res) => onReply(f, res.reply), (e: unknown) => onFail(f, e));
+    else upstream.request(dict).then((res) => onReply(f, res.reply, 0), (e: unknown) => onFail(f, e));
   };
 
   // --- drain probe: is a call-id the registry lacks on rtpengine? ------------------------------
@@ -282,28 +285,36 @@ export async function startNgProxy(config: NgProxyConfig, deps: NgProxyDeps): Pr
       if (result !== 'error' || reason !== 'Unknown call-id') log.warn({ command: r.command, callId, result, reason }, 'draining: unexpected answer to the call probe; refused as not here');
       const rep = decisionReply(REFUSE_DRAINING, r);
       log.debug({ command: r.command, callId }, 'draining: call-id not on rtpengine; refused');
-      answerLocally(f, f.key, r.command, rep.dict, rep.result);
+      answerLocally(f, f.key, f.hash, r.command, rep.dict, rep.result);
     }, (e: unknown) => { metrics.drainProbe('failed'); onFail(f, e); });
   };
 
   const isKnown = (f: InFlight): boolean => (f.known ??= f.routing.callId !== undefined && sessions.has(f.routing.callId));
 
-  const onReply = (f: InFlight, reply: Buffer) => {
-    // The client's cookie and space, straight from its request, then rtpengine's dictionary:
-    // sent as two iovecs of one datagram, nothing copied.
-    const head = f.msg.subarray(0, f.cookieLen + 1);
-    send(f.sock, [head, reply], f.port, f.address);
+  const onReply = (f: InFlight, datagram: Buffer, dictStart: number) => {
+    // rtpengine's datagram becomes the reply: the client's cookie is written over the end of
+    // ours (the space stays), so it leaves as one buffer, the dictionary untouched. A client
+    // cookie longer than ours (rare: ours is ~20 bytes) is framed into a new buffer.
+    const n = f.cookieLen;
+    const at = dictStart - 1 - n;
+    let out: Buffer;
+    if (at >= 0) {
+      const m = f.msg;
+      for (let i = 0; i < n; i++) datagram[at + i] = m[i]!;
+      out = at === 0 ? datagram : datagram.subarray(at);
+    } else out = frame(f, datagram.subarray(dictStart));
+    send(f.sock, out, f.port, f.address);
     // Bookkeeping after the reply left: none of it delays the answer.
     const key = f.key;
     inflight.delete(key);
     const r = f.routing;
     // Read-only commands are safe to run twice: a late retransmission is simply forwarded again,
     // which keeps high-rate pings/queries out of the cache (memory and GC).
-    if (r.command === undefined || !READ_ONLY.has(r.command)) cache.set(key, reply, head);
+    if (r.command === undefined || !READ_ONLY.has(r.command)) cache.set(key, out, f.hash);
     // rtpengine's reply is trusted (and already forwarded): read `result`, and `call-id` only
     // for requests without one (publish/create generate it), then stop.
     const wantCallId = r.callId === undefined;
-    const got = replyResult(reply, wantCallId);
+    const got = replyResult(datagram, wantCallId, dictStart);
     const result = got === UNREADABLE ? 'invalid' : got;
     if (result === 'ok') {
       const callId = r.callId ?? (wantCallId ? replyScratch.callId : undefined);
@@ -330,7 +341,7 @@ export async function startNgProxy(config: NgProxyConfig, deps: NgProxyDeps): Pr
     const d: Exclude<GateDecision, { action: 'forward' }> = creating ? { action: 'refuse', why: 'upstream-down' } : { action: 'fail', why: 'upstream-down' };
     log.warn({ command: r.command, callId: r.callId, reason, answer: d.action }, 'rtpengine did not answer a forwarded request');
     const rep = decisionReply(d, r, reason);
-    answerLocally(f, key, r.command, rep.dict, rep.result);
+    answerLocally(f, key, f.hash, r.command, rep.dict, rep.result);
   };
 
   const upstreamHandler: NgForwardHandler<InFlight> = { reply: onReply, fail: onFail };

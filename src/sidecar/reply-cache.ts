@@ -28,9 +28,10 @@ const MAX_KEY = 0xffff;
 
 /**
  * FNV-1a over the key's char codes, in the same pass checking that the key is latin1 (addresses,
- * ports, cookies always are): NaN for a key the slab cannot hold byte for byte.
+ * ports, cookies always are): NaN for a key the slab cannot hold byte for byte. A caller that
+ * both looks up and stores a key passes the hash to both (one pass per request).
  */
-function hashKey(key: string): number {
+export function hashKey(key: string): number {
   let h = 0x811c9dc5;
   let bits = 0;
   for (let i = 0; i < key.length; i++) {
@@ -98,19 +99,18 @@ class Generation {
     return Buffer.from(slab.subarray(start, start + slab.readUInt32LE(off + 2)));
   }
 
-  /** Appends `prefix` + `reply`; false when this generation is full (slab or index at half load). */
-  put(key: string, h: number, prefix: Buffer | undefined, reply: Buffer): boolean {
-    const pre = prefix ? prefix.length : 0;
-    const size = HEADER + key.length + pre + reply.length;
+  /** Appends the entry; false when this generation is full (slab or index at half load). */
+  put(key: string, h: number, reply: Buffer): boolean {
+    const size = HEADER + key.length + reply.length;
     if (this.used + size > this.slabBytes || (this.count + 1) * 2 > this.slots.length) return false;
     this.slab ??= Buffer.allocUnsafeSlow(this.slabBytes);
     const slab = this.slab;
     const off = this.used;
     slab.writeUInt16LE(key.length, off);
-    slab.writeUInt32LE(pre + reply.length, off + 2);
-    slab.write(key, off + HEADER, 'latin1');
-    if (prefix) slab.set(prefix, off + HEADER + key.length);
-    slab.set(reply, off + HEADER + key.length + pre);
+    slab.writeUInt32LE(reply.length, off + 2);
+    const k = off + HEADER;
+    for (let j = 0; j < key.length; j++) slab[k + j] = key.charCodeAt(j);
+    slab.set(reply, k + key.length);
     this.used += size;
     const i = this.find(key, h);
     if (this.slots[i] === 0) this.count++;
@@ -142,23 +142,21 @@ export class ReplyCache {
     this.timer = opts.clock.setInterval(() => this.rotate(), this.ttlMs);
   }
 
-  /** The reply sent for `key` (a copy; hits are rare: retransmissions). */
-  get(key: string): Buffer | undefined {
+  /** The reply sent for `key` (a copy; hits are rare: retransmissions). `h`: hashKey(key). */
+  get(key: string, h = hashKey(key)): Buffer | undefined {
     if (this.cur.count === 0 && this.prev.count === 0) return undefined;
-    const h = hashKey(key);
     if (Number.isNaN(h)) return undefined;
     return this.cur.get(key, h) ?? this.prev.get(key, h);
   }
 
-  /** Keeps `prefix` + `reply` (the proxy passes the client's cookie and space, then rtpengine's dictionary). */
-  set(key: string, reply: Buffer, prefix?: Buffer): void {
-    if (key.length > MAX_KEY || HEADER + key.length + (prefix?.length ?? 0) + reply.length > this.slabBytes) return; // would evict everything else for one reply
-    const h = hashKey(key);
+  /** Keeps `reply` for `key` (`h`: hashKey(key)). */
+  set(key: string, reply: Buffer, h = hashKey(key)): void {
+    if (key.length > MAX_KEY || HEADER + key.length + reply.length > this.slabBytes) return; // would evict everything else for one reply
     if (Number.isNaN(h)) return; // not latin1: never produced by the proxy
-    if (this.cur.put(key, h, prefix, reply)) return;
+    if (this.cur.put(key, h, reply)) return;
     this.evictions++;
     this.rotate(true);
-    this.cur.put(key, h, prefix, reply);
+    this.cur.put(key, h, reply);
   }
 
   get size(): number { return this.cur.count + this.prev.count; }

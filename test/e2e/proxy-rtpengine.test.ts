@@ -122,6 +122,15 @@ test('the reply is rtpengine\'s dictionary byte for byte behind the client\'s co
     assert.equal(rep?.toString(), 'k_1 d6:result4:ponge');
     const js = await s.send(r.port, 'k_2', '{"command":"ping"}');
     assert.equal(js?.toString(), 'k_2 {"result":"pong"}');
+    // Cookies of every length around the proxy's own (its reply is written over rtpengine's
+    // datagram when the client's cookie fits there, framed anew when it is longer), up to 256.
+    for (const n of [1, 15, 16, 17, 18, 19, 20, 21, 22, 30, 256]) {
+      const c = 'c'.repeat(n - 1) + String(n % 10);
+      const q = await s.send(r.port, c, 'd7:command4:pinge');
+      assert.ok(q, `a reply for a ${n}-byte cookie`);
+      const direct = await s.send(r.rtp.ngPort, c, 'd7:command4:pinge');
+      assert.equal(q.toString('latin1'), direct?.toString('latin1'), `${n}-byte cookie: the proxy's reply equals rtpengine's own`);
+    }
   } finally {
     s.close();
     await r.close();
