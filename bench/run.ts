@@ -1,14 +1,44 @@
 // `npm run bench`: every bench/*.bench.ts suite (or those named on the command line) in one run,
 // one table on stdout, all figures in bench/results.json (median over runs, p99, goals).
-import { readdirSync, readFileSync, writeFileSync, accessSync, constants } from 'node:fs';
-import { cpus } from 'node:os';
+// Each suite runs in a fresh child process (`run.ts --child <file> <out.json>`), so one suite's
+// heap, JIT state and leftover timers cannot skew the next suite's figures.
+import { readdirSync, readFileSync, writeFileSync, accessSync, constants, mkdtempSync, rmSync } from 'node:fs';
+import { spawn } from 'node:child_process';
+import { cpus, tmpdir } from 'node:os';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { dirname, join } from 'node:path';
 import type { Row, Suite } from './suite.js';
 
 const dir = dirname(fileURLToPath(import.meta.url));
-const only = process.argv.slice(2);
 const quick = process.env.BENCH_QUICK === '1';
+
+if (process.argv[2] === '--child') {
+  // One suite, in this fresh process: rows to the file the parent named.
+  const [file, out] = process.argv.slice(3) as [string, string];
+  const suite = (await import(pathToFileURL(join(dir, file)).href)).default as Suite;
+  const rows = await suite.run({ quick, log: (m) => process.stderr.write(`  ${m}\n`) });
+  writeFileSync(out, JSON.stringify(rows));
+  process.exit(0);
+}
+
+/** Runs one suite file in a child process; resolves with its rows or rejects with why it failed. */
+async function runChild(file: string): Promise<Row[]> {
+  const tmp = mkdtempSync(join(tmpdir(), 'rtpengine-k8s-bench-'));
+  const out = join(tmp, 'rows.json');
+  try {
+    const code = await new Promise<number | null>((resolve, reject) => {
+      const child = spawn(process.execPath, ['--import', 'tsx', fileURLToPath(import.meta.url), '--child', file, out], { stdio: ['ignore', 'inherit', 'inherit'] });
+      child.once('error', reject);
+      child.once('exit', (c, sig) => resolve(sig ? -1 : c));
+    });
+    if (code !== 0) throw new Error(`suite process exited with ${code === -1 ? 'a signal' : `code ${code}`} (its error is printed above)`);
+    return JSON.parse(readFileSync(out, 'utf8')) as Row[];
+  } finally {
+    rmSync(tmp, { recursive: true, force: true });
+  }
+}
+
+const only = process.argv.slice(2);
 const files = readdirSync(dir).filter((f) => f.endsWith('.bench.ts')).sort();
 
 const has = (bin: string) => ['/usr/bin', '/usr/sbin', '/usr/local/bin'].some((d) => { try { accessSync(join(d, bin), constants.X_OK); return true; } catch { return false; } });
@@ -24,7 +54,7 @@ for (const f of files) {
   process.stderr.write(`bench: ${suite.name} …\n`);
   const t0 = performance.now();
   try {
-    rows.push(...(await suite.run({ quick, log: (m) => process.stderr.write(`  ${m}\n`) })));
+    rows.push(...(await runChild(f)));
   } catch (e) {
     notRun.push({ suite: suite.name, reason: `failed: ${(e as Error).message}` });
     failed = true;

@@ -1,5 +1,5 @@
 // What a benchmark suite reports. Each bench/*.bench.ts default-exports a Suite; bench/run.ts
-// runs them in one process, prints one table and writes bench/results.json.
+// runs each in its own child process, prints one table and writes bench/results.json.
 
 export interface Row {
   suite: string;
