@@ -82,17 +82,24 @@ class Gen {
 /** One measurement: throughput, and the latency samples (µs) it saw. */
 interface Result { opsPerS: number; samples: number[] }
 
+/** Every ordering of `xs`. */
+function permutations<T>(xs: readonly T[]): T[][] {
+  if (xs.length <= 1) return [[...xs]];
+  return xs.flatMap((x, i) => permutations([...xs.slice(0, i), ...xs.slice(i + 1)]).map((p) => [x, ...p]));
+}
+
 /**
- * `n` sequential operations on each target, interleaved (a, b, c, b, c, a, c, a, b, …): on a
- * shared, noisy machine, drift then hits every target alike, and the order rotates so no target
- * always runs right after the same other one. Throughput counts each target's own time.
+ * `n` sequential operations on each target, interleaved: each iteration runs every target once,
+ * in the next of all possible orders. On a shared, noisy machine drift then hits every target
+ * alike, and each target follows each other one (and comes first) equally often. Throughput
+ * counts each target's own time.
  */
 async function interleaved<K extends string>(n: number, keys: readonly K[], op: (k: K) => Promise<number>): Promise<Record<K, Result>> {
   const lat = Object.fromEntries(keys.map((k) => [k, [] as number[]])) as Record<K, number[]>;
   const busy = Object.fromEntries(keys.map((k) => [k, 0])) as Record<K, number>;
+  const orders = permutations(keys);
   for (let i = 0; i < n; i++) {
-    for (let j = 0; j < keys.length; j++) {
-      const k = keys[(i + j) % keys.length]!;
+    for (const k of orders[i % orders.length]!) {
       const t0 = performance.now();
       lat[k].push(await op(k));
       busy[k] += performance.now() - t0;

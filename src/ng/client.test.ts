@@ -288,13 +288,15 @@ test('waiting requests keep the process alive until they settle; an idle client 
   assert.equal(out, 'settled NG_TIMEOUT');
 });
 
-test('holdOpen: the client keeps the process alive while open, with or without requests, and lets go when closed', async () => {
+test('holdOpen: from its first request the client keeps the process alive until closed; before any request it does not', { timeout: 20_000 }, async () => {
   await using p = await peer((m, _r, reply) => pong(m, reply));
   const url = new URL('./client.ts', import.meta.url).href;
   // The child prints whether it is still alive 300 ms after its last request settled, then closes
-  // the client: a held client keeps it running until then, and the close lets it exit.
+  // the used client: a held client keeps it running until then, the close lets it exit, and the
+  // never-used holdOpen client must not keep it alive either.
   const script = `
     const { NgUdpClient } = await import(${JSON.stringify(url)});
+    new NgUdpClient({ host: '127.0.0.1', port: ${p.port}, holdOpen: true });
     const c = new NgUdpClient({ host: '127.0.0.1', port: ${p.port}, holdOpen: true });
     const r = await c.command({ command: 'ping' });
     process.stdout.write(r.result + ' ');
@@ -304,7 +306,10 @@ test('holdOpen: the client keeps the process alive while open, with or without r
   const child = spawn(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], { cwd: fileURLToPath(new URL('../..', import.meta.url)), stdio: ['ignore', 'pipe', 'inherit'] });
   let out = '';
   child.stdout.on('data', (d: Buffer) => { out += d.toString(); });
+  // A client that never lets go would keep the child running: kill it and fail, not hang.
+  const killer = setTimeout(() => child.kill('SIGKILL'), 10_000);
   const code = await new Promise<number | null>((r) => child.once('exit', r));
-  assert.equal(code, 0);
+  clearTimeout(killer);
+  assert.equal(code, 0, 'the child exited by itself');
   assert.equal(out, 'pong alive ');
 });

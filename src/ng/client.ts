@@ -28,8 +28,9 @@ export interface NgClientOptions {
   /** Monotonic time and the one timeout timer (default: the system clock). */
   clock?: Clock;
   /**
-   * Keep the process alive while the client is open (a daemon's upstream: no ref/unref per
-   * request). Default false: only while requests wait, so an idle client lets a CLI exit.
+   * From its first request on, keep the process alive until the client is closed (a daemon's
+   * upstream: no ref/unref per request). Default false: only while requests wait, so an idle
+   * client lets a CLI exit. Before the first request the client never holds the process.
    */
   holdOpen?: boolean;
 }
@@ -132,7 +133,7 @@ export class NgUdpClient implements NgUpstream {
   private early: Buffer[] | undefined;
   private timer: Timer | undefined;
   private timerAt = Infinity;
-  /** The socket is ref'd while requests wait (they keep the process alive; an idle client does not). */
+  /** The socket is ref'd while requests wait, or from the first request on with `holdOpen`. */
   private refd = false;
   private readonly holdOpen: boolean;
   private lastSoftError: { code: string; at: number } | undefined;
@@ -160,8 +161,7 @@ export class NgUdpClient implements NgUpstream {
       });
     }
     this.holdOpen = opts.holdOpen ?? false;
-    if (this.holdOpen) this.refd = true;
-    else this.socket.unref();
+    this.socket.unref();
   }
 
   /** Requests currently waiting for a reply. */
@@ -187,12 +187,17 @@ export class NgUdpClient implements NgUpstream {
    * request() without a promise, for hot paths: `dict` (a complete dictionary, sent untouched)
    * goes out behind a fresh cookie, and `handler` gets `ctx` back with the reply or a coded
    * error. `handler.fail` may be called before forward() returns (closed client, too large,
-   * already aborted). `dict` is kept, not copied, until the request settles (retransmissions
-   * resend it): the caller must not change it meanwhile.
+   * already aborted). `dict` is copied into the datagram (retransmissions resend that copy):
+   * the caller may reuse it at once.
    */
   forward<C>(dict: Buffer, ctx: C, handler: NgForwardHandler<C>, opts?: NgRequestOptions): void {
     if (this.closed) {
       handler.fail(ctx, new NgError('NG_CLOSED', { peer: this.peer, inFlight: 0 }));
+      return;
+    }
+    const signal = opts?.signal;
+    if (signal?.aborted) {
+      handler.fail(ctx, new NgError('NG_ABORTED', { peer: this.peer, command: dictCommand(dict), attempts: 0 }));
       return;
     }
     const seq = this.seq;
@@ -212,11 +217,6 @@ export class NgUdpClient implements NgUpstream {
     for (let i = dictStart - 2, x = seq; i >= pre.length; i--, x = (x / 10) | 0) datagram[i] = 0x30 + (x % 10);
     datagram[dictStart - 1] = SP;
     datagram.set(dict, dictStart);
-    const signal = opts?.signal;
-    if (signal?.aborted) {
-      handler.fail(ctx, new NgError('NG_ABORTED', { peer: this.peer, command: dictCommand(dict), attempts: 0 }));
-      return;
-    }
     const timeoutMs = opts?.timeoutMs ?? this.timeoutMs;
     const now = this.clock.monotonic();
     const p: Pending = {

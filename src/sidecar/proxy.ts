@@ -70,8 +70,8 @@ export interface ProxyStatus {
 interface Origin { sock: Socket; address: string; port: number; msg: Buffer; cookieLen: number; t0: number }
 interface InFlight extends Origin {
   key: string;
-  /** hashKey(key), for the reply cache. */
-  hash: number;
+  /** hashKey(key) for the reply cache; undefined until needed (hashed on insert then). */
+  hash: number | undefined;
   routing: Routing;
   /** The call is on this rtpengine; undefined = not looked up yet (the fast path skips it). */
   known: boolean | undefined;
@@ -176,7 +176,7 @@ export async function startNgProxy(config: NgProxyConfig, deps: NgProxyDeps): Pr
   // with one, every reply waits for the next event-loop turn. Failures surface as 'error' events.
   const send = (sock: Socket, buf: Buffer, port: number, address: string) => { sock.send(buf, port, address); };
 
-  const answerLocally = (f: Origin, key: string, hash: number, command: string | undefined, dict: Buffer, result: string) => {
+  const answerLocally = (f: Origin, key: string, hash: number | undefined, command: string | undefined, dict: Buffer, result: string) => {
     const out = frame(f, dict);
     send(f.sock, out, f.port, f.address);
     cache.set(key, out, hash);
@@ -202,8 +202,9 @@ export async function startNgProxy(config: NgProxyConfig, deps: NgProxyDeps): Pr
       return;
     }
     const key = `${rinfo.address} ${rinfo.port} ${latin1(msg, 0, cookieLen)}`;
-    const hash = hashKey(key);
-    const cached = cache.get(key, hash);
+    // An empty cache (pings and queries are never cached) needs no hash.
+    const hash = cache.size > 0 ? hashKey(key) : undefined;
+    const cached = hash === undefined ? undefined : cache.get(key, hash);
     if (cached) {
       send(sock, cached, rinfo.port, rinfo.address);
       metrics.request(undefined, undefined, 'cache', (clock.monotonic() - t0) / 1000); // labels command=none result=none

@@ -131,6 +131,19 @@ test('the reply is rtpengine\'s dictionary byte for byte behind the client\'s co
       const direct = await s.send(r.rtp.ngPort, c, 'd7:command4:pinge');
       assert.equal(q.toString('latin1'), direct?.toString('latin1'), `${n}-byte cookie: the proxy's reply equals rtpengine's own`);
     }
+    // A cached reply (offers are cached, pings are not) is the rewritten datagram, byte for byte:
+    // a late retransmission gets exactly the first answer. The proxy's own cookie is 18–20 bytes
+    // here (prefix of 17 and a counter below 1000), so 18–20 covers the equal-length rewrite.
+    for (const n of [1, 18, 19, 20, 21, 256]) {
+      const c = 'r'.repeat(n - 1) + String(n % 10);
+      const id = `len-${n}-${cookie()}`;
+      const first = await s.send(r.port, c, offer(id));
+      assert.equal(str(dictOf(first).result), 'ok', `${n}-byte cookie: offer answered ok`);
+      const again = await s.send(r.port, c, offer(id));
+      assert.equal(again?.toString('latin1'), first!.toString('latin1'), `${n}-byte cookie: the retransmission is answered with the first reply`);
+      assert.equal(str(dictOf(await s.send(r.port, `del-${n}`, del(id))).result), 'ok');
+    }
+    assert.equal(await metric(r.registry, 'rtpengine_k8s_ng_requests_total', { command: 'none', result: 'none', origin: 'cache' }), 6);
   } finally {
     s.close();
     await r.close();
