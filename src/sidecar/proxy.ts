@@ -80,6 +80,12 @@ interface InFlight extends Origin {
 
 const SP = 0x20;
 const READ_ONLY: ReadonlySet<string> = new Set(['ping', 'query', 'list', 'statistics']);
+/**
+ * Whether replies to `command` go into the reply cache. Read-only commands are safe to run twice:
+ * a late retransmission is simply forwarded again, which keeps high-rate pings and queries out of
+ * the cache (memory) and spares them the lookup.
+ */
+const cacheable = (command: string | undefined): boolean => command === undefined || !READ_ONLY.has(command);
 const PING = Buffer.from('d7:command4:pinge');
 /** New calls held while the first ping is out, at most. */
 const HOLD_MAX = 1024;
@@ -176,10 +182,11 @@ export async function startNgProxy(config: NgProxyConfig, deps: NgProxyDeps): Pr
   // with one, every reply waits for the next event-loop turn. Failures surface as 'error' events.
   const send = (sock: Socket, buf: Buffer, port: number, address: string) => { sock.send(buf, port, address); };
 
-  const answerLocally = (f: Origin, key: string, hash: number | undefined, command: string | undefined, dict: Buffer, result: string) => {
+  /** Sends a reply the proxy made; kept in the reply cache under `key` unless that is undefined. */
+  const answerLocally = (f: Origin, key: string | undefined, hash: number | undefined, command: string | undefined, dict: Buffer, result: string) => {
     const out = frame(f, dict);
     send(f.sock, out, f.port, f.address);
-    cache.set(key, out, hash);
+    if (key !== undefined && cacheable(command)) cache.set(key, out, hash);
     metrics.request(command, result, 'proxy', (clock.monotonic() - f.t0) / 1000);
   };
 
@@ -202,14 +209,6 @@ export async function startNgProxy(config: NgProxyConfig, deps: NgProxyDeps): Pr
       return;
     }
     const key = `${rinfo.address} ${rinfo.port} ${latin1(msg, 0, cookieLen)}`;
-    // An empty cache (pings and queries are never cached) needs no hash.
-    const hash = cache.size > 0 ? hashKey(key) : undefined;
-    const cached = hash === undefined ? undefined : cache.get(key, hash);
-    if (cached) {
-      send(sock, cached, rinfo.port, rinfo.address);
-      metrics.request(undefined, undefined, 'cache', (clock.monotonic() - t0) / 1000); // labels command=none result=none
-      return;
-    }
     const pending = inflight.get(key);
     if (pending) { pending.retransmissions++; metrics.dropped('retransmission_in_flight'); return; }
 
@@ -219,11 +218,24 @@ export async function startNgProxy(config: NgProxyConfig, deps: NgProxyDeps): Pr
       if (dict.length === 0) throw new NgError('NG_NO_PAYLOAD', { cookieLength: cookieLen });
       r = scanRouting(dict);
     } catch (e) {
+      // Answered again on every retransmission (the same bytes fail the same way): not cached.
       const reason = isCoded(e) ? e.ngReason : 'Could not decode bencode dictionary';
       log.info({ from: `${rinfo.address}:${rinfo.port}`, code: isCoded(e) ? e.code : undefined, reason: (e as Error).message }, 'bad ng request answered with error');
       const fmt = dict[0] === 0x7b ? 'json' : 'bencode';
-      answerLocally({ sock, address: rinfo.address, port: rinfo.port, msg, cookieLen, t0 }, key, hash, undefined, localReply(fmt, { result: 'error', 'error-reason': reason }), 'error');
+      answerLocally({ sock, address: rinfo.address, port: rinfo.port, msg, cookieLen, t0 }, undefined, undefined, undefined, localReply(fmt, { result: 'error', 'error-reason': reason }), 'error');
       return;
+    }
+    // A late retransmission of a command already answered gets that answer again. Read-only
+    // commands (ping, query, …) are never cached, so they skip the lookup and its key hash.
+    let hash: number | undefined;
+    if (cache.size > 0 && cacheable(r.command)) {
+      hash = hashKey(key);
+      const cached = cache.get(key, hash);
+      if (cached) {
+        send(sock, cached, rinfo.port, rinfo.address);
+        metrics.request(undefined, undefined, 'cache', (clock.monotonic() - t0) / 1000); // labels command=none result=none
+        return;
+      }
     }
     const f: InFlight = { sock, address: rinfo.address, port: rinfo.port, msg, cookieLen, t0, key, hash, routing: r, known: undefined, retransmissions: 0 };
     // Serving with rtpengine up, the gate forwards everything: skip it and the registry lookup.
@@ -309,9 +321,7 @@ export async function startNgProxy(config: NgProxyConfig, deps: NgProxyDeps): Pr
     const key = f.key;
     inflight.delete(key);
     const r = f.routing;
-    // Read-only commands are safe to run twice: a late retransmission is simply forwarded again,
-    // which keeps high-rate pings/queries out of the cache (memory and GC).
-    if (r.command === undefined || !READ_ONLY.has(r.command)) cache.set(key, out, f.hash);
+    if (cacheable(r.command)) cache.set(key, out, f.hash);
     // rtpengine's reply is trusted (and already forwarded): read `result`, and `call-id` only
     // for requests without one (publish/create generate it), then stop.
     const wantCallId = r.callId === undefined;
