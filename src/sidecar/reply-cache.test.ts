@@ -1,7 +1,19 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { ReplyCache } from './reply-cache.js';
-import { systemClock } from '../clock.js';
+import { systemClock, type Clock } from '../clock.js';
+
+/** A clock whose interval timers run when the test says (`rotate()`), never on their own. */
+function steppedClock(): Clock & { rotate(): void; timers: number } {
+  const fns = new Set<() => void>();
+  return {
+    now: () => 0, monotonic: () => 0, sleep: async () => {},
+    setTimeout: () => ({ cancel() {} }),
+    setInterval(fn) { fns.add(fn); return { cancel: () => { fns.delete(fn); } }; },
+    rotate() { for (const fn of [...fns]) fn(); },
+    get timers() { return fns.size; },
+  };
+}
 
 test('get returns what set stored, keyed by the whole key', () => {
   const c = new ReplyCache({ clock: systemClock });
@@ -12,18 +24,22 @@ test('get returns what set stored, keyed by the whole key', () => {
   assert.equal(c.size, 1);
 });
 
-test('entries survive one generation and are gone after two', async () => {
-  const c = new ReplyCache({ clock: systemClock, ttlMs: 40 });
+test('entries survive one generation and are gone after two', () => {
+  const clock = steppedClock();
+  const c = new ReplyCache({ clock, ttlMs: 40 });
   c.set('a', Buffer.from('x'));
-  await new Promise((r) => setTimeout(r, 50));
-  c.set('b', Buffer.from('y')); // the generation timer rotated at 40 ms: 'a' is in the previous generation
+  clock.rotate();
+  c.set('b', Buffer.from('y')); // 'a' is in the previous generation now
   assert.equal(c.get('a')?.toString(), 'x');
-  await new Promise((r) => setTimeout(r, 45));
+  clock.rotate();
   assert.equal(c.get('b')?.toString(), 'y', 'still within its second generation');
   assert.equal(c.get('a'), undefined);
-  await new Promise((r) => setTimeout(r, 90));
+  clock.rotate();
   assert.equal(c.get('b'), undefined);
   assert.equal(c.size, 0);
+  assert.ok(c.bytes > 0, 'the slabs are kept for reuse while traffic may come back');
+  clock.rotate(); // a rotation with both generations empty: idle, the slabs are given back
+  assert.equal(c.bytes, 0);
 });
 
 test('memory bound: total bytes never exceed maxBytes', () => {
@@ -46,14 +62,14 @@ test('a reply larger than half the bound is not cached', () => {
   assert.equal(c.bytes, 0);
 });
 
-test('close stops the generation timer and empties the cache', async () => {
-  const c = new ReplyCache({ clock: systemClock, ttlMs: 20 });
+test('close stops the generation timer and empties the cache', () => {
+  const clock = steppedClock();
+  const c = new ReplyCache({ clock, ttlMs: 20 });
   c.set('a', Buffer.from('x'));
+  assert.equal(clock.timers, 1);
   c.close();
+  assert.equal(clock.timers, 0, 'the generation timer is cancelled');
   assert.equal(c.size, 0);
-  c.set('b', Buffer.from('y'));
-  await new Promise((r) => setTimeout(r, 60));
-  assert.equal(c.get('b')?.toString(), 'y', 'no rotation after close');
 });
 
 test('agrees with a Map on 20,000 keys, overwrites and near-identical keys included', () => {
@@ -77,11 +93,14 @@ test('agrees with a Map on 20,000 keys, overwrites and near-identical keys inclu
   assert.equal(c.evictions, 0);
 });
 
-test('a reply handed out is a copy: intact after its generation rotated out and the slab was reused', async () => {
-  const c = new ReplyCache({ clock: systemClock, ttlMs: 20, maxBytes: 64 * 1024 });
+test('a reply handed out is a copy: intact after its generation rotated out and the slab was reused', () => {
+  const clock = steppedClock();
+  const c = new ReplyCache({ clock, ttlMs: 20, maxBytes: 64 * 1024 });
   c.set('a', Buffer.from('first reply'));
   const view = c.get('a')!;
-  await new Promise((r) => setTimeout(r, 70)); // two rotations: 'a' is gone
+  c.set('b', Buffer.from('keeps the slabs in use'));
+  clock.rotate();
+  clock.rotate(); // two rotations: 'a' is gone, its slab is the current generation's again
   for (let i = 0; i < 200; i++) c.set(`k${i}`, Buffer.alloc(100, 0x7a)); // new generations fill up
   assert.equal(c.get('a'), undefined);
   assert.equal(view.toString(), 'first reply');

@@ -42,6 +42,20 @@ export function hashKey(key: string): number {
   return bits > 0xff ? NaN : h | 0;
 }
 
+/** Bytes between page touches when a slab is allocated (the smallest page size in use). */
+const PAGE = 4096;
+
+/**
+ * A slab with every page already mapped: one page-touching pass when the slab is allocated
+ * (a few ms, once per slab) instead of a page fault every third reply while the first tens of
+ * MiB of replies are written (measured: ~3.4 µs per cached reply on this VM).
+ */
+function allocSlab(bytes: number): Buffer {
+  const slab = Buffer.allocUnsafeSlow(bytes);
+  for (let i = 0; i < bytes; i += PAGE) slab[i] = 0;
+  return slab;
+}
+
 class Generation {
   /** Allocated on the first entry (an idle cache holds no slab). */
   slab: Buffer | undefined;
@@ -103,7 +117,7 @@ class Generation {
   put(key: string, h: number, reply: Buffer): boolean {
     const size = HEADER + key.length + reply.length;
     if (this.used + size > this.slabBytes || (this.count + 1) * 2 > this.slots.length) return false;
-    this.slab ??= Buffer.allocUnsafeSlow(this.slabBytes);
+    this.slab ??= allocSlab(this.slabBytes);
     const slab = this.slab;
     const off = this.used;
     slab.writeUInt16LE(key.length, off);

@@ -68,10 +68,8 @@ export class SessionRegistry extends EventEmitter {
       return;
     }
     this.tombstones.delete(callId);
-    const session: Session = { createdAt: now, updatedAt: now, source: 'proxy' };
-    if (tags.fromTag !== undefined) session.fromTag = tags.fromTag;
-    if (tags.toTag !== undefined) session.toTag = tags.toTag;
-    this.calls.set(callId, session);
+    // All fields in one literal: every session has the same shape (no transitions per call).
+    this.calls.set(callId, { createdAt: now, updatedAt: now, fromTag: tags.fromTag, toTag: tags.toTag, source: 'proxy' });
     this.emit('change', this.calls.size);
   }
 
@@ -98,7 +96,7 @@ export class SessionRegistry extends EventEmitter {
     for (const id of listed) {
       seen.add(id);
       if (this.calls.has(id) || this.tombstones.has(id)) continue;
-      this.calls.set(id, { createdAt: now, updatedAt: now, source: 'rtpengine' });
+      this.calls.set(id, { createdAt: now, updatedAt: now, fromTag: undefined, toTag: undefined, source: 'rtpengine' });
       added++;
     }
     for (const [id, s] of this.calls) {
