@@ -5,7 +5,6 @@ import { defineCommand } from '../command.js';
 import { systemClock } from '../clock.js';
 import { createRegistry } from '../metrics.js';
 import { ConfigError, Exit } from '../errors.js';
-import { createKubeClient, kubeConfigFrom } from '../kube/client.js';
 import { kamailioSyncOptions, selectorOf, type KamailioSyncConfig } from './options.js';
 import { httpDrainProbe, kubeEndpointSource, kubePodAnnotations, type EndpointSlice } from './endpoints.js';
 import { fifoRpc, httpRpc } from './jsonrpc.js';
@@ -39,6 +38,8 @@ export const kamailioSyncCommand = defineCommand({
     if (c.controlPortName && c.drainProbeTimeoutMs >= c.drainPollMs) {
       throw new ConfigError('CONFIG_INVALID', { problems: [`--drain-probe-timeout-ms (${c.drainProbeTimeoutMs}) must be below --drain-poll-ms (${c.drainPollMs})`] });
     }
+    // Loaded here, not at the top: other commands of this CLI do without @kubernetes/client-node.
+    const { createKubeClient, kubeConfigFrom } = await import('../kube/client.js');
     const kube = createKubeClient(kubeConfigFrom({ kubeconfig: c.kubeconfig || undefined }));
     const selector = selectorOf(c);
     const select = { portName: c.ngPortName, controlPortName: c.controlPortName, addressType: c.addressType, setid: c.setid, weight: c.weight };

@@ -7,7 +7,7 @@ import { Gauge, type Registry } from 'prom-client';
 import { defineCommand } from '../command.js';
 import { AllocatorClient } from '../allocator/client.js';
 import type { AllocationView } from '../allocator/wire.js';
-import { createKubeClient, kubeConfigFrom, type KubePort } from '../kube/client.js';
+import type { KubePort } from '../kube/client.js';
 import { Exit, SidecarError, isCoded } from '../errors.js';
 import type { Logger } from '../log.js';
 import { createRegistry, METRIC_PREFIX } from '../metrics.js';
@@ -276,6 +276,8 @@ export async function startSidecar(cfg: FullSidecarConfig, deps: SidecarDeps): P
     let kube = deps.kube;
     if (cfg.deletionCost && !kube) {
       try {
+        // Only for pod-deletion-cost: without it the sidecar never loads @kubernetes/client-node.
+        const { createKubeClient, kubeConfigFrom } = await import('../kube/client.js');
         kube = createKubeClient(kubeConfigFrom({ kubeconfig: cfg.kubeconfig || undefined }));
       } catch (e) {
         log.warn({ err: (e as Error).message }, 'no Kubernetes API access: pod-deletion-cost stays unmanaged');
