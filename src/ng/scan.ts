@@ -4,7 +4,7 @@
 import { NgError } from '../errors.js';
 import { INVALID, TRUNCATED, skipString, skipValue, stringStart, walkError } from './bencode.js';
 import { decodeDict, dictFormat, str, walkFailure } from './codec.js';
-import { NG_COMMANDS, type NgDict, type Routing } from './types.js';
+import { NG_COMMANDS, NG_RESULTS, type NgDict, type Routing } from './types.js';
 
 export type { Routing } from './types.js';
 
@@ -66,13 +66,19 @@ function text(b: Buffer, s: number, e: number): string {
   return latin1Slice.call(b, s, e);
 }
 
-/** Known commands by byte length: a request's command is returned as the one shared string. */
-const COMMANDS_BY_LENGTH: Array<Array<{ bytes: Buffer; name: string }>> = [];
-for (const name of NG_COMMANDS) (COMMANDS_BY_LENGTH[name.length] ??= []).push({ bytes: lit(name), name });
+/** Known values by byte length, for `interned()`. */
+type Interned = Array<Array<{ bytes: Buffer; name: string }>>;
+function internTable(names: readonly string[]): Interned {
+  const t: Interned = [];
+  for (const name of names) (t[name.length] ??= []).push({ bytes: lit(name), name });
+  return t;
+}
+const COMMANDS = internTable(NG_COMMANDS);
+const RESULTS = internTable(NG_RESULTS);
 
-/** A command's text: the constant for a known one (no string per request, its hash cached), else decoded. */
-function commandText(b: Buffer, s: number, e: number): string {
-  const known = COMMANDS_BY_LENGTH[e - s];
+/** Bytes [s, e) as the one shared string when `table` knows them (no string per message, its hash cached), else decoded. */
+function interned(table: Interned, b: Buffer, s: number, e: number): string {
+  const known = table[e - s];
   if (known) for (const k of known) if (eq(b, s, k.bytes)) return k.name;
   return text(b, s, e);
 }
@@ -139,7 +145,7 @@ let route: Routing;
 let routeBuf: Buffer;
 function onRouteField(f: number, s: number, e: number): void {
   if (f === F_SUPPORTS) { route.supportsLoadLimit = false; return; }
-  if (f === F_COMMAND) { route.command = s < 0 ? undefined : commandText(routeBuf, s, e); return; }
+  if (f === F_COMMAND) { route.command = s < 0 ? undefined : interned(COMMANDS, routeBuf, s, e); return; }
   const t = s < 0 ? undefined : text(routeBuf, s, e);
   if (f === F_CALL_ID) route.callId = t;
   else if (f === F_FROM_TAG) route.fromTag = t;
@@ -200,20 +206,6 @@ export function scanReplyResult(dict: Buffer): { result?: string; callId?: strin
 }
 
 const COLON = 0x3a;
-const R_OK = lit('ok');
-const R_PONG = lit('pong');
-const R_ERROR = lit('error');
-const R_LOAD_LIMIT = V_LOAD_LIMIT;
-/** A reply's result: the usual ones as constants (no string per reply), others as text. */
-function resultText(b: Buffer, s: number, e: number): string {
-  switch (e - s) {
-    case 2: if (eq(b, s, R_OK)) return 'ok'; break;
-    case 4: if (eq(b, s, R_PONG)) return 'pong'; break;
-    case 5: if (eq(b, s, R_ERROR)) return 'error'; break;
-    case 10: if (eq(b, s, R_LOAD_LIMIT)) return 'load limit'; break;
-  }
-  return text(b, s, e);
-}
 /** The call-id found by the last replyResult() call (module scratch: no result object per reply). */
 export const replyScratch: { callId: string | undefined } = { callId: undefined };
 /** replyResult()'s answer for a reply it cannot read (the proxy counts it as `invalid`). */
@@ -259,7 +251,7 @@ export function replyResult(b: Buffer, wantCallId: boolean, start = 0): string |
       p = vs + m;
       if (p > end) return UNREADABLE;
       if (n === 6 && eq(b, ks, K_RESULT)) {
-        result = resultText(b, vs, p);
+        result = interned(RESULTS, b, vs, p);
         haveResult = true;
         if (haveCallId) return result;
       } else if (n === 7 && !haveCallId && eq(b, ks, K_CALL_ID[0]!)) {
