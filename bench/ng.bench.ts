@@ -5,7 +5,7 @@ import type { Row, Suite } from './suite.js';
 import { median, summarize } from './stats.js';
 import { decodeDict, encodeDict } from '../src/ng/codec.js';
 import { scanRouting } from '../src/ng/scan.js';
-import { sampleOffer, sampleSdp } from '../src/ng/sample.js';
+import { sampleOffer, sampleSdp } from '../test/support/ng-sample.js';
 import { NgUdpClient } from '../src/ng/client.js';
 import { startRtpengine } from '../test/support/rtpengine.js';
 

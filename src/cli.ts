@@ -55,7 +55,7 @@ async function main(argv: string[]): Promise<number> {
   };
   process.on('SIGINT', onSignal);
   process.on('SIGTERM', onSignal);
-  const ctx: CommandContext = { log, signal: ac.signal, stopReason: () => stopReason, env: { ...process.env }, stdout: process.stdout };
+  const ctx: CommandContext = { log, signal: ac.signal, stopReason: () => stopReason, stdout: process.stdout };
   try {
     return await command.run(config, positionals, ctx);
   } finally {

@@ -9,8 +9,6 @@ export interface CommandContext {
   signal: AbortSignal;
   /** How the process was asked to stop, once it was. */
   stopReason: () => NodeJS.Signals | undefined;
-  /** Environment for child processes and downward-API reads happen in cli.ts only; this is a copy. */
-  env: Readonly<Record<string, string | undefined>>;
   stdout: NodeJS.WritableStream;
 }
 

@@ -76,10 +76,6 @@ const CATALOGUE = {
     message: (d) => `ng message of ${s(d.size)} bytes exceeds the ${s(d.max)}-byte limit`,
     grpc: GrpcStatus.INVALID_ARGUMENT, exit: Exit.DATAERR, ngReason: 'Message too large',
   },
-  NG_MISSING_KEY: {
-    message: (d) => `ng ${s(d.command ?? 'message')} lacks required key '${s(d.key)}'`,
-    grpc: GrpcStatus.INVALID_ARGUMENT, exit: Exit.DATAERR,
-  },
   NG_BAD_REPLY: {
     message: (d) => `rtpengine reply is not usable: ${s(d.reason)}`,
     grpc: GrpcStatus.INTERNAL, exit: Exit.SOFTWARE,
@@ -102,10 +98,6 @@ const CATALOGUE = {
     message: (d) => `ng client to ${s(d.peer)} was closed while ${s(d.inFlight ?? 'a')} request(s) waited`,
     grpc: GrpcStatus.CANCELLED, exit: Exit.UNAVAILABLE, ngReason: 'rtpengine connection closed',
   },
-  NG_TCP_BUFFER: {
-    message: (d) => `TCP ng stream from ${s(d.peer)} holds ${s(d.buffered)} bytes without a complete message (limit ${s(d.max)}); connection closed`,
-    grpc: GrpcStatus.RESOURCE_EXHAUSTED, exit: Exit.DATAERR,
-  },
   NG_ABORTED: {
     message: (d) => `ng request to ${s(d.peer)} (command ${s(d.command)}) was abandoned by its caller after ${s(d.attempts)} attempt(s)`,
     grpc: GrpcStatus.CANCELLED, exit: Exit.TEMPFAIL,
@@ -127,10 +119,6 @@ const CATALOGUE = {
   PROXY_UPSTREAM_FAILED: {
     message: (d) => `rtpengine at ${s(d.upstream)} failed for call ${s(d.callId)}: ${s(d.reason)}`,
     grpc: GrpcStatus.UNAVAILABLE, exit: Exit.UNAVAILABLE,
-  },
-  PROXY_SOURCE_DENIED: {
-    message: (d) => `ng datagram from ${s(d.source)} is outside the allowed source CIDRs; dropped`,
-    grpc: GrpcStatus.PERMISSION_DENIED, exit: Exit.NOPERM,
   },
 
   // --- allocator ---------------------------------------------------------------------------------
@@ -200,10 +188,6 @@ const CATALOGUE = {
   },
 
   // --- kernel (/proc/rtpengine) -----------------------------------------------------------------
-  KERNEL_TABLE_BUSY: {
-    message: (d) => `kernel table ${s(d.table)} is still held by a running daemon (EBUSY on 'del ${s(d.table)}'); it stays reserved and will be retried`,
-    grpc: GrpcStatus.UNAVAILABLE, exit: Exit.TEMPFAIL,
-  },
   KERNEL_PROC_FAILED: {
     message: (d) => `${s(d.op)} on ${s(d.path)} failed: ${s(d.reason)}; check that the rtpengine kernel module is loaded and this process may write there (proc_uid/proc_gid module parameters)`,
     grpc: GrpcStatus.INTERNAL, exit: Exit.OSERR,
@@ -221,10 +205,6 @@ const CATALOGUE = {
   RULES_NO_BACKEND: {
     message: (d) => `no usable iptables binary: ${s(d.reason)}`,
     grpc: GrpcStatus.FAILED_PRECONDITION, exit: Exit.UNAVAILABLE,
-  },
-  RTPENGINE_SPAWN_FAILED: {
-    message: (d) => `could not start rtpengine (${s(d.binary)}): ${s(d.reason)}`,
-    grpc: GrpcStatus.INTERNAL, exit: Exit.OSERR,
   },
   RTPENGINE_EXITED: {
     message: (d) => `rtpengine exited unexpectedly (code ${s(d.code)}, signal ${s(d.signal)}); last log: ${s(d.tail)}`,

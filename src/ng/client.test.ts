@@ -5,7 +5,7 @@ import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { isCoded, type NgError } from '../errors.js';
 import { NgUdpClient, MAX_DATAGRAM, type NgForwardHandler } from './client.js';
-import { NgUdpServer, type NgHandler } from './server.js';
+import { NgUdpServer, type NgHandler } from '../../test/support/ng-udp-server.js';
 import { splitMessage, joinMessage } from './framing.js';
 import { decodeDict, encodeDict, str } from './codec.js';
 

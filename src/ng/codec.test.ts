@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import bencode from 'bencode';
 import { isCoded } from '../errors.js';
 import { decodeDict, encodeDict, parseReply, str, plain } from './codec.js';
-import { sampleOffer } from './sample.js';
+import { sampleOffer } from '../../test/support/ng-sample.js';
 
 const b = (s: string) => Buffer.from(s, 'latin1');
 const code = (c: string) => (e: unknown) => isCoded(e, c as never);

@@ -8,8 +8,7 @@ import { MAX_DICT_BYTES } from './bencode.js';
 import { decodeDict, encodeDict, plain, str } from './codec.js';
 import { splitMessage, MAX_COOKIE } from './framing.js';
 import { UNREADABLE, replyResult, replyScratch, routingOf, scanReplyResult, scanRouting } from './scan.js';
-import { sampleOffer } from './sample.js';
-import { NgStreamDecoder } from './tcp.js';
+import { sampleOffer } from '../../test/support/ng-sample.js';
 
 // --- a model of bencode values that keeps dictionary key order (rtpengine does not sort) ---
 type V = Uint8Array | number | V[] | Map<string, V>;
@@ -155,30 +154,6 @@ test('random bytes: only coded errors', () => {
     total++;
     exercise(Buffer.from(u));
   }), { numRuns: 20_000 });
-});
-
-test('TCP stream decoder: random chunking of valid and corrupt streams yields whole messages or coded errors', () => {
-  const msgs = fc.array(fc.tuple(cookie, topDict).map(([c, m]) => Buffer.concat([Buffer.from(`${c} `), enc(m)])), { minLength: 1, maxLength: 4 });
-  fc.assert(fc.property(msgs, fc.array(fc.integer({ min: 1, max: 50 }), { minLength: 1, maxLength: 10 }), fc.option(mutation), (ms, cuts, mu) => {
-    total++;
-    let stream: Buffer = Buffer.concat(ms);
-    if (mu) stream = mutate(stream, mu);
-    const dec = new NgStreamDecoder();
-    const got: Buffer[] = [];
-    let pos = 0;
-    let i = 0;
-    try {
-      while (pos < stream.length) {
-        const n = cuts[i++ % cuts.length]!;
-        got.push(...dec.push(stream.subarray(pos, pos + n)));
-        pos += n;
-      }
-    } catch (e) {
-      assert.ok(isCoded(e), `stream decoder threw uncoded: ${String(e)}`);
-      return;
-    }
-    if (!mu) assert.deepEqual(got.map((g) => g.toString('latin1')), ms.map((m) => m.toString('latin1')));
-  }), { numRuns: 5_000 });
 });
 
 test('size bound by construction: oversized input is refused before any parsing', () => {

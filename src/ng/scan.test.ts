@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { isCoded } from '../errors.js';
 import { encodeDict, decodeDict } from './codec.js';
 import { UNREADABLE, replyResult, replyScratch, routingOf, scanReplyResult, scanRouting } from './scan.js';
-import { sampleOffer } from './sample.js';
+import { sampleOffer } from '../../test/support/ng-sample.js';
 
 const b = (s: string) => Buffer.from(s, 'latin1');
 const code = (c: string) => (e: unknown) => isCoded(e, c as never);

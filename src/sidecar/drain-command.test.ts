@@ -21,7 +21,7 @@ async function runDrain(url: string): Promise<{ code: number; out: string }> {
   let out = '';
   const stdout = new Writable({ write(c, _e, cb) { out += c.toString(); cb(); } });
   const code = await drainCommand.run({ url, wait: true, deadlineSeconds: 0, pollMs: 50 }, [], {
-    log: silentLogger, signal: new AbortController().signal, stopReason: () => undefined, env: {}, stdout,
+    log: silentLogger, signal: new AbortController().signal, stopReason: () => undefined, stdout,
   });
   return { code, out };
 }

@@ -1,30 +1,26 @@
 // The ng library against a real rtpengine daemon (Debian's 10.5) on free loopback ports:
-// every command the project relies on, rtpengine's cookie cache, JSON, errors, and TCP framing.
+// every command the project relies on, rtpengine's cookie cache, JSON and errors.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { createSocket } from 'node:dgram';
 import { randomBytes } from 'node:crypto';
 import { requires } from '../support/require.js';
 import { startRtpengine, type RtpengineHandle } from '../support/rtpengine.js';
-import { freePort } from '../support/ports.js';
 import { isCoded } from '../../src/errors.js';
 import { NgUdpClient } from '../../src/ng/client.js';
-import { NgTcpClient } from '../../src/ng/tcp.js';
-import { parseReply, decodeDict, str } from '../../src/ng/codec.js';
+import { parseReply } from '../../src/ng/codec.js';
 import { scanReplyResult } from '../../src/ng/scan.js';
-import { sampleSdp } from '../../src/ng/sample.js';
+import { sampleSdp } from '../support/ng-sample.js';
 
 const skip = requires('rtpengine');
 let rtpe: RtpengineHandle;
-let tcpPort = 0;
 let client: NgUdpClient;
 const run = randomBytes(4).toString('hex');
 const callId = `e2e-${run}@pbx`;
 
 before(async () => {
   if (skip) return;
-  tcpPort = await freePort('127.0.0.1');
-  rtpe = await startRtpengine({ extraArgs: [`--listen-tcp-ng=127.0.0.1:${tcpPort}`] });
+  rtpe = await startRtpengine();
   client = new NgUdpClient({ host: rtpe.host, port: rtpe.ngPort, timeoutMs: 1000, retries: 2 });
 });
 after(async () => {
@@ -145,29 +141,6 @@ test('many requests in flight over one socket (offers and deletes for 20 calls)'
   assert.equal(ports.size, 20, 'each call got its own port');
   const dels = await Promise.all(ids.map((id) => client.command({ command: 'delete', 'call-id': id, 'from-tag': 'f' })));
   for (const d of dels) assert.equal(d.result, 'ok');
-});
-
-test('TCP (--listen-tcp-ng): ping, offer and delete, several in flight', { skip }, async () => {
-  const tcp = new NgTcpClient({ host: '127.0.0.1', port: tcpPort });
-  try {
-    assert.deepEqual(await tcp.command({ command: 'ping' }), { result: 'pong' });
-    const id = `tcp-${run}@pbx`;
-    const [offer, pong] = await Promise.all([
-      tcp.command({ command: 'offer', 'call-id': id, 'from-tag': 'f', sdp: sampleSdp() }),
-      tcp.command({ command: 'ping' }),
-    ]);
-    assert.equal(offer.result, 'ok');
-    assert.equal(pong.result, 'pong');
-    assert.deepEqual(media(String(offer.sdp)).c, ['127.0.0.1']);
-    const list = await tcp.command({ command: 'list' });
-    assert.ok((list.calls as string[]).includes(id));
-    assert.equal((await tcp.command({ command: 'delete', 'call-id': id, 'from-tag': 'f' })).result, 'ok');
-    // Replies are bencode with byte strings kept as bytes when read raw.
-    const { reply } = await tcp.request({ command: 'ping' });
-    assert.equal(str(decodeDict(reply).result), 'pong');
-  } finally {
-    tcp.close();
-  }
 });
 
 test('IPv6: the UDP client against rtpengine on ::1', { skip }, async (t) => {

@@ -1,10 +1,10 @@
-// Thin UDP ng server: hands each datagram to a handler with a `reply` that sends from the SAME
-// socket the request arrived on (Kamailio's socket is connected: a reply from another port is
-// dropped). Parsing is the caller's job; a throwing handler is logged, never fatal.
+// Test peer for the ng client's tests: a thin UDP ng server that replies from the SAME socket the
+// request arrived on (Kamailio's socket is connected: a reply from another port is dropped).
+// Parsing is the caller's job; a throwing handler is logged, never fatal.
 import { createSocket, type Socket } from 'node:dgram';
 import { isIPv6 } from 'node:net';
-import type { Logger } from '../log.js';
-import { NgError } from '../errors.js';
+import type { Logger } from '../../src/log.js';
+import { NgError } from '../../src/errors.js';
 
 export interface NgPeer { address: string; port: number; family: string }
 export type NgHandler = (msg: Buffer, rinfo: NgPeer, reply: (bytes: Buffer) => void) => void | Promise<void>;

@@ -1,6 +1,6 @@
 // Realistic ng messages as Kamailio 5.6 sends them (key set observed: call-id, command, from-tag,
 // received-from, replace, sdp, supports), sized to order, for tests, benchmarks and docs.
-import { encodeDict } from './codec.js';
+import { encodeDict } from '../../src/ng/codec.js';
 
 /** An SDP offer from a typical SIP phone: audio with several codecs, DTMF, ICE-less. */
 export function sampleSdp(ip = '198.51.100.7', port = 4000, extraLines = 0): string {
