@@ -187,6 +187,12 @@ const CATALOGUE = {
     grpc: GrpcStatus.UNAVAILABLE, exit: Exit.TEMPFAIL,
   },
 
+  // --- files (src/fs/atomic-file.ts; owner: allocator) ---------------------------------------
+  FILE_WRITE_FAILED: {
+    message: (d) => `could not write ${s(d.path)}: ${s(d.reason)}; nothing was replaced (the previous file, if any, is intact)`,
+    grpc: GrpcStatus.INTERNAL, exit: Exit.CANTCREAT,
+  },
+
   // --- kernel (/proc/rtpengine) -----------------------------------------------------------------
   KERNEL_PROC_FAILED: {
     message: (d) => `${s(d.op)} on ${s(d.path)} failed: ${s(d.reason)}; check that the rtpengine kernel module is loaded and this process may write there (proc_uid/proc_gid module parameters)`,
@@ -311,6 +317,9 @@ export class SidecarError extends RtpeK8sError {
 }
 export class KubeError extends RtpeK8sError {
   constructor(code: Prefixed<'KUBE_'>, details?: Details, options?: { cause?: unknown }) { super(code, details, options); }
+}
+export class FileError extends RtpeK8sError {
+  constructor(code: Prefixed<'FILE_'>, details?: Details, options?: { cause?: unknown }) { super(code, details, options); }
 }
 export class KamailioError extends RtpeK8sError {
   constructor(code: Prefixed<'KAMAILIO_' | 'DBTEXT_'>, details?: Details, options?: { cause?: unknown }) { super(code, details, options); }

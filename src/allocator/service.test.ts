@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync, readFileSync, readdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import fc from 'fast-check';
@@ -11,6 +11,7 @@ import { ProcRtpengine } from '../../test/support/proc-rtpengine.js';
 import { silentLogger } from '../log.js';
 import { isCoded } from '../errors.js';
 import type { Clock } from '../clock.js';
+import { canMount, mountTmpfs } from '../../test/support/small-tmpfs.js';
 
 function manualClock(start = 1_000_000): Clock & { advance(ms: number): void } {
   let now = start;
@@ -231,4 +232,37 @@ test('service: leftover kernel tables (listed, not ours, no holder) are deleted 
     assert.deepEqual(w.proc.tables(), [2, 4, 10]);
     assert.deepEqual(s.list().allocations.map((a) => a.table), [2, 3, 5]);
   } finally { await w.done(); }
+});
+
+test('service: on a nearly full filesystem Acquire fails ALLOC_STATE_WRITE, memory rolled back, the good state file untouched (issue 14.1)', { skip: canMount ? false : 'mounting a tmpfs needs root (CI runs as root)' }, async () => {
+  const fs = mountTmpfs(96);
+  const proc = new ProcRtpengine();
+  const kernel = new ProcKernel({ root: proc.root, fs: proc });
+  const path = join(fs.dir, 'state.json');
+  const wide = { ...cfg, tableRange: { min: 0, max: 63 }, pools: [{ name: 'media', cidr: '10.0.0.0/24' }] };
+  let store = new FileStore(path);
+  try {
+    const s = await AllocatorService.open(wide, { store, kernel, clock: manualClock(), log: silentLogger });
+    for (let i = 0; i < 24; i++) await s.acquire({ pod: pod(i) });
+    const good = readFileSync(path, 'utf8');
+    assert.ok(good.length > 6000, `state file is ${good.length} bytes`);
+    const listed = s.list();
+    // Less room than one state file: the next whole-file write cannot fit.
+    fs.fillLeaving(good.length);
+    await assert.rejects(s.acquire({ pod: pod(99) }), (e) => isCoded(e, 'ALLOC_STATE_WRITE') && /ENOSPC/.test(e.message));
+    await assert.rejects(s.renew(pod(3).uid), (e) => isCoded(e, 'ALLOC_STATE_WRITE'));
+    await assert.rejects(s.release({ uid: pod(4).uid }), (e) => isCoded(e, 'ALLOC_STATE_WRITE'));
+    assert.deepEqual(s.list(), listed, 'memory rolled back: nothing handed out, renewed or released');
+    assert.equal(readFileSync(path, 'utf8'), good, 'the good file is untouched');
+    assert.deepEqual(readdirSync(fs.dir).filter((f) => f.includes('.tmp-')), [], 'no temp file left');
+    // Room again: the same pod gets the table and address nobody else took meanwhile, and a restart reads it all.
+    rmSync(join(fs.dir, 'filler'));
+    const a = await s.acquire({ pod: pod(99) });
+    assert.equal(a.table, 24);
+    assert.equal(a.addresses[0]!.ip, '10.0.0.25');
+    await store.close();
+    store = new FileStore(path);
+    const again = await AllocatorService.open(wide, { store, kernel, clock: manualClock(), log: silentLogger });
+    assert.equal(again.list().allocations.length, 25);
+  } finally { await store.close(); fs.close(); proc.remove(); }
 });

@@ -32,7 +32,7 @@ test('file store: create/update/remove persist and reload; no temp file left beh
     await reader.close();
     assert.deepEqual(again.allocations.map((a) => [a.pod.uid, a.table, a.state]).sort(), [['a', 0, 'active'], ['b', 1, 'busy-table']]);
     assert.deepEqual(again.tableReleasedAt, { 2: 7000 });
-    assert.deepEqual(readdirSync(join(dir, 'sub')), ['state.json']);
+    assert.deepEqual(readdirSync(join(dir, 'sub')).sort(), ['state.json', 'state.json.prev']);
     assert.equal(JSON.parse(readFileSync(path, 'utf8')).version, STATE_VERSION);
     // The file (written from cached per-record JSON) is exactly the document, record for record.
     assert.deepEqual(JSON.parse(readFileSync(path, 'utf8')), {

@@ -4,10 +4,11 @@
 // Cheap steps (open, write to the page cache, close, rename) are synchronous; only the two disk
 // flushes go to the thread pool, so the event loop is never blocked on the disk (docs/allocator.md).
 // One allocator per state file: an exclusive lock file beside it (ADR 0009).
-import { promises as fsp, openSync, writeSync, closeSync, renameSync, unlinkSync, fdatasync, fsync, readFileSync, readdirSync, readlinkSync, statSync, utimesSync, linkSync } from 'node:fs';
-import { dirname, basename, join } from 'node:path';
+import { promises as fsp, openSync, writeSync, closeSync, unlinkSync, readFileSync, readdirSync, readlinkSync, statSync, utimesSync, linkSync } from 'node:fs';
+import { dirname, join } from 'node:path';
 import { z } from 'zod';
-import { AllocError, isCoded } from '../errors.js';
+import { AllocError } from '../errors.js';
+import { AtomicFile, tempPrefix } from '../fs/atomic-file.js';
 import type { Allocation, AllocationStore, StoreState } from './store.js';
 
 export const STATE_FORMAT = 'rtpengine-k8s/allocator-state';
@@ -61,6 +62,8 @@ export class FileStore implements AllocationStore {
   readonly kind = 'file';
   readonly path: string;
   readonly lockPath: string;
+  /** The generation before the current one (a hard link kept by every write). */
+  readonly previousPath: string;
   private doc: StateFile = { format: STATE_FORMAT, version: STATE_VERSION, allocations: {}, tableReleasedAt: {} };
   /** What the file on disk holds (the last acknowledged write); rollbacks rebuild from it. */
   private durable: Doc = { allocations: {}, tableReleasedAt: {} };
@@ -68,14 +71,23 @@ export class FileStore implements AllocationStore {
   private lockTimer: NodeJS.Timeout | undefined;
   private lockText: string | undefined;
   private writing: Promise<void> | undefined;
-  /** The state file's directory, opened once: fsynced after every rename. */
-  private dirFd: number | undefined;
+  /** Whole-file atomic writer (every byte checked, fsync file + directory), keeping the previous generation. */
+  private readonly file: AtomicFile;
   /** Serialised form of each stored record (records are replaced on change, never mutated). */
   private readonly json = new WeakMap<Allocation, string>();
   /** Completed atomic writes (tests and metrics). */
   writes = 0;
 
-  constructor(path: string) { this.path = path; this.lockPath = `${path}.lock`; }
+  constructor(path: string) {
+    this.path = path;
+    this.lockPath = `${path}.lock`;
+    this.previousPath = `${path}.prev`;
+    this.file = new AtomicFile(path, {
+      mode: 0o640,
+      previous: this.previousPath,
+      error: (reason, cause) => new AllocError('ALLOC_STATE_WRITE', { path, reason }, { cause }),
+    });
+  }
 
   /** Lock, clear temp files a crash left, read. The lock is held until close(); a failed load releases it. */
   async load(): Promise<StoreState> {
@@ -182,7 +194,7 @@ export class FileStore implements AllocationStore {
 
   /** Temp files of writes a crash interrupted (ours hold the lock, so none is in flight). */
   private removeStaleTemps(): void {
-    const prefix = `.${basename(this.path)}.tmp-`;
+    const prefix = tempPrefix(this.path);
     for (const f of readdirSync(dirname(this.path))) {
       if (f.startsWith(prefix)) { try { unlinkSync(join(dirname(this.path), f)); } catch { /* raced away */ } }
     }
@@ -236,7 +248,7 @@ export class FileStore implements AllocationStore {
 
   async close(): Promise<void> {
     while (this.writing) await this.writing.catch(() => undefined);
-    if (this.dirFd !== undefined) { closeSync(this.dirFd); this.dirFd = undefined; }
+    this.file.close();
     this.unlock();
   }
 
@@ -256,7 +268,7 @@ export class FileStore implements AllocationStore {
         // Exactly durable + batch: changes queued from here on are not in this write.
         const written: Doc = { allocations: { ...this.doc.allocations }, tableReleasedAt: { ...this.doc.tableReleasedAt } };
         try {
-          await this.writeAtomic(this.serialize());
+          await this.file.write(this.serialize());
           this.writes++;
           this.durable = written;
           for (const w of batch) w.resolve();
@@ -298,30 +310,4 @@ export class FileStore implements AllocationStore {
     });
     return `{"format":${JSON.stringify(d.format)},"version":${d.version},"allocations":{\n${rows.join(',\n')}\n},"tableReleasedAt":${JSON.stringify(d.tableReleasedAt)}}\n`;
   }
-
-  private async writeAtomic(text: string): Promise<void> {
-    const dir = dirname(this.path);
-    const tmp = join(dir, `.${basename(this.path)}.tmp-${process.pid}`);
-    try {
-      const fd = openSync(tmp, 'w', 0o640);
-      try {
-        writeSync(fd, text);
-        // fdatasync: the data and the size (needed to read it back); mtime is not worth a flush.
-        await flush(fdatasync, fd);
-      } finally { closeSync(fd); }
-      renameSync(tmp, this.path);
-      // The rename is durable only once the directory is: without this, a power cut may bring the old name back.
-      this.dirFd ??= openSync(dir, 'r');
-      await flush(fsync, this.dirFd);
-    } catch (e) {
-      try { unlinkSync(tmp); } catch { /* absent after the rename or never created */ }
-      if (isCoded(e)) throw e;
-      throw new AllocError('ALLOC_STATE_WRITE', { path: this.path, reason: (e as Error).message }, { cause: e });
-    }
-  }
-}
-
-/** One flush on the thread pool (callback API: one hop, no FileHandle wrapper). */
-function flush(op: typeof fsync, fd: number): Promise<void> {
-  return new Promise((resolve, reject) => op(fd, (e) => (e ? reject(e) : resolve())));
 }
