@@ -41,3 +41,41 @@ test('describeOptions lists flag, env, default', () => {
   assert.deepEqual(rows[0], { flag: '--socket', env: 'RTPE_K8S_SOCKET', default: '/run/x.sock', help: 'allocator socket' });
   assert.equal(rows.find((r) => r.flag === '--pod-name')?.default, '(required)');
 });
+
+test('a control character in any value is refused with CONFIG_CONTROL_CHARACTERS, naming the option (no config line or iptables rule injected)', async () => {
+  const { sidecarOptions } = await import('./sidecar/options.js');
+  const { proxyOptions } = await import('./sidecar/proxy-options.js');
+  const sidecar = { ...sidecarOptions, ...proxyOptions };
+  const env = { POD_NAME: 'p', POD_NAMESPACE: 'n', POD_UID: 'u', NODE_NAME: 'node' };
+  const cases: Array<[string[], Record<string, string>, RegExp]> = [
+    [['--rtpengine-options', JSON.stringify({ timeout: '60\ninterface = evil/10.0.0.1' })], env, /--rtpengine-options .*U\+000A/],
+    [['--rtpengine-options', JSON.stringify({ 'timeout\r': '60' })], env, /--rtpengine-options .*U\+000D/],
+    [['--interface-name', 'pub\n[rtpengine]'], env, /--interface-name/],
+    [['--iptables-target', 'RTPENGINE\n-A INPUT -j ACCEPT'], env, /--iptables-target/],
+    [[], { ...env, POD_NAME: 'p\u0000' }, /--pod-name \(env POD_NAME\).*U\+0000/],
+    [['--pools', 'a,b\u001b[2J'], env, /--pools/],
+  ];
+  for (const [argv, e, re] of cases) {
+    assert.throws(() => parseOptions(sidecar, argv, e), (err) => {
+      assert.ok(isCoded(err, 'CONFIG_CONTROL_CHARACTERS'), `${argv.join(' ')}: ${String(err)}`);
+      assert.match((err.details.problems as string[]).join('\n'), re);
+      return true;
+    });
+  }
+  // Printable values still pass.
+  assert.equal(parseOptions(sidecar, ['--interface-name', 'pub'], env).config.interfaceName, 'pub');
+});
+
+test('every option of every command refuses a line break (each reaches a file, a command line or a log)', async () => {
+  const { commands } = await import('./commands.js');
+  let checked = 0;
+  for (const c of commands) {
+    for (const [key, def] of Object.entries(c.options as Record<string, { kind: string; flag?: string }>)) {
+      const flag = def.flag ?? key.replace(/[A-Z]/g, (x) => `-${x.toLowerCase()}`);
+      const value = def.kind === 'json' ? JSON.stringify({ k: 'a\nb' }) : 'a\nb';
+      assert.throws(() => parseOptions(c.options, [`--${flag}=${value}`], {}), (err) => isCoded(err, 'CONFIG_CONTROL_CHARACTERS'), `${c.name} --${flag}`);
+      checked++;
+    }
+  }
+  assert.ok(checked > 50, `only ${checked} options checked`);
+});

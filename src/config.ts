@@ -107,6 +107,9 @@ export function parseOptions<O extends OptionSet>(set: O, argv: readonly string[
     raw[key] = value;
   }
 
+  const injected = controlCharacterProblems(set, raw);
+  if (injected.length) throw new ConfigError('CONFIG_CONTROL_CHARACTERS', { problems: injected });
+
   const out: Record<string, unknown> = {};
   for (const [key, def] of Object.entries(set)) {
     const r = def.schema.safeParse(raw[key]);
@@ -122,6 +125,39 @@ export function parseOptions<O extends OptionSet>(set: O, argv: readonly string[
   }
   if (problems.length) throw new ConfigError('CONFIG_INVALID', { problems });
   return { config: out as Parsed<O>, positionals };
+}
+
+// C0 controls (tab included), DEL, C1 controls and the Unicode line/paragraph separators: each could
+// end a line of rtpengine.conf, an iptables-restore rule, a db_text row or a log line.
+// eslint-disable-next-line no-control-regex -- matching control characters is the point
+const CONTROL = /[\u0000-\u001f\u007f-\u009f\u2028\u2029]/;
+
+function firstControl(v: unknown, path: string): { path: string; at: number; char: string } | undefined {
+  if (typeof v === 'string') {
+    const m = CONTROL.exec(v);
+    return m ? { path, at: m.index, char: `U+${m[0].charCodeAt(0).toString(16).toUpperCase().padStart(4, '0')}` } : undefined;
+  }
+  if (Array.isArray(v)) {
+    for (let i = 0; i < v.length; i++) { const f = firstControl(v[i], `${path}[${i}]`); if (f) return f; }
+  } else if (v && typeof v === 'object') {
+    for (const [k, x] of Object.entries(v)) {
+      const f = firstControl(k, `${path} key ${JSON.stringify(k)}`) ?? firstControl(x, `${path}.${k}`);
+      if (f) return f;
+    }
+  }
+  return undefined;
+}
+
+/** Every raw value (and every string inside a JSON value) that holds a control character. */
+function controlCharacterProblems(set: OptionSet, raw: Record<string, unknown>): string[] {
+  const problems: string[] = [];
+  for (const [key, def] of Object.entries(set)) {
+    if (raw[key] === undefined) continue;
+    const value = def.kind === 'json' ? toJson(raw[key]) : raw[key];
+    const f = firstControl(typeof value === 'object' && value && '__invalidJson' in value ? raw[key] : value, '');
+    if (f) problems.push(`--${flagName(key, def)} (env ${envName(key, def)})${f.path ? ` at${f.path.startsWith(' ') ? '' : ' '}${f.path.replace(/^\./, '')}` : ''}: control character ${f.char} at offset ${f.at}`);
+  }
+  return problems;
 }
 
 /** Rows for `--help` and the generated configuration reference. */

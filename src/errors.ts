@@ -34,6 +34,10 @@ const CATALOGUE = {
     message: (d) => `invalid configuration:\n  - ${(d.problems as string[]).join('\n  - ')}`,
     grpc: GrpcStatus.INVALID_ARGUMENT, exit: Exit.CONFIG,
   },
+  CONFIG_CONTROL_CHARACTERS: {
+    message: (d) => `configuration values must not contain control characters (line breaks, NUL, escape…): they end up in rtpengine's config file and command line, iptables rules and db_text rows, where a line break would start a new option or rule. Remove them from:\n  - ${(d.problems as string[]).join('\n  - ')}`,
+    grpc: GrpcStatus.INVALID_ARGUMENT, exit: Exit.CONFIG,
+  },
   CLI_USAGE: {
     message: (d) => `${s(d.reason)}; run 'rtpengine-k8s help' for the commands and options`,
     grpc: GrpcStatus.INVALID_ARGUMENT, exit: Exit.USAGE,
