@@ -15,15 +15,12 @@ import { KamailioSync, defaultSyncOptions, writeOnce, type SyncStatus } from './
 import { kubeEndpointSource } from './endpoints.js';
 import { httpRpc, showNodes } from './jsonrpc.js';
 import { ensureVersionRow, parseRtpengineTable, renderRtpengineTable } from './dbtext.js';
+import { waitFor as waitUntil } from '../../test/support/wait.js';
 
 const NS = 'media';
 const SVC = 'rtpengine';
 const select = { portName: 'ng', addressType: 'IPv4' as const, setid: 0, weight: 1 };
-const waitFor = async (what: string, f: () => boolean | Promise<boolean>, ms = 30_000) => {
-  const end = Date.now() + ms;
-  while (Date.now() < end) { if (await f()) return; await new Promise((r) => setTimeout(r, 100)); }
-  throw new Error(`timed out waiting for ${what}`);
-};
+const waitFor = (what: string, f: () => boolean | Promise<boolean>, ms = 30_000) => waitUntil(what, f, { timeoutMs: ms, intervalMs: 100 });
 const metric = async (reg: ReturnType<typeof createRegistry>, name: string, labels: Record<string, string> = {}) => {
   const m = (await reg.getMetricsAsJSON()).find((x) => x.name === name);
   return (m?.values ?? []).filter((v) => Object.entries(labels).every(([k, l]) => (v.labels as any)[k] === l)).reduce((a, v) => a + Number(v.value), 0);
@@ -52,7 +49,8 @@ test('sync against real Kamailio: no needless reload, outage and empty lists kee
     try {
       // Empty first list (no slices yet): nothing is written.
       await sync.start();
-      await new Promise((r) => setTimeout(r, 800));
+      // The source has listed (nothing) and watches: an empty first list is no snapshot at all.
+      await waitFor('the empty list read and a watch open', () => api.requests.count({ verb: 'watch', resource: 'endpointslices' }) >= 1);
       assert.deepEqual(fileUrls(), urls([pA, pB]));
       // A slice with only unready pods is empty too: kept, and counted.
       api.store.create('endpointslices', endpointSliceObj(NS, 'rtpe-1', SVC, pA, [{ ip: '127.0.0.1', pod: 'a', ready: false, serving: false }]));
@@ -70,8 +68,8 @@ test('sync against real Kamailio: no needless reload, outage and empty lists kee
 
       // API outage: watch errors are counted, the table stays as it was.
       api.faults.outage(true);
-      await waitFor('source errors counted', async () => (await metric(registry, 'rtpengine_k8s_kamailio_endpoint_errors_total')) >= 1);
-      await new Promise((r) => setTimeout(r, 1000));
+      // Two failed watch attempts (the second after a retry delay): the table has outlived an error.
+      await waitFor('source errors counted', async () => (await metric(registry, 'rtpengine_k8s_kamailio_endpoint_errors_total')) >= 2);
       assert.deepEqual(fileUrls(), urls([pA, pB]));
       assert.deepEqual((await showNodes(httpRpc(kam.rpcUrl))).map((n) => n.url).sort(), urls([pA, pB]));
       api.faults.outage(false);

@@ -1,7 +1,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { gate, DrainController, type GateInput, type GateDecision } from './drain.js';
-import { systemClock } from '../clock.js';
+import { SteppedClock } from '../../test/support/clock.js';
+import { isSettled } from '../../test/support/wait.js';
 import { silentLogger } from '../log.js';
 
 type Row = [string, Partial<GateInput>, GateDecision];
@@ -54,7 +55,8 @@ for (const [name, input, want] of rows) {
 }
 
 test('drain controller: serving → draining → drained at 0 sessions; wait() resolves; start idempotent', async () => {
-  const d = new DrainController({ clock: systemClock, log: silentLogger });
+  const clock = new SteppedClock();
+  const d = new DrainController({ clock, log: silentLogger });
   const phases: string[] = [];
   d.on('phase', (s) => phases.push(s.phase));
   assert.equal(d.phase, 'serving');
@@ -73,57 +75,64 @@ test('drain controller: serving → draining → drained at 0 sessions; wait() r
   assert.equal(done.outcome, 'empty');
   assert.deepEqual(phases, ['draining', 'drained']);
   assert.equal(d.start(1000).phase, 'drained', 'a drained controller stays drained');
+  assert.equal(clock.pending, 0, 'no timer left armed');
   d.close();
 });
 
-/** The clock's timers are unref'd (they never hold a process open): keep the loop alive while waiting. */
-async function held<T>(p: Promise<T>): Promise<T> {
-  const keep = setInterval(() => {}, 10);
-  try { return await p; } finally { clearInterval(keep); }
-}
-
-test('drain controller: deadline ends the drain with outcome deadline', async () => {
-  const d = new DrainController({ clock: systemClock, log: silentLogger });
-  d.start(30, 'test');
+test('drain controller: deadline ends the drain with outcome deadline, not a moment before', async () => {
+  const clock = new SteppedClock();
+  const d = new DrainController({ clock, log: silentLogger });
+  d.start(30_000, 'test');
   d.observe(2);
-  const s = await held(d.wait());
+  const waiting = d.wait();
+  await clock.advance(29_999);
+  assert.equal(await isSettled(waiting), false);
+  await clock.advance(1);
+  const s = await waiting;
   assert.equal(s.outcome, 'deadline');
   assert.equal(s.sessionsLeft, 2);
   d.close();
 });
 
-/** systemClock's timers are unref'd: keep the loop alive while a test awaits one. */
 test('drain controller: rtpengine down while draining ends the drain with outcome upstream-down', async () => {
-  const d = new DrainController({ clock: systemClock, log: silentLogger, upstreamDownMs: 40 });
+  const clock = new SteppedClock();
+  const d = new DrainController({ clock, log: silentLogger, upstreamDownMs: 40_000 });
   d.upstream(false); // serving: nothing armed
-  await new Promise((r) => setTimeout(r, 60));
+  await clock.advance(60_000);
   assert.equal(d.phase, 'serving');
-  d.start(60_000, 'test'); // already down at start: armed now
+  d.start(600_000, 'test'); // already down at start: armed now
   d.observe(4);
-  const s = await held(d.wait());
+  await clock.advance(39_999);
+  assert.equal(d.phase, 'draining');
+  await clock.advance(1);
+  const s = await d.wait();
   assert.equal(s.outcome, 'upstream-down');
   assert.equal(s.sessionsLeft, 4);
   d.close();
 });
 
 test('drain controller: rtpengine back up in time keeps draining; down again re-arms', async () => {
-  const d = new DrainController({ clock: systemClock, log: silentLogger, upstreamDownMs: 60 });
-  d.start(60_000, 'test');
+  const clock = new SteppedClock();
+  const d = new DrainController({ clock, log: silentLogger, upstreamDownMs: 60_000 });
+  d.start(600_000, 'test');
   d.upstream(false);
-  await new Promise((r) => setTimeout(r, 20));
+  await clock.advance(20_000);
   d.upstream(true);
-  await new Promise((r) => setTimeout(r, 80));
+  await clock.advance(80_000);
   assert.equal(d.phase, 'draining', 'a short outage does not end the drain');
   d.upstream(false);
-  const s = await held(d.wait());
+  await clock.advance(60_000);
+  const s = await d.wait();
   assert.equal(s.outcome, 'upstream-down');
   d.close();
 });
 
 test('drain controller: upstreamDownMs Infinity waits for the deadline', async () => {
-  const d = new DrainController({ clock: systemClock, log: silentLogger, upstreamDownMs: Infinity });
-  d.start(50, 'test');
+  const clock = new SteppedClock();
+  const d = new DrainController({ clock, log: silentLogger, upstreamDownMs: Infinity });
+  d.start(50_000, 'test');
   d.upstream(false);
-  assert.equal((await held(d.wait())).outcome, 'deadline');
+  await clock.advance(50_000);
+  assert.equal((await d.wait()).outcome, 'deadline');
   d.close();
 });

@@ -3,6 +3,7 @@ import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import { SessionRegistry } from './sessions.js';
 import { systemClock } from '../clock.js';
+import { SteppedClock } from '../../test/support/clock.js';
 
 test('learn / forget / count, change events', () => {
   const r = new SessionRegistry({ clock: systemClock, tombstoneMs: 60_000 });
@@ -22,22 +23,25 @@ test('learn / forget / count, change events', () => {
 });
 
 test('tombstones expire', async () => {
-  const r = new SessionRegistry({ clock: systemClock, tombstoneMs: 20 });
+  const clock = new SteppedClock();
+  const r = new SessionRegistry({ clock, tombstoneMs: 20_000 });
   r.learn('a');
   r.forget('a');
+  await clock.advance(19_999);
   assert.equal(r.has('a'), true);
-  await new Promise((res) => setTimeout(res, 30));
+  await clock.advance(1);
   assert.equal(r.has('a'), false);
 });
 
 test('reconcile: adds calls rtpengine holds, removes timed-out ones, keeps fresh ones, skips tombstones', async () => {
-  const r = new SessionRegistry({ clock: systemClock, tombstoneMs: 60_000 });
+  const clock = new SteppedClock();
+  const r = new SessionRegistry({ clock, tombstoneMs: 60_000 });
   r.learn('old-gone');
   r.learn('kept');
   r.learn('deleted');
   r.forget('deleted');
-  await new Promise((res) => setTimeout(res, 5));
-  const startedAt = systemClock.monotonic();
+  await clock.advance(5);
+  const startedAt = clock.monotonic();
   r.learn('fresh'); // created after the list request went out: not in the list, kept
   const res = r.reconcile(['kept', 'from-rtpengine', 'deleted'], startedAt);
   assert.deepEqual(res, { added: 1, removed: 1, count: 3 });

@@ -30,6 +30,7 @@ import { httpDrainProbe, kubeEndpointSource, type EndpointSlice } from '../../sr
 import { httpRpc, showNodes } from '../../src/kamailio/jsonrpc.js';
 import { parseRtpengineTable } from '../../src/kamailio/dbtext.js';
 import { NgUdpClient } from '../../src/ng/client.js';
+import { waitFor as waitUntil } from '../support/wait.js';
 
 const NS = 'media';
 const SVC = 'rtpengine';
@@ -39,11 +40,7 @@ const select = { portName: 'ng', controlPortName: 'control', addressType: 'IPv4'
 interface Pod { name: string; uid: string; h: SidecarHandle; ng: number; control: number; url: string }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-const waitFor = async (what: string, f: () => boolean | Promise<boolean>, ms = 30_000) => {
-  const end = Date.now() + ms;
-  while (Date.now() < end) { if (await f()) return; await sleep(100); }
-  throw new Error(`timed out waiting for ${what}`);
-};
+const waitFor = (what: string, f: () => boolean | Promise<boolean>, ms = 30_000) => waitUntil(what, f, { timeoutMs: ms, intervalMs: 100 });
 
 test('drain end: the row leaves Kamailio before the sidecar stops answering; an HTTP drain on a live pod keeps its row until complete',
   { skip: requires('rtpengine', 'kamailio', 'mkfifo'), timeout: 180_000 }, async () => {
@@ -116,6 +113,7 @@ test('drain end: the row leaves Kamailio before the sidecar stops answering; an 
       await sync.start();
       const shown = async () => (await showNodes(rpc)).map((n) => n.url).sort();
       const fileUrls = () => parseRtpengineTable(readFileSync(join(dbDir, 'rtpengine'), 'utf8')).map((r) => r.url).sort();
+      const probesDone = async () => (await registry.getMetricsAsJSON()).find((m) => m.name === 'rtpengine_k8s_kamailio_drain_probes_total')?.values.reduce((a, v) => a + Number(v.value), 0) ?? 0;
       const writes = async () => Number(/ (\d+)$/m.exec(await registry.getSingleMetricAsString('rtpengine_k8s_kamailio_table_writes_total'))![1]);
 
       const uac = await SipUac.open();
@@ -155,7 +153,9 @@ test('drain end: the row leaves Kamailio before the sidecar stops answering; an 
       assert.equal(res.status, 202);
       setSlice(C, { ready: false, serving: false, terminating: false });
       await waitFor('both drains seen by the sync', () => sync.status().drainReports[A.url] === 'draining' && sync.status().drainReports[C.url] === 'draining', 10_000);
-      await sleep(defaultSyncOptions.drainPollMs + 1000); // another poll round and the debounce
+      // Two more probe rounds of both sidecars: anything the sync would do with those reports, it has done.
+      const probes0 = await probesDone();
+      await waitFor('two more drain-probe rounds', async () => (await probesDone()) >= probes0 + 4);
       assert.equal(await writes(), writes0, 'no table write while A and C drain');
       assert.deepEqual(fileUrls(), [A.url, B.url, C.url].sort());
       assert.deepEqual(await shown(), [A.url, B.url, C.url].sort(), 'A (terminating) and C (HTTP drain, not terminating) stay in Kamailio');

@@ -23,6 +23,7 @@ import { KamailioSync, defaultSyncOptions, writeOnce } from '../../src/kamailio/
 import { kubeEndpointSource, type EndpointSlice } from '../../src/kamailio/endpoints.js';
 import { httpRpc, showNodes } from '../../src/kamailio/jsonrpc.js';
 import { parseRtpengineTable } from '../../src/kamailio/dbtext.js';
+import { waitFor as waitUntil } from '../support/wait.js';
 
 const NS = 'media';
 const SVC = 'rtpengine';
@@ -31,11 +32,7 @@ const select = { portName: 'ng', addressType: 'IPv4' as const, setid: 0, weight:
 
 interface Pod { name: string; proxy: NgProxy; port: number; url: string }
 
-const waitFor = async (what: string, f: () => boolean | Promise<boolean>, ms = 30_000) => {
-  const end = Date.now() + ms;
-  while (Date.now() < end) { if (await f()) return; await new Promise((r) => setTimeout(r, 100)); }
-  throw new Error(`timed out waiting for ${what}`);
-};
+const waitFor = (what: string, f: () => boolean | Promise<boolean>, ms = 30_000) => waitUntil(what, f, { timeoutMs: ms, intervalMs: 100 });
 
 test('scale-out reaches Kamailio; a draining pod keeps its calls and gets no new ones; removal; API outage keeps the table',
   { skip: requires('rtpengine', 'kamailio', 'mkfifo') }, async () => {
@@ -124,7 +121,7 @@ test('scale-out reaches Kamailio; a draining pod keeps its calls and gets no new
       const writesBefore = (await registry.getSingleMetricAsString('rtpengine_k8s_kamailio_table_writes_total'));
       api.store.update('endpointslices', { ...api.store.get('endpointslices', NS, `${SVC}-a`)!, ...slice(A, { terminating: true }), metadata: api.store.get('endpointslices', NS, `${SVC}-a`)!.metadata });
       A.proxy.drain({ trigger: 'test' });
-      await new Promise((r) => setTimeout(r, 800)); // past the debounce: the sync has seen it
+      await waitFor('the sync has seen A terminating', () => sync.status().desired?.find((n) => n.url === A.url)?.terminating === true);
       assert.equal(await registry.getSingleMetricAsString('rtpengine_k8s_kamailio_table_writes_total'), writesBefore, 'no table write for a draining pod');
       assert.ok(fileUrls().includes(A.url) && (await shown()).includes(A.url), 'A stays in the table and in Kamailio while draining');
       const aSessions = A.proxy.sessions.count();
@@ -139,8 +136,8 @@ test('scale-out reaches Kamailio; a draining pod keeps its calls and gets no new
 
       // 4. API outage: the watch fails, the table and Kamailio's list stay as they were.
       api.faults.outage(true);
-      await waitFor('watch errors', async () => (await registry.getSingleMetricAsString('rtpengine_k8s_kamailio_endpoint_errors_total')).match(/ (\d+)$/m)?.[1] !== '0', 10_000);
-      await new Promise((r) => setTimeout(r, 1000));
+      // Two failed watch attempts (the second after a retry delay): the table has outlived an error.
+      await waitFor('watch errors', async () => Number((await registry.getSingleMetricAsString('rtpengine_k8s_kamailio_endpoint_errors_total')).match(/ (\d+)$/m)?.[1] ?? 0) >= 2, 10_000);
       assert.deepEqual(fileUrls(), [A.url, B.url, C.url].sort());
       assert.deepEqual(await shown(), [A.url, B.url, C.url].sort());
       api.faults.outage(false);
