@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, readFileSync, writeFileSync, readdirSync, rmSync, chmodSync, mkdirSync, existsSync } from 'node:fs';
+import { mkdtempSync, readFileSync, writeFileSync, readdirSync, rmSync, chmodSync, mkdirSync } from 'node:fs';
 import { spawn } from 'node:child_process';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -32,7 +32,7 @@ test('file store: create/update/remove persist and reload; no temp file left beh
     await reader.close();
     assert.deepEqual(again.allocations.map((a) => [a.pod.uid, a.table, a.state]).sort(), [['a', 0, 'active'], ['b', 1, 'busy-table']]);
     assert.deepEqual(again.tableReleasedAt, { 2: 7000 });
-    assert.deepEqual(readdirSync(join(dir, 'sub')).sort(), ['state.json', 'state.json.prev']);
+    assert.deepEqual(readdirSync(join(dir, 'sub')).sort(), ['state.json', 'state.json.lock', 'state.json.prev']);
     assert.equal(JSON.parse(readFileSync(path, 'utf8')).version, STATE_VERSION);
     // The file (written from cached per-record JSON) is exactly the document, record for record.
     assert.deepEqual(JSON.parse(readFileSync(path, 'utf8')), {
@@ -150,7 +150,7 @@ test('file store: a queued change that depended on a failed write fails with it;
   } finally { rmSync(dir, { recursive: true, force: true }); }
 });
 
-test('file store: one store per state file (lock), released on close, stale locks taken over', async () => {
+test('file store: one store per state file (flock), released on close or when the holder dies, whatever the lock file says', async () => {
   const dir = tmp();
   try {
     const path = join(dir, 'state.json');
@@ -161,19 +161,23 @@ test('file store: one store per state file (lock), released on close, stale lock
     await assert.rejects(new FileStore(path).load(), (e) => isCoded(e, 'ALLOC_STATE_LOCKED') && e.message.includes(path) && e.message.includes(`pid ${process.pid}`));
     assert.equal(readFileSync(path, 'utf8'), before, 'the refused store wrote nothing');
     await s.close();
-    assert.ok(!existsSync(`${path}.lock`), 'close removes the lock');
+    const t2 = new FileStore(path);
+    assert.deepEqual((await t2.load()).allocations.map((a) => a.pod.uid), ['a'], 'close releases the lock');
+    await t2.close();
 
-    // A live other process holds it → refused; once it is gone the lock is stale and taken over.
-    const child = spawn('sleep', ['30'], { stdio: 'ignore' });
+    // Another live process holds the flock (flock(1) -o: only flock itself holds it) → refused at once,
+    // even though the lock file names a PID that does not exist; once the holder is killed → taken.
+    writeFileSync(`${path}.lock`, JSON.stringify({ pid: 999_999_999 }) + '\n');
+    const holder = spawn('flock', ['-o', '-x', `${path}.lock`, '-c', 'echo locked; exec sleep 60'], { stdio: ['ignore', 'pipe', 'ignore'], detached: true });
     try {
-      writeFileSync(`${path}.lock`, JSON.stringify({ pid: child.pid, pidNs: '', start: '' }) + '\n');
-      await assert.rejects(new FileStore(path).load(), (e) => isCoded(e, 'ALLOC_STATE_LOCKED') && e.message.includes(`pid ${child.pid}`));
+      await new Promise<void>((r) => holder.stdout!.once('data', () => r()));
+      await assert.rejects(new FileStore(path).load(), (e) => isCoded(e, 'ALLOC_STATE_LOCKED'));
     } finally {
-      await new Promise<void>((r) => { child.once('exit', () => r()); child.kill('SIGKILL'); });
+      await new Promise<void>((r) => { holder.once('exit', () => r()); process.kill(-holder.pid!, 'SIGKILL'); });
     }
     const t = new FileStore(path);
     assert.deepEqual((await t.load()).allocations.map((a) => a.pod.uid), ['a']);
-    assert.equal(JSON.parse(readFileSync(`${path}.lock`, 'utf8')).pid, process.pid);
+    assert.equal(JSON.parse(readFileSync(`${path}.lock`, 'utf8')).pid, process.pid, 'the holder names itself in the lock file');
     await t.close();
   } finally { rmSync(dir, { recursive: true, force: true }); }
 });
@@ -184,9 +188,8 @@ test('file store: an unreadable state path is ALLOC_STATE_UNREADABLE; temp files
     const path = join(dir, 'state.json');
     mkdirSync(path);
     await assert.rejects(new FileStore(path).load(), (e) => isCoded(e, 'ALLOC_STATE_UNREADABLE') && /EISDIR/.test(e.message) && e.message.includes(path));
-    assert.ok(!existsSync(`${path}.lock`), 'a failed load releases the lock');
     rmSync(path, { recursive: true });
-    const s = new FileStore(path);
+    const s = new FileStore(path); // a failed load released the lock
     await s.load();
     await s.create(alloc('a', 0));
     await s.close();

@@ -3,12 +3,14 @@
 // Concurrent operations share one write (group commit); each resolves once its change is on disk.
 // Cheap steps (open, write to the page cache, close, rename) are synchronous; only the two disk
 // flushes go to the thread pool, so the event loop is never blocked on the disk (docs/allocator.md).
-// One allocator per state file: an exclusive lock file beside it (ADR 0009).
-import { promises as fsp, openSync, writeSync, closeSync, unlinkSync, readFileSync, readdirSync, readlinkSync, statSync, utimesSync, linkSync } from 'node:fs';
+// One allocator per state file: an flock'd lock file beside it, released by the kernel (ADR 0005).
+import { promises as fsp, openSync, closeSync, unlinkSync, readFileSync, readdirSync, readlinkSync, ftruncateSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { hostname } from 'node:os';
 import { dirname, join } from 'node:path';
 import { z } from 'zod';
 import { AllocError } from '../errors.js';
-import { AtomicFile, tempPrefix } from '../fs/atomic-file.js';
+import { AtomicFile, tempPrefix, writeFully } from '../fs/atomic-file.js';
 import type { Allocation, AllocationStore, StoreState } from './store.js';
 
 export const STATE_FORMAT = 'rtpengine-k8s/allocator-state';
@@ -41,21 +43,33 @@ const copy = (a: Allocation): Allocation => ({ ...a, pod: { ...a.pod }, addresse
 interface Waiter { apply: (d: Doc) => void; resolve: () => void; reject: (e: unknown) => void }
 type Doc = Pick<StateFile, 'allocations' | 'tableReleasedAt'>;
 
-/** Lock files this process holds (a second FileStore on one path in one process must collide too). */
-const heldLocks = new Set<string>();
-/** A holder in another PID namespace cannot be probed by PID: its lock is alive while it refreshes the mtime. */
-const LOCK_REFRESH_MS = 10_000;
-const LOCK_STALE_MS = 3 * LOCK_REFRESH_MS;
-
-interface LockInfo { pid: number; pidNs: string; start: string }
+/** What a holder writes into the lock file: only to name it in the refusal (the flock decides). */
+interface LockInfo { pid: number; pidNs: string; start: string; host: string }
 
 const pidNamespace = (): string => { try { return readlinkSync('/proc/self/ns/pid'); } catch { return ''; } };
-/** Start time of a process (field 22 of /proc/PID/stat): tells a reused PID from the holder. */
+/** Start time of a process (field 22 of /proc/PID/stat), written for operators next to the PID. */
 function processStart(pid: number): string {
   try {
     const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
     return stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19] ?? '';
   } catch { return ''; }
+}
+
+/** flock(1) exits with this when the lock is held (-n -E). */
+const FLOCK_HELD = 75;
+
+/**
+ * flock(LOCK_EX|LOCK_NB) on `fd`'s open file description. Node has no flock(2); flock(1) from
+ * util-linux gets the same description as its fd 3 and locks it, then exits: the lock belongs to
+ * the description, which our fd keeps open, so it stays ours until we close the fd or die — the
+ * kernel releases it then, whatever PID namespace either side lives in (ADR 0005).
+ */
+export function flockNonBlocking(fd: number): 'locked' | 'held' {
+  const r = spawnSync('flock', ['-n', '-x', '-E', String(FLOCK_HELD), '3'], { stdio: ['ignore', 'ignore', 'pipe', fd], timeout: 10_000 });
+  if (r.status === 0) return 'locked';
+  if (r.status === FLOCK_HELD) return 'held';
+  const why = r.error ? `${(r.error as NodeJS.ErrnoException).code === 'ENOENT' ? 'flock(1) from util-linux is not installed' : r.error.message}` : `flock(1) exited ${r.status ?? r.signal}: ${String(r.stderr).trim()}`;
+  throw new Error(why);
 }
 
 export class FileStore implements AllocationStore {
@@ -68,8 +82,8 @@ export class FileStore implements AllocationStore {
   /** What the file on disk holds (the last acknowledged write); rollbacks rebuild from it. */
   private durable: Doc = { allocations: {}, tableReleasedAt: {} };
   private waiting: Waiter[] = [];
-  private lockTimer: NodeJS.Timeout | undefined;
-  private lockText: string | undefined;
+  /** Descriptor holding the flock on lockPath (undefined: not locked). */
+  private lockFd: number | undefined;
   private writing: Promise<void> | undefined;
   /** Whole-file atomic writer (every byte checked, fsync file + directory), keeping the previous generation. */
   private readonly file: AtomicFile;
@@ -134,62 +148,41 @@ export class FileStore implements AllocationStore {
   }
 
   /**
-   * O_EXCL-style lock (link() of a file holding our PID, PID namespace and start time). A lock whose
-   * holder is gone (no such PID, PID reused, or — across PID namespaces — mtime not refreshed for
-   * LOCK_STALE_MS) is taken over; a live one → ALLOC_STATE_LOCKED.
+   * Exclusive flock on `<state-file>.lock`, held through an open descriptor until close() or death
+   * (the kernel releases it: a restart — also in a fresh PID namespace — takes it at once). Held by
+   * a live allocator → ALLOC_STATE_LOCKED at once, naming the holder from the file's content.
    */
   private lock(): void {
-    if (this.lockText) return;
-    const mine: LockInfo = { pid: process.pid, pidNs: pidNamespace(), start: processStart(process.pid) };
-    const text = `${JSON.stringify(mine)}\n`;
-    const tmp = `${this.lockPath}.${process.pid}.${Math.random().toString(36).slice(2)}`;
-    const fd = openSync(tmp, 'wx', 0o640);
-    try { writeSync(fd, text); } finally { closeSync(fd); }
-    try {
-      for (let attempt = 0; ; attempt++) {
-        try { linkSync(tmp, this.lockPath); break; } catch (e) {
-          if ((e as NodeJS.ErrnoException).code !== 'EEXIST' || attempt > 2) {
-            if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw new AllocError('ALLOC_STATE_WRITE', { path: this.lockPath, reason: `cannot create lock: ${(e as Error).message}` });
-            throw new AllocError('ALLOC_STATE_LOCKED', { path: this.path, lock: this.lockPath, holder: 'a lock that keeps coming back' });
-          }
-        }
-        let held: string;
-        try { held = readFileSync(this.lockPath, 'utf8'); } catch { continue; } // vanished meanwhile: try again
-        const holder = this.liveHolder(held);
-        if (holder) throw new AllocError('ALLOC_STATE_LOCKED', { path: this.path, lock: this.lockPath, holder });
-        // Stale: remove it only if it still is the file we judged (another starter may have replaced it).
-        try { if (readFileSync(this.lockPath, 'utf8') === held) unlinkSync(this.lockPath); } catch { /* gone already */ }
-      }
-    } finally { try { unlinkSync(tmp); } catch { /* already gone */ } }
-    this.lockText = text;
-    heldLocks.add(this.lockPath);
-    this.lockTimer = setInterval(() => { try { const t = new Date(); utimesSync(this.lockPath, t, t); } catch { /* reported by the next start */ } }, LOCK_REFRESH_MS);
-    this.lockTimer.unref();
-  }
-
-  /** Description of the lock's holder if it is alive, else undefined. */
-  private liveHolder(text: string): string | undefined {
-    let info: Partial<LockInfo>;
-    try { info = JSON.parse(text) as Partial<LockInfo>; } catch { info = {}; }
-    if (typeof info.pid !== 'number' || info.pid <= 0) return undefined; // unreadable lock: a crash mid-write of ours
-    const ourNs = pidNamespace();
-    if (info.pidNs && ourNs && info.pidNs !== ourNs) {
-      let age = Infinity;
-      try { age = Date.now() - statSync(this.lockPath).mtimeMs; } catch { /* gone */ }
-      return age < LOCK_STALE_MS ? `pid ${info.pid} in another PID namespace, lock refreshed ${Math.round(age / 1000)} s ago` : undefined;
+    if (this.lockFd !== undefined) return;
+    let fd: number;
+    try { fd = openSync(this.lockPath, 'a+', 0o640); } catch (e) {
+      throw new AllocError('ALLOC_STATE_WRITE', { path: this.lockPath, reason: `cannot open the lock file: ${(e as Error).message}` }, { cause: e });
     }
-    if (info.pid === process.pid) return heldLocks.has(this.lockPath) ? `this process (pid ${info.pid})` : undefined;
-    try { process.kill(info.pid, 0); } catch (e) { if ((e as NodeJS.ErrnoException).code === 'ESRCH') return undefined; }
-    if (info.start && processStart(info.pid) && processStart(info.pid) !== info.start) return undefined; // PID reused
-    return `pid ${info.pid}`;
+    let got: 'locked' | 'held';
+    try { got = flockNonBlocking(fd); } catch (e) {
+      closeSync(fd);
+      throw new AllocError('ALLOC_STATE_WRITE', { path: this.lockPath, reason: `cannot lock: ${(e as Error).message}` }, { cause: e });
+    }
+    if (got === 'held') {
+      let holder = 'another process';
+      try {
+        const info = JSON.parse(readFileSync(this.lockPath, 'utf8')) as Partial<LockInfo>;
+        if (typeof info.pid === 'number') holder = `pid ${info.pid}${info.pidNs && info.pidNs !== pidNamespace() ? ` in another PID namespace (${info.pidNs})` : ''}${info.host ? ` on ${info.host}` : ''}`;
+      } catch { /* holder still writing its name, or an old lock */ }
+      closeSync(fd);
+      throw new AllocError('ALLOC_STATE_LOCKED', { path: this.path, lock: this.lockPath, holder });
+    }
+    // Ours: say who holds it (for the refusal message of a second allocator; the flock decides).
+    const info: LockInfo = { pid: process.pid, pidNs: pidNamespace(), start: processStart(process.pid), host: hostname() };
+    try { ftruncateSync(fd, 0); writeFully(fd, `${JSON.stringify(info)}\n`); } catch { /* only a description */ }
+    this.lockFd = fd;
   }
 
   private unlock(): void {
-    if (!this.lockText) return;
-    clearInterval(this.lockTimer);
-    try { if (readFileSync(this.lockPath, 'utf8') === this.lockText) unlinkSync(this.lockPath); } catch { /* gone */ }
-    heldLocks.delete(this.lockPath);
-    this.lockText = undefined;
+    if (this.lockFd === undefined) return;
+    // The file stays (unlinking a flock'd file races with a starter that just opened it); closing releases the lock.
+    closeSync(this.lockFd);
+    this.lockFd = undefined;
   }
 
   /** Temp files of writes a crash interrupted (ours hold the lock, so none is in flight). */

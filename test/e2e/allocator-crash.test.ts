@@ -5,7 +5,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import fc from 'fast-check';
@@ -13,8 +13,17 @@ import { AllocatorClient } from '../../src/allocator/client.js';
 import type { AllocatorConfig } from '../../src/allocator/allocator.js';
 import { ProcRtpengine } from '../support/proc-rtpengine.js';
 
-function startChild(config: AllocatorConfig): Promise<ChildProcess> {
-  const child = spawn(process.execPath, ['--import', 'tsx', 'test/support/allocator-child.ts', JSON.stringify(config)], { stdio: ['ignore', 'pipe', 'pipe'] });
+const CHILD = [process.execPath, '--import', 'tsx', 'test/support/allocator-child.ts'];
+/** As PID 1 of a fresh PID namespace, like a container's process (root only). */
+const IN_NEW_PID_NS = ['unshare', '--pid', '--fork', '--kill-child=SIGKILL', '--'];
+
+function spawnChild(config: AllocatorConfig, prefix: string[] = []): ChildProcess {
+  const [cmd, ...args] = [...prefix, ...CHILD, JSON.stringify(config)];
+  return spawn(cmd!, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+}
+
+function startChild(config: AllocatorConfig, prefix: string[] = []): Promise<ChildProcess> {
+  const child = spawnChild(config, prefix);
   let err = '';
   child.stderr!.on('data', (d) => { err += d; });
   return new Promise((resolve, reject) => {
@@ -148,6 +157,63 @@ test('kill -9 at random points during 1,000 mixed operations loses no acknowledg
   } finally {
     client.close();
     await kill9(child);
+    rmSync(dir, { recursive: true, force: true });
+    proc.remove();
+  }
+});
+
+/** The process `unshare --fork` started (the allocator, PID 1 inside its namespace), by its PID out here. */
+function innerPid(unsharePid: number): number {
+  const kids = readFileSync(`/proc/${unsharePid}/task/${unsharePid}/children`, 'utf8').trim().split(/\s+/).map(Number);
+  assert.equal(kids.length, 1, `unshare ${unsharePid} has children ${kids.join(',')}`);
+  return kids[0]!;
+}
+
+/** Exit code and stderr of a child that is expected to refuse to start. */
+function refusal(child: ChildProcess): Promise<{ code: number | null; stderr: string; stdout: string }> {
+  let stderr = '';
+  let stdout = '';
+  child.stderr!.on('data', (d) => { stderr += d; });
+  child.stdout!.on('data', (d) => { stdout += d; });
+  return new Promise((resolve) => child.once('exit', (code) => resolve({ code, stderr, stdout })));
+}
+
+test('container restart: kill -9 of an allocator that is PID 1 in its PID namespace, restart in a fresh one takes the state at once; a second allocator on a held state is refused at once (issue 14.2)', { skip: process.getuid?.() === 0 ? false : 'unshare --pid needs root (CI runs as root)', timeout: 120_000 }, async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'alloc-pidns-'));
+  const proc = new ProcRtpengine();
+  const config: AllocatorConfig = {
+    node: 'pidns-node', socket: join(dir, 'a.sock'), tableRange: { min: 0, max: 63 },
+    pools: [{ name: 'media', cidr: '10.31.0.0/24' }], stateFile: join(dir, 'state.json'), procRoot: proc.root,
+    leaseTtlMs: 0, sweepIntervalMs: 1000,
+  };
+  let first: ChildProcess | undefined;
+  let again: ChildProcess | undefined;
+  let client: AllocatorClient | undefined;
+  try {
+    first = await startChild(config, IN_NEW_PID_NS);
+    client = new AllocatorClient({ socket: config.socket, timeoutMs: 3000 });
+    const a = await client.acquire({ pod: { namespace: 'voice', name: 'rtp-a', uid: 'uid-a' } });
+    client.close();
+
+    // A second allocator (its own PID namespace and socket) on the held state file: refused at once.
+    const second = await refusal(spawnChild({ ...config, socket: join(dir, 'b.sock') }, IN_NEW_PID_NS));
+    assert.equal(second.code, 75, `exit ${second.code}: ${second.stderr}`);
+    assert.match(second.stderr, /^ALLOC_STATE_LOCKED .*in use by another allocator/);
+    assert.equal(second.stdout, '', 'never served');
+
+    // kill -9 the allocator (PID 1 inside); unshare exits once it is dead.
+    const inner = innerPid(first.pid!);
+    const gone = new Promise<void>((r) => first!.once('exit', () => r()));
+    process.kill(inner, 'SIGKILL');
+    await gone;
+    // The restart, as PID 1 again in a new PID namespace, is not refused and has the allocation.
+    again = await startChild(config, IN_NEW_PID_NS);
+    client = new AllocatorClient({ socket: config.socket, timeoutMs: 3000 });
+    const back = await client.get({ uid: 'uid-a' });
+    assert.deepEqual([back.table, back.addresses[0]!.ip], [a.table, a.addresses[0]!.ip]);
+  } finally {
+    client?.close();
+    for (const c of [first, again]) if (c) await kill9(c);
     rmSync(dir, { recursive: true, force: true });
     proc.remove();
   }
