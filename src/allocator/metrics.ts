@@ -2,12 +2,13 @@
 // the service at scrape time), Acquire latency, reclaims and kernel table cleanups.
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
 import { METRIC_PREFIX } from '../metrics.js';
-import type { AllocatorService } from './service.js';
+import type { AllocatorService, RecoveryCounts } from './service.js';
 
 export interface AllocatorMetrics {
   observeAcquire(seconds: number, outcome: string): void;
   reclaim(reason: string): void;
   cleanup(result: string): void;
+  recovery(counts: RecoveryCounts): void;
   attach(service: AllocatorService): void;
 }
 
@@ -39,7 +40,18 @@ export function allocatorMetrics(registry: Registry): AllocatorMetrics {
   });
   const reclaims = new Counter({ name: `${METRIC_PREFIX}allocator_reclaims_total`, help: 'Allocations reclaimed without a Release', labelNames: ['reason'], registers: [registry] });
   const cleanups = new Counter({ name: `${METRIC_PREFIX}allocator_table_cleanups_total`, help: "Results of 'del N' on /proc/rtpengine/control (ok, absent, busy, failed)", labelNames: ['result'], registers: [registry] });
+  const recoveries = new Counter({ name: `${METRIC_PREFIX}allocator_state_recoveries_total`, help: 'Starts from the previous generation of a damaged state file (alert on any)', registers: [registry] });
+  const recovered = new Gauge({
+    name: `${METRIC_PREFIX}allocator_state_recovery_allocations`, help: 'At the last start from a previous generation: allocations recovered, dropped (readable only in the damaged file), and kernel tables held by daemons with no record',
+    labelNames: ['outcome'], registers: [registry],
+  });
   return {
+    recovery: (c) => {
+      recoveries.inc();
+      recovered.set({ outcome: 'recovered' }, c.recovered);
+      recovered.set({ outcome: 'dropped' }, c.dropped);
+      recovered.set({ outcome: 'unknown_kernel_table' }, c.unknownKernelTables);
+    },
     observeAcquire: (s, outcome) => acquire.observe({ outcome }, s),
     reclaim: (reason) => reclaims.inc({ reason }),
     cleanup: (result) => cleanups.inc({ result }),

@@ -122,7 +122,11 @@ test('service: an unrenewed lease is reclaimed and its kernel table deleted; res
   } finally { await w.done(); }
 });
 
-test('service: state machine of acquire/release/renew/reclaim/restart/kernel holders keeps every invariant (property)', async () => {
+/** UIDs a plain object would resolve to its prototype's members (issue 14.6): the property test uses them. */
+const PROTO_UIDS = ['__proto__', 'constructor', 'toString', 'hasOwnProperty', 'valueOf'];
+const ppod = (i: number, gen = 0) => ({ ...pod(i, gen), uid: gen === 0 && i < PROTO_UIDS.length ? PROTO_UIDS[i]! : pod(i, gen).uid });
+
+test('service: state machine of acquire/release/renew/reclaim/restart/kernel holders keeps every invariant, UIDs like __proto__ included (property)', async () => {
   const op = fc.oneof(
     fc.record({ k: fc.constant('acquire' as const), i: fc.integer({ min: 0, max: 7 }), gen: fc.integer({ min: 0, max: 1 }) }),
     fc.record({ k: fc.constant('release' as const), i: fc.integer({ min: 0, max: 7 }), gen: fc.integer({ min: 0, max: 1 }) }),
@@ -142,7 +146,7 @@ test('service: state machine of acquire/release/renew/reclaim/restart/kernel hol
       const lastSeen = new Map<string, number>();
       for (const o of ops) {
         if (o.k === 'acquire') {
-          const p = pod(o.i, o.gen);
+          const p = ppod(o.i, o.gen);
           const before = new Set(w.proc.tables());
           try {
             const a = await s.acquire({ pod: p });
@@ -158,19 +162,19 @@ test('service: state machine of acquire/release/renew/reclaim/restart/kernel hol
             else assert.equal(s.poolStats()[0]!.free, 0);
           }
         } else if (o.k === 'release') {
-          const uid = pod(o.i, o.gen).uid;
+          const uid = ppod(o.i, o.gen).uid;
           const r = await s.release({ uid });
           assert.equal(r.found, acked.has(uid));
           if (r.allocation?.state === 'released') acked.delete(uid);
         } else if (o.k === 'renew') {
-          const uid = pod(o.i, o.gen).uid;
+          const uid = ppod(o.i, o.gen).uid;
           const cur = s.list().allocations.find((a) => a.pod.uid === uid);
           try { await s.renew(uid); assert.ok(cur); lastSeen.set(uid, w.clock.now()); } catch (e) { assert.ok(isCoded(e, 'ALLOC_NOT_FOUND')); }
         } else if (o.k === 'tick') {
           w.clock.advance(o.ms);
           await s.sweep();
         } else if (o.k === 'hold') {
-          const a = s.list().allocations.find((x) => x.pod.uid === pod(o.i, o.gen).uid && x.state === 'active');
+          const a = s.list().allocations.find((x) => x.pod.uid === ppod(o.i, o.gen).uid && x.state === 'active');
           // A second daemon on a table already held fails to start (EBUSY from the kernel), as it would.
           if (a) {
             try { w.proc.daemonStart(a.table, 1000 + a.table); } catch (e) { if ((e as NodeJS.ErrnoException).code !== 'EBUSY') throw e; }
@@ -265,4 +269,21 @@ test('service: on a nearly full filesystem Acquire fails ALLOC_STATE_WRITE, memo
     const again = await AllocatorService.open(wide, { store, kernel, clock: manualClock(), log: silentLogger });
     assert.equal(again.list().allocations.length, 25);
   } finally { await store.close(); fs.close(); proc.remove(); }
+});
+
+test('service: UIDs __proto__, constructor and toString are ordinary pods through acquire, renew, restart and release (issue 14.6)', async () => {
+  const w = await world();
+  try {
+    let s = await w.open();
+    const uids = ['__proto__', 'constructor', 'toString'];
+    const got = [];
+    for (const [i, uid] of uids.entries()) got.push(await s.acquire({ pod: { namespace: 'voice', name: `p-${i}`, uid } }));
+    assert.deepEqual(got.map((a) => a.pod.uid), uids);
+    assert.equal(new Set(got.map((a) => a.table)).size, 3);
+    for (const uid of uids) assert.equal((await s.renew(uid)).pod.uid, uid);
+    s = await w.open(); // restart: read back from the state file
+    assert.deepEqual(s.list().allocations.map((a) => a.pod.uid).sort(), [...uids].sort());
+    for (const uid of uids) assert.equal((await s.release({ uid })).allocation?.state, 'released');
+    assert.equal(s.list().allocations.length, 0);
+  } finally { await w.done(); }
 });

@@ -7,7 +7,8 @@ import { AllocError, isCoded } from '../errors.js';
 import { AddressPool, compilePool, ipFromOffset, type PoolConfig } from './pools.js';
 import { pickTable, freeTables, rangeSize, rangeText, type TableRange } from './tables.js';
 import type { KernelPort } from './kernel.js';
-import { podKey, type Allocation, type AllocationStore, type AllocatedAddress, type PodRef } from './store.js';
+import { podKey, type Allocation, type AllocationStore, type AllocatedAddress, type PodRef, type StateRecovery } from './store.js';
+import { clip } from './limits.js';
 import type { AllocationView } from './wire.js';
 
 export interface ServiceConfig {
@@ -29,7 +30,11 @@ export interface ServiceDeps {
   onAcquire?: (seconds: number, outcome: 'new' | 'existing' | 'error') => void;
   onReclaim?: (reason: string) => void;
   onCleanup?: (result: string) => void;
+  /** A start from a damaged state's previous generation: how many allocations were recovered, dropped, … */
+  onRecovery?: (counts: RecoveryCounts) => void;
 }
+
+export interface RecoveryCounts { recovered: number; dropped: number; unknownKernelTables: number }
 
 export interface AcquireInput { pod: PodRef; pools?: string[]; interface?: string }
 export type Selector = { uid?: string; namespace?: string; name?: string };
@@ -89,8 +94,41 @@ export class AllocatorService {
       }
     }
     s.kernelTables = new Set(await deps.kernel.listTables());
+    if (state.recovery) await s.reconcileRecovery(state.recovery);
     s.log.info({ node: cfg.node, store: deps.store.kind, allocations: state.allocations.length, tables: rangeText(cfg.tableRange), kernelTables: [...s.kernelTables], pools: [...s.pools.keys()] }, 'allocator state loaded');
     return s;
+  }
+
+  /**
+   * The store started from the previous generation of a damaged state: compare it with what is
+   * known for sure, and say loudly what was recovered and what was lost. Ground truth here:
+   * - /proc/rtpengine: a table in our range that a daemon holds and no recovered allocation names
+   *   belongs to a pod whose record was lost; pickTable never hands out a listed table, and it is
+   *   not treated as a leftover while held.
+   * - the damaged file's still-readable records (untrusted): those not in the recovered generation
+   *   are reported as dropped.
+   * - the sidecars' renewals: every recovered lease restarts now; one not renewed within a TTL is
+   *   reclaimed as usual (a record released since the previous generation was written).
+   */
+  private async reconcileRecovery(r: StateRecovery): Promise<void> {
+    const { min, max } = this.cfg.tableRange;
+    const unknown: Array<{ table: number; holderPid?: number }> = [];
+    for (const t of this.kernelTables) {
+      if (t < min || t > max || this.tableOwner.has(t)) continue;
+      const st = await this.d.kernel.tableStatus(t).catch(() => undefined);
+      const held = st && ((st.holderPid ?? 0) > 0 || (st.holderPid === undefined && (st.openCount ?? 0) > 0));
+      if (held) unknown.push({ table: t, holderPid: st.holderPid });
+    }
+    const same = (x: Allocation, y: Allocation) => x.table === y.table && x.addresses.map((a) => a.ip).join() === y.addresses.map((a) => a.ip).join();
+    const dropped = r.salvaged.filter((x) => { const a = this.byUid.get(x.pod.uid); return !a || !same(a, x); });
+    const brief = (a: Allocation) => ({ pod: clip(podKey(a.pod)), uid: clip(a.pod.uid), table: a.table, ip: a.addresses.map((x) => x.ip) });
+    this.log.error({
+      decision: 'state-recovered', reason: r.reason, from: r.from, damagedKeptAs: r.damagedKeptAs,
+      recovered: [...this.byUid.values()].map(brief), dropped: dropped.map(brief), unknownKernelTables: unknown,
+    }, `STATE FILE DAMAGED: started from the previous generation (${r.from}); ${this.byUid.size} allocation(s) recovered, ${dropped.length} readable in the damaged file but not recovered (dropped), ${unknown.length} kernel table(s) held by daemons with no record (kept out of use). Recovered leases restart now; unrenewed ones are reclaimed after one TTL`);
+    for (const a of dropped) this.log.error({ decision: 'state-recovery-dropped', ...brief(a) }, 'allocation lost with the damaged state file: its table stays out of use while a daemon holds it; its address may be handed out again');
+    for (const u of unknown) this.log.error({ decision: 'state-recovery-unknown-table', ...u }, 'kernel table held by a daemon no recovered allocation names: kept out of use');
+    this.d.onRecovery?.({ recovered: this.byUid.size, dropped: dropped.length, unknownKernelTables: unknown.length });
   }
 
   private requirePool(name: string, field: string): AddressPool {

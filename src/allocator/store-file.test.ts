@@ -201,3 +201,26 @@ test('file store: an unreadable state path is ALLOC_STATE_UNREADABLE; temp files
     await again.close();
   } finally { rmSync(dir, { recursive: true, force: true }); }
 });
+
+test('file store: a missing state file beside a previous generation is recovered, not started empty; the recovered state becomes current (issue 14.3)', async () => {
+  const dir = tmp();
+  try {
+    const path = join(dir, 'state.json');
+    const s = new FileStore(path);
+    await s.load();
+    await s.create(alloc('a', 0));
+    await s.create(alloc('b', 1));
+    await s.close();
+    rmSync(path);
+    const t = new FileStore(path);
+    const st = await t.load();
+    assert.deepEqual(st.allocations.map((a) => a.pod.uid), ['a']);
+    assert.match(st.recovery?.reason ?? '', /missing/);
+    assert.deepEqual(st.recovery?.salvaged, []);
+    assert.deepEqual(Object.keys(onDisk(path).allocations), ['a'], 'written back as the current file');
+    await t.close();
+    const u = new FileStore(path);
+    assert.equal((await u.load()).recovery, undefined, 'a normal start afterwards');
+    await u.close();
+  } finally { rmSync(dir, { recursive: true, force: true }); }
+});

@@ -4,12 +4,13 @@
 // Cheap steps (open, write to the page cache, close, rename) are synchronous; only the two disk
 // flushes go to the thread pool, so the event loop is never blocked on the disk (docs/allocator.md).
 // One allocator per state file: an flock'd lock file beside it, released by the kernel (ADR 0005).
-import { promises as fsp, openSync, closeSync, unlinkSync, readFileSync, readdirSync, readlinkSync, ftruncateSync } from 'node:fs';
+import { promises as fsp, openSync, closeSync, unlinkSync, renameSync, readFileSync, readdirSync, readlinkSync, ftruncateSync } from 'node:fs';
 import { spawnSync } from 'node:child_process';
 import { hostname } from 'node:os';
 import { dirname, join } from 'node:path';
 import { z } from 'zod';
-import { AllocError } from '../errors.js';
+import { AllocError, isCoded } from '../errors.js';
+import { clip } from './limits.js';
 import { AtomicFile, tempPrefix, writeFully } from '../fs/atomic-file.js';
 import type { Allocation, AllocationStore, StoreState } from './store.js';
 
@@ -31,17 +32,81 @@ const allocationSchema = z.object({
 const fileSchema = z.object({
   format: z.literal(STATE_FORMAT),
   version: z.literal(STATE_VERSION),
-  allocations: z.record(z.string(), allocationSchema),
+  // Checked record by record below: the keys are pod UIDs (callers' text, e.g. '__proto__').
+  allocations: z.custom<Record<string, unknown>>((v) => !!v && typeof v === 'object' && !Array.isArray(v), 'expected an object of allocations'),
   tableReleasedAt: z.record(z.string().regex(/^\d+$/), z.number()),
 });
-type StateFile = z.infer<typeof fileSchema>;
 
 /** The store's own copy (allocations hold only plain fields, a pod and addresses). */
 const copy = (a: Allocation): Allocation => ({ ...a, pod: { ...a.pod }, addresses: a.addresses.map((x) => ({ ...x })) });
 
 /** One queued change: applied to the in-memory document now, re-applied onto the durable state if an earlier write fails. */
 interface Waiter { apply: (d: Doc) => void; resolve: () => void; reject: (e: unknown) => void }
-type Doc = Pick<StateFile, 'allocations' | 'tableReleasedAt'>;
+/** Maps, never plain objects: pod UIDs come from callers ('__proto__', 'constructor' are valid UIDs here). */
+interface Doc { allocations: Map<string, Allocation>; tableReleasedAt: Map<string, number> }
+const cloneDoc = (d: Doc): Doc => ({ allocations: new Map(d.allocations), tableReleasedAt: new Map(d.tableReleasedAt) });
+const emptyDoc = (): Doc => ({ allocations: new Map(), tableReleasedAt: new Map() });
+
+const corrupt = (path: string, reason: string) => new AllocError('ALLOC_STATE_CORRUPT', { path, reason });
+
+/** Parse and check one state file's text; ALLOC_STATE_CORRUPT / ALLOC_STATE_VERSION naming `path`. */
+export function parseState(text: string, path: string): Doc {
+  let raw: unknown;
+  try { raw = JSON.parse(text); } catch (e) { throw corrupt(path, `not JSON: ${(e as Error).message}`); }
+  const r = raw as { format?: unknown; version?: unknown } | null;
+  if (!r || typeof r !== 'object' || r.format !== STATE_FORMAT) {
+    throw corrupt(path, `field 'format' is ${clip(JSON.stringify(r && typeof r === 'object' ? r.format : r))}, expected '${STATE_FORMAT}'`);
+  }
+  if (r.version !== STATE_VERSION) throw new AllocError('ALLOC_STATE_VERSION', { path, found: clip(r.version), supported: STATE_VERSION });
+  const parsed = fileSchema.safeParse(raw);
+  const issue = (iss: { path: PropertyKey[]; message: string }, at: string[] = []) => `at ${[...at, ...iss.path.map(String)].map((x) => clip(x)).join('.') || '(root)'}: ${iss.message}`;
+  if (!parsed.success) throw corrupt(path, issue(parsed.error.issues[0]!));
+  const d = emptyDoc();
+  // Own keys as JSON.parse made them ('__proto__' included).
+  for (const [uid, v] of Object.entries(parsed.data.allocations)) {
+    const a = allocationSchema.safeParse(v);
+    if (!a.success) throw corrupt(path, issue(a.error.issues[0]!, ['allocations', uid]));
+    d.allocations.set(uid, a.data as Allocation);
+  }
+  for (const [k, v] of Object.entries(parsed.data.tableReleasedAt)) d.tableReleasedAt.set(k, v);
+  checkUnique(d, path);
+  return d;
+}
+
+/** A file naming one table or address twice was not written by us: refuse it. */
+function checkUnique(d: Doc, path: string): void {
+  const tables = new Map<number, string>();
+  const addrs = new Map<string, string>();
+  for (const [uid, a] of d.allocations) {
+    if (a.pod.uid !== uid) throw corrupt(path, `allocation key ${clip(uid)} holds pod uid ${clip(a.pod.uid)}`);
+    const t = tables.get(a.table);
+    if (t !== undefined) throw corrupt(path, `table ${a.table} held by both ${clip(t)} and ${clip(uid)}`);
+    tables.set(a.table, uid);
+    for (const x of a.addresses) {
+      const k = `${x.pool}/${x.offset}`;
+      const o = addrs.get(k);
+      if (o !== undefined) throw corrupt(path, `address ${clip(x.ip)} (pool ${clip(x.pool)}) held by both ${clip(o)} and ${clip(uid)}`);
+      addrs.set(k, uid);
+    }
+  }
+}
+
+/**
+ * Records still readable in a damaged file (one allocation per line, as serialize() writes them):
+ * for the recovery report only — a record a bad byte changed may parse too, so none is trusted.
+ */
+function salvage(text: string): Allocation[] {
+  const out: Allocation[] = [];
+  for (const line of text.split('\n')) {
+    const m = /^("(?:[^"\\]|\\.)*"):(\{.*\}),?$/.exec(line);
+    if (!m) continue;
+    try {
+      const a = allocationSchema.safeParse(JSON.parse(m[2]!));
+      if (a.success && a.data.pod.uid === JSON.parse(m[1]!)) out.push(a.data as Allocation);
+    } catch { /* a damaged line */ }
+  }
+  return out;
+}
 
 /** What a holder writes into the lock file: only to name it in the refusal (the flock decides). */
 interface LockInfo { pid: number; pidNs: string; start: string; host: string }
@@ -78,9 +143,9 @@ export class FileStore implements AllocationStore {
   readonly lockPath: string;
   /** The generation before the current one (a hard link kept by every write). */
   readonly previousPath: string;
-  private doc: StateFile = { format: STATE_FORMAT, version: STATE_VERSION, allocations: {}, tableReleasedAt: {} };
+  private doc: Doc = emptyDoc();
   /** What the file on disk holds (the last acknowledged write); rollbacks rebuild from it. */
-  private durable: Doc = { allocations: {}, tableReleasedAt: {} };
+  private durable: Doc = emptyDoc();
   private waiting: Waiter[] = [];
   /** Descriptor holding the flock on lockPath (undefined: not locked). */
   private lockFd: number | undefined;
@@ -114,35 +179,59 @@ export class FileStore implements AllocationStore {
     } catch (e) { this.unlock(); throw e; }
   }
 
-  private async read(): Promise<StoreState> {
-    let text: string;
-    try {
-      text = await fsp.readFile(this.path, 'utf8');
-    } catch (e) {
+  /** The file's text, undefined when absent; anything else unreadable → ALLOC_STATE_UNREADABLE. */
+  private readText(path: string): string | undefined {
+    try { return readFileSync(path, 'utf8'); } catch (e) {
       const code = (e as NodeJS.ErrnoException).code;
-      if (code !== 'ENOENT') throw new AllocError('ALLOC_STATE_UNREADABLE', { path: this.path, reason: `${code ?? 'error'}: ${(e as Error).message}` });
-      return { allocations: [], tableReleasedAt: {}, foreignAddresses: {} };
+      if (code === 'ENOENT') return undefined;
+      throw new AllocError('ALLOC_STATE_UNREADABLE', { path, reason: `${code ?? 'error'}: ${(e as Error).message}` });
     }
-    let raw: unknown;
-    try { raw = JSON.parse(text); } catch (e) {
-      throw new AllocError('ALLOC_STATE_CORRUPT', { path: this.path, reason: `not JSON: ${(e as Error).message}` });
+  }
+
+  /**
+   * The current file; if it is damaged (or gone while the previous generation is there), the
+   * previous generation, with a `recovery` report for the service to reconcile and log. Both
+   * unusable → ALLOC_STATE_CORRUPT: never a silent empty start over a file that was ours.
+   */
+  private async read(): Promise<StoreState> {
+    const cur = this.readText(this.path);
+    let damaged: string;
+    if (cur !== undefined) {
+      try { return this.adopt(parseState(cur, this.path)); } catch (e) {
+        if (!isCoded(e, 'ALLOC_STATE_CORRUPT')) throw e;
+        damaged = String(e.details.reason);
+      }
+    } else damaged = 'the state file is missing';
+    const prevText = this.readText(this.previousPath);
+    if (prevText === undefined) {
+      if (cur === undefined) return this.adopt(emptyDoc()); // first start: nothing was ever written here
+      throw corrupt(this.path, `${damaged}; no previous generation at ${this.previousPath} to start from`);
     }
-    const r = raw as { format?: unknown; version?: unknown } | null;
-    if (!r || typeof r !== 'object' || r.format !== STATE_FORMAT) {
-      throw new AllocError('ALLOC_STATE_CORRUPT', { path: this.path, reason: `field 'format' is ${JSON.stringify(r && typeof r === 'object' ? r.format : r)}, expected '${STATE_FORMAT}'` });
+    let prev: Doc;
+    try { prev = parseState(prevText, this.previousPath); } catch (e) {
+      throw corrupt(this.path, `${damaged}; the previous generation ${this.previousPath} is unusable too (${isCoded(e) ? String(e.details.reason ?? e.message) : String(e)})`);
     }
-    if (r.version !== STATE_VERSION) throw new AllocError('ALLOC_STATE_VERSION', { path: this.path, found: r.version, supported: STATE_VERSION });
-    const parsed = fileSchema.safeParse(raw);
-    if (!parsed.success) {
-      const i = parsed.error.issues[0]!;
-      throw new AllocError('ALLOC_STATE_CORRUPT', { path: this.path, reason: `at ${i.path.join('.') || '(root)'}: ${i.message}` });
+    // The damaged file is kept for inspection (and so the next write does not make it the "previous" one).
+    let damagedKeptAs: string | undefined;
+    if (cur !== undefined) {
+      damagedKeptAs = `${this.path}.damaged-${new Date().toISOString().replace(/[:.]/g, '')}`;
+      try { renameSync(this.path, damagedKeptAs); } catch (e) {
+        throw new AllocError('ALLOC_STATE_WRITE', { path: this.path, reason: `cannot move the damaged state file aside: ${(e as Error).message}` }, { cause: e });
+      }
     }
-    this.checkUnique(parsed.data);
-    this.doc = parsed.data;
-    this.durable = { allocations: { ...this.doc.allocations }, tableReleasedAt: { ...this.doc.tableReleasedAt } };
+    const state = this.adopt(prev);
+    // The recovered generation becomes the current file at once (durable before anything is served).
+    await this.file.write(this.serialize());
+    this.writes++;
+    return { ...state, recovery: { reason: damaged, from: this.previousPath, damagedKeptAs, salvaged: cur === undefined ? [] : salvage(cur) } };
+  }
+
+  private adopt(d: Doc): StoreState {
+    this.doc = d;
+    this.durable = cloneDoc(d);
     return {
-      allocations: Object.values(this.doc.allocations).map((a) => structuredClone(a)),
-      tableReleasedAt: { ...this.doc.tableReleasedAt },
+      allocations: [...d.allocations.values()].map((a) => copy(a)),
+      tableReleasedAt: Object.fromEntries(d.tableReleasedAt),
       foreignAddresses: {},
     };
   }
@@ -193,49 +282,31 @@ export class FileStore implements AllocationStore {
     }
   }
 
-  /** A file naming one table or address twice was not written by us: refuse it. */
-  private checkUnique(d: StateFile): void {
-    const tables = new Map<number, string>();
-    const addrs = new Map<string, string>();
-    for (const [uid, a] of Object.entries(d.allocations)) {
-      if (a.pod.uid !== uid) throw new AllocError('ALLOC_STATE_CORRUPT', { path: this.path, reason: `allocation key ${uid} holds pod uid ${a.pod.uid}` });
-      const t = tables.get(a.table);
-      if (t) throw new AllocError('ALLOC_STATE_CORRUPT', { path: this.path, reason: `table ${a.table} held by both ${t} and ${uid}` });
-      tables.set(a.table, uid);
-      for (const x of a.addresses) {
-        const k = `${x.pool}/${x.offset}`;
-        const o = addrs.get(k);
-        if (o) throw new AllocError('ALLOC_STATE_CORRUPT', { path: this.path, reason: `address ${x.ip} (pool ${x.pool}) held by both ${o} and ${uid}` });
-        addrs.set(k, uid);
-      }
-    }
-  }
-
   // Each change is a function of the document, checked against the record it finds: it runs once
   // on the live document now, and again onto the durable state if an earlier write fails.
 
   async create(a: Allocation): Promise<void> {
     const rec = copy(a);
     await this.commit((d) => {
-      const prev = d.allocations[a.pod.uid];
-      if (prev && prev.table !== a.table) throw new AllocError('ALLOC_CONFLICT', { resource: `pod ${a.pod.uid}`, reason: `already stored with table ${prev.table}` });
-      d.allocations[a.pod.uid] = rec;
+      const prev = d.allocations.get(a.pod.uid);
+      if (prev && prev.table !== a.table) throw new AllocError('ALLOC_CONFLICT', { resource: `pod ${clip(a.pod.uid)}`, reason: `already stored with table ${prev.table}` });
+      d.allocations.set(a.pod.uid, rec);
     });
   }
 
   async update(a: Allocation): Promise<void> {
     const rec = copy(a);
     await this.commit((d) => {
-      const prev = d.allocations[a.pod.uid];
-      if (!prev) throw new AllocError('ALLOC_NOT_FOUND', { pod: `${a.pod.namespace}/${a.pod.name}`, uid: a.pod.uid, node: a.node });
-      d.allocations[a.pod.uid] = { ...rec, table: prev.table, addresses: prev.addresses };
+      const prev = d.allocations.get(a.pod.uid);
+      if (!prev) throw new AllocError('ALLOC_NOT_FOUND', { pod: clip(`${a.pod.namespace}/${a.pod.name}`), uid: clip(a.pod.uid), node: a.node });
+      d.allocations.set(a.pod.uid, { ...rec, table: prev.table, addresses: prev.addresses });
     });
   }
 
   async remove(a: Allocation, releasedAt: number): Promise<void> {
     await this.commit((d) => {
-      delete d.allocations[a.pod.uid];
-      d.tableReleasedAt[String(a.table)] = releasedAt;
+      d.allocations.delete(a.pod.uid);
+      d.tableReleasedAt.set(String(a.table), releasedAt);
     });
   }
 
@@ -259,7 +330,7 @@ export class FileStore implements AllocationStore {
       while (this.waiting.length) {
         const batch = this.waiting.splice(0);
         // Exactly durable + batch: changes queued from here on are not in this write.
-        const written: Doc = { allocations: { ...this.doc.allocations }, tableReleasedAt: { ...this.doc.tableReleasedAt } };
+        const written = cloneDoc(this.doc);
         try {
           await this.file.write(this.serialize());
           this.writes++;
@@ -281,7 +352,7 @@ export class FileStore implements AllocationStore {
    * applies (e.g. an update of a record whose create failed) fails with the same write error.
    */
   private rollback(cause: unknown): void {
-    const d: Doc = { allocations: { ...this.durable.allocations }, tableReleasedAt: { ...this.durable.tableReleasedAt } };
+    const d = cloneDoc(this.durable);
     this.waiting = this.waiting.filter((w) => {
       try { w.apply(d); return true; } catch { w.reject(cause); return false; }
     });
@@ -296,11 +367,11 @@ export class FileStore implements AllocationStore {
    */
   private serialize(): string {
     const d = this.doc;
-    const rows = Object.entries(d.allocations).map(([uid, a]) => {
+    const rows = [...d.allocations].map(([uid, a]) => {
       let text = this.json.get(a);
       if (text === undefined) { text = JSON.stringify(a); this.json.set(a, text); }
       return `${JSON.stringify(uid)}:${text}`;
     });
-    return `{"format":${JSON.stringify(d.format)},"version":${d.version},"allocations":{\n${rows.join(',\n')}\n},"tableReleasedAt":${JSON.stringify(d.tableReleasedAt)}}\n`;
+    return `{"format":${JSON.stringify(STATE_FORMAT)},"version":${STATE_VERSION},"allocations":{\n${rows.join(',\n')}\n},"tableReleasedAt":${JSON.stringify(Object.fromEntries(d.tableReleasedAt))}}\n`;
   }
 }

@@ -70,6 +70,20 @@ export interface StoreState {
    * entries). Never handed out. The file store returns {}.
    */
   foreignAddresses: Record<string, string[]>;
+  /** Set when the current state was damaged and the store started from its previous generation. */
+  recovery?: StateRecovery;
+}
+
+/** What a store recovered from (file store: the previous generation beside a damaged state file). */
+export interface StateRecovery {
+  /** Why the current state could not be used. */
+  reason: string;
+  /** Where the recovered allocations come from. */
+  from: string;
+  /** Where the damaged file was moved for inspection. */
+  damagedKeptAs?: string;
+  /** Records still readable in the damaged file (untrusted: reported, never adopted as they are). */
+  salvaged: Allocation[];
 }
 
 /**

@@ -12,7 +12,7 @@ import { startAllocator, type AllocatorConfig } from '../../src/allocator/alloca
 import { AllocatorClient } from '../../src/allocator/client.js';
 import { ProcRtpengine } from '../support/proc-rtpengine.js';
 import type { ProcFs } from '../../src/allocator/kernel.js';
-import { silentLogger } from '../../src/log.js';
+import { silentLogger, createLogger } from '../../src/log.js';
 import { isCoded, GrpcStatus } from '../../src/errors.js';
 import { freePort } from '../support/ports.js';
 
@@ -205,13 +205,75 @@ test('state: two allocators on one state file with different sockets → the sec
   } finally { await h2.close(); w.done(); }
 });
 
-test('state: a corrupt state file stops start-up with the path and reason', async () => {
+test('state: a corrupt state file with no previous generation stops start-up with the path and reason', async () => {
   const w = setup();
   try {
     (await import('node:fs')).mkdirSync(join(w.dir, 'state'), { recursive: true });
     writeFileSync(w.config.stateFile, '{ half');
-    await assert.rejects(startAllocator(w.config, { log: silentLogger, procFs: w.proc }), (e) => isCoded(e, 'ALLOC_STATE_CORRUPT') && e.message.includes(w.config.stateFile));
+    await assert.rejects(startAllocator(w.config, { log: silentLogger, procFs: w.proc }), (e) => isCoded(e, 'ALLOC_STATE_CORRUPT') && e.message.includes(w.config.stateFile) && /no previous generation/.test(e.message));
+    assert.equal(readFileSync(w.config.stateFile, 'utf8'), '{ half', 'left as it was');
   } finally { w.done(); }
+});
+
+/** A logger whose JSON lines the test reads. */
+function capture() {
+  const lines: Array<Record<string, unknown>> = [];
+  const log = createLogger({ level: 'info' }, { write: (s: string) => { lines.push(JSON.parse(s) as Record<string, unknown>); } });
+  return { log, lines };
+}
+
+test('state: one bad byte → start from the previous generation, reconciled with /proc, logged loudly and counted; both generations bad → refused (issue 14.3)', async () => {
+  const w = setup({ leaseTtlMs: 0 });
+  const pod = (n: string) => ({ namespace: 'voice', name: `rtp-${n}`, uid: `uid-${n}` });
+  let h = await startAllocator(w.config, { log: silentLogger, procFs: w.proc });
+  const c = new AllocatorClient({ socket: w.config.socket });
+  let a: Awaited<ReturnType<AllocatorClient['acquire']>>, b: typeof a, lost: typeof a;
+  try {
+    a = await c.acquire({ pod: pod('a') });
+    b = await c.acquire({ pod: pod('b') });
+    lost = await c.acquire({ pod: pod('c') }); // only in the current generation
+  } finally { c.close(); await h.close(); }
+  w.proc.daemonStart(lost.table, 4711); // its rtpengine still runs
+  const text = readFileSync(w.config.stateFile, 'utf8');
+  const at = text.indexOf('"uid-a":{') + 3;
+  writeFileSync(w.config.stateFile, `${text.slice(0, at)}\u0000${text.slice(at + 1)}`);
+  const bad = readFileSync(w.config.stateFile);
+  assert.notDeepEqual(bad.toString('utf8'), text);
+
+  const mport = await freePort();
+  const cap = capture();
+  h = await startAllocator({ ...w.config, metricsListen: `127.0.0.1:${mport}` }, { log: cap.log, procFs: w.proc });
+  const c2 = new AllocatorClient({ socket: w.config.socket });
+  try {
+    const l = await c2.list();
+    assert.deepEqual(l.allocations.map((x) => [x.pod.uid, x.table, x.addresses[0]!.ip]), [['uid-a', a.table, a.addresses[0]!.ip], ['uid-b', b.table, b.addresses[0]!.ip]]);
+    const rec = cap.lines.find((x) => x.decision === 'state-recovered');
+    assert.ok(rec, 'the recovery is logged');
+    assert.equal(rec.level, 50, 'at error level');
+    assert.match(String(rec.msg), /STATE FILE DAMAGED/);
+    assert.deepEqual((rec.dropped as Array<{ uid: string }>).map((x) => x.uid), ['uid-c']);
+    assert.deepEqual((rec.unknownKernelTables as Array<{ table: number }>).map((x) => x.table), [lost.table]);
+    assert.ok(cap.lines.some((x) => x.decision === 'state-recovery-dropped' && x.uid === 'uid-c'));
+    const kept = String(rec.damagedKeptAs);
+    assert.deepEqual(readFileSync(kept), bad, 'the damaged file is kept for inspection');
+    const m = await (await fetch(`http://127.0.0.1:${mport}/metrics`)).text();
+    assert.match(m, /rtpengine_k8s_allocator_state_recoveries_total 1/);
+    assert.match(m, /rtpengine_k8s_allocator_state_recovery_allocations\{outcome="recovered"\} 2/);
+    assert.match(m, /rtpengine_k8s_allocator_state_recovery_allocations\{outcome="dropped"\} 1/);
+    assert.match(m, /rtpengine_k8s_allocator_state_recovery_allocations\{outcome="unknown_kernel_table"\} 1/);
+    // The lost pod's table stays out of use while its daemon holds it.
+    const d = await c2.acquire({ pod: pod('d') });
+    assert.notEqual(d.table, lost.table);
+    assert.notEqual(d.table, a.table);
+    assert.notEqual(d.table, b.table);
+  } finally { c2.close(); await h.close(); }
+
+  // Both generations damaged: refused, never an empty start.
+  writeFileSync(w.config.stateFile, '{ half');
+  writeFileSync(`${w.config.stateFile}.prev`, '{ also half');
+  await assert.rejects(startAllocator(w.config, { log: silentLogger, procFs: w.proc }),
+    (e) => isCoded(e, 'ALLOC_STATE_CORRUPT') && /previous generation .* is unusable too/.test(e.message));
+  w.done();
 });
 
 test('TCP listener, /metrics and /healthz, and ctl list/release through the CLI', async () => {
