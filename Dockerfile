@@ -1,6 +1,7 @@
 # syntax=docker/dockerfile:1
 # rtpengine-k8s image: one image for every command (allocator, sidecar, drain, status, ctl,
-# kamailio-sync). Untested here: the development machines have no container engine.
+# kamailio-sync). CI builds every stage and smoke-tests the images: `npm run test:image`
+# (scripts/test-image.sh, podman on a locally made Debian 12 + Node 22 base).
 #
 #   docker build -t rtpengine-k8s .                          # target "runtime" (default, last stage)
 #   docker build --target runtime-exec -t rtpengine-k8s:exec .   # + Debian's rtpengine-daemon
@@ -26,7 +27,10 @@ ARG NODE_IMAGE=node:22-bookworm-slim
 FROM ${NODE_IMAGE} AS build
 WORKDIR /app
 COPY package.json package-lock.json ./
-RUN npm ci
+# Where the registry needs a site CA bundle (a TLS-inspecting proxy), pass it as a build secret:
+#   docker build --secret id=ca-bundle,src=/etc/ssl/certs/ca-certificates.crt .
+# It is mounted for this step only and is in no layer; without it Node warns once and goes on.
+RUN --mount=type=secret,id=ca-bundle NODE_EXTRA_CA_CERTS=/run/secrets/ca-bundle npm ci --no-audit --no-fund
 COPY tsconfig.json tsconfig.build.json ./
 COPY proto ./proto
 COPY src ./src
@@ -37,7 +41,8 @@ RUN npm run build
 FROM ${NODE_IMAGE} AS deps
 WORKDIR /app
 COPY package.json package-lock.json ./
-RUN npm ci --omit=dev && npm cache clean --force
+RUN --mount=type=secret,id=ca-bundle NODE_EXTRA_CA_CERTS=/run/secrets/ca-bundle npm ci --omit=dev --no-audit --no-fund \
+ && npm cache clean --force
 
 # ---- runtime: the programs, iptables (nft and legacy) and the RTPENGINE xtables plugin -----
 FROM ${NODE_IMAGE} AS runtime
