@@ -1,6 +1,6 @@
 // The media address on the pod's interface, through iproute2 (Runner port; needs NET_ADMIN):
 // add + announce (gratuitous ARP via iputils `arping -U`; IPv6 unsolicited NA from the kernel on
-// DAD completion with ndisc_notify) and remove on exit when we reserved it; only verify under CNI.
+// DAD completion if the pod set ndisc_notify) and remove on exit when we reserved it; CNI: verify.
 import type { Runner } from '../exec.js';
 import type { Logger } from '../log.js';
 import type { Clock } from '../clock.js';
@@ -39,6 +39,7 @@ export interface NetAddrDeps { runner: Runner; log: Logger; clock: Clock }
 
 export class MediaAddressManager {
   private readonly added = new Set<string>();
+  private ndiscChecked = false;
   constructor(private readonly deps: NetAddrDeps, private readonly mode: AddressMode, private readonly dev: string) {}
 
   /** reserved: add (idempotent) and announce; cni: verify; none: nothing. */
@@ -54,7 +55,7 @@ export class MediaAddressManager {
     }
     let action: 'added' | 'present' = 'present';
     if (!existing) {
-      if (isV6(addr.ip)) await this.sysctl(`net.ipv6.conf.${this.dev}.ndisc_notify`, '1');
+      if (isV6(addr.ip)) await this.checkNdiscNotify();
       const r = await runner.run('ip', ['addr', 'add', `${addr.ip}/${addr.prefixLength}`, 'dev', this.dev]);
       if (r.code !== 0 && !/File exists/.test(r.stderr)) {
         throw new SidecarError('NET_ADDR_FAILED', { op: 'add', ip: addr.ip, dev: this.dev, reason: r.stderr.trim() });
@@ -107,8 +108,25 @@ export class MediaAddressManager {
     }
   }
 
-  private async sysctl(key: string, value: string): Promise<void> {
-    const r = await this.deps.runner.run('sysctl', ['-q', '-w', `${key}=${value}`]);
-    if (r.code !== 0) this.deps.log.warn({ key, value, stderr: r.stderr.trim() }, 'could not set sysctl; no unsolicited neighbour advertisement will be sent');
+  /**
+   * The kernel sends the unsolicited NA after DAD when ndisc_notify is 1 on the device or on
+   * `all`. An unprivileged container cannot write it (/proc/sys is read-only there, NET_ADMIN or
+   * not), so the pod sets it at creation (securityContext.sysctls, chart value
+   * sidecar.ipv6NdiscNotify) and the sidecar only reads it, once, and says when it is off.
+   */
+  private async checkNdiscNotify(): Promise<void> {
+    if (this.ndiscChecked) return;
+    this.ndiscChecked = true;
+    const read = async (key: string) => {
+      const r = await this.deps.runner.run('sysctl', ['-n', key]);
+      return r.code === 0 ? r.stdout.trim() : `unreadable (${r.stderr.trim() || `exit ${r.code}`})`;
+    };
+    // The slash form: an interface name may contain dots (eth0.100).
+    const all = await read('net/ipv6/conf/all/ndisc_notify');
+    const dev = await read(`net/ipv6/conf/${this.dev}/ndisc_notify`);
+    if (all === '1' || dev === '1') return;
+    this.deps.log.warn({ dev: this.dev, ndiscNotify: { all, [this.dev]: dev } },
+      'IPv6 ndisc_notify is off in this pod: no unsolicited neighbour advertisement for the media address (neighbours learn it when they next solicit it). '
+      + 'Set net.ipv6.conf.all.ndisc_notify=1 in the pod\'s securityContext.sysctls (chart value sidecar.ipv6NdiscNotify; the kubelet must allow it with --allowed-unsafe-sysctls)');
   }
 }

@@ -18,6 +18,7 @@ import { startControlServer } from '../../src/sidecar/http.js';
 import { startNgProxy } from '../../src/sidecar/proxy.js';
 import { proxyConfigWith } from '../../src/sidecar/proxy-options.js';
 import { createRegistry } from '../../src/metrics.js';
+import { DELETION_COST_ANNOTATION } from '../../src/sidecar/deletion-cost.js';
 import { silentLogger } from '../../src/log.js';
 import { freePort } from '../support/ports.js';
 
@@ -37,7 +38,7 @@ const variants: Record<string, Record<string, unknown>> = {
     imagePullSecrets: [{ name: 'regcred' }], fullnameOverride: 'media',
     allocator: { nodeSelector: { media: 'yes' }, tolerations: [{ key: 'media', operator: 'Exists' }], affinity: { a: {} }, priorityClassName: 'system-node-critical', extraEnv: [{ name: 'RTPE_K8S_LOG_PRETTY', value: 'false' }], podAnnotations: { x: 'y' } },
     rtpengine: { nodeSelector: { media: 'yes' }, tolerations: [{ key: 'media', operator: 'Exists' }], affinity: { a: {} }, topologySpreadConstraints: [{ maxSkew: 1 }], priorityClassName: 'high', image: { repository: 'example/rtpengine', tag: 'mr11.5' }, preStop: 'exec' },
-    sidecar: { allowedSources: ['10.0.0.0/8'], extraCapabilities: ['NET_RAW'], extraEnv: [{ name: 'RTPE_K8S_LOG_PRETTY', value: 'false' }] },
+    sidecar: { allowedSources: ['10.0.0.0/8'], extraCapabilities: ['NET_RAW'], extraEnv: [{ name: 'RTPE_K8S_LOG_PRETTY', value: 'false' }], ipv6NdiscNotify: true, admissionPolicy: { enabled: true } },
     nameOverride: 'rtpe',
   },
   noAllocator: { allocator: { enabled: false }, sidecar: { deletionCost: { enabled: false } }, pdb: { enabled: false }, autoscaling: { hpa: { enabled: false } }, rbac: { create: false } },
@@ -59,6 +60,14 @@ test('values.yaml validates against values.schema.json', () => {
   for (const [name, v] of Object.entries(variants)) {
     assert.equal(validate(mergeValues(defaultValues(), v)), true, `${name}: ${JSON.stringify(validate.errors)}`);
   }
+});
+
+test('the schema accepts helm\'s `global` values: the chart can be a subchart', () => {
+  // helm gives every subchart the parent's `global` map and validates it with the subchart's schema.
+  for (const global of [{}, { imageRegistry: 'registry.example', imagePullSecrets: [{ name: 'regcred' }], storageClass: 'fast' }]) {
+    assert.equal(validate(mergeValues(defaultValues(), { global })), true, JSON.stringify(validate.errors));
+  }
+  assert.equal(validate(mergeValues(defaultValues(), { global: 'not-a-map' })), false);
 });
 
 test('the schema rejects what the programs would reject', () => {
@@ -235,12 +244,70 @@ test('sidecar probes and control port: named ports exist, readiness tolerates tw
     const control = svc.spec.ports.find((x: any) => x.name === 'control');
     assert.ok(control, `${name}: headless Service has a port named control`);
     assert.equal(control.protocol, 'TCP');
-    assert.ok(ports.has(control.targetPort), `${name}: Service control → container port ${control.targetPort}`);
+    assert.equal(control.targetPort, (ports.get('control') as any).containerPort, `${name}: Service control → container port ${control.targetPort}`);
     for (const sm of kind(r, 'ServiceMonitor')) for (const ep of sm.spec.endpoints) {
       assert.ok(kind(r, 'Service').some((s: any) => s.spec.ports.some((x: any) => x.name === ep.port)), `${name}: ServiceMonitor port ${ep.port} exists on a Service`);
     }
   }
   assert.equal(v.sidecar.controlPort, 9450, 'the chart uses the sidecar\'s default --control-listen port');
+});
+
+test('Services target container ports by number: native-sidecar port names do not resolve before 1.32', () => {
+  // kubernetes#127958: the EndpointSlice controller of 1.29–1.31 looks named target ports up in
+  // regular containers only, so a name that exists only on the native sidecar (an init container)
+  // yields slices without that port: kamailio-sync would see no rtpengine (docs/adr/0056).
+  for (const [name, r] of Object.entries(renders)) {
+    const workloads = r.objects.filter((o) => o.kind === 'Deployment' || o.kind === 'DaemonSet');
+    for (const svc of kind(r, 'Service')) {
+      const pods = workloads.filter((w) => Object.entries(svc.spec.selector).every(([k, v]) => w.spec.template.metadata.labels[k] === v));
+      assert.equal(pods.length, 1, `${name}: Service ${svc.metadata.name} selects one workload`);
+      const spec = pods[0].spec.template.spec;
+      const containerPorts = [...(spec.initContainers ?? []), ...spec.containers].flatMap((c: any) => c.ports ?? []);
+      for (const p of svc.spec.ports) {
+        assert.equal(typeof p.targetPort, 'number', `${name}: ${svc.metadata.name} port ${p.name} targets '${p.targetPort}' by name`);
+        assert.ok(containerPorts.some((c: any) => c.containerPort === p.targetPort && (c.protocol ?? 'TCP') === p.protocol), `${name}: ${svc.metadata.name} port ${p.name} → ${p.targetPort}/${p.protocol} is no container port`);
+      }
+    }
+  }
+});
+
+test('rtpengine pod: a projected token for the allocator, mounted read-only in the sidecar only', () => {
+  for (const [name, r] of Object.entries(renders)) {
+    const pod = deployment(r);
+    const vol = pod.volumes.find((v: any) => v.name === 'allocator-token');
+    assert.deepEqual(vol?.projected, { sources: [{ serviceAccountToken: { audience: 'rtpengine-k8s-allocator', expirationSeconds: 600, path: 'token' } }] }, name);
+    for (const c of [...(pod.initContainers ?? []), ...pod.containers]) {
+      const m = (c.volumeMounts ?? []).filter((x: any) => x.name === 'allocator-token');
+      if (c.name !== 'sidecar') { assert.deepEqual(m, [], `${name}/${c.name} must not see the allocator token`); continue; }
+      assert.deepEqual(m, [{ name: 'allocator-token', mountPath: '/var/run/secrets/rtpengine-k8s/allocator-token', readOnly: true }], name);
+    }
+  }
+});
+
+test('IPv6 ndisc_notify: a pod sysctl when asked (the sidecar cannot write /proc/sys), none by default', () => {
+  assert.equal(deployment(renders.defaults!).securityContext, undefined);
+  assert.deepEqual(deployment(renders.full!).securityContext, { sysctls: [{ name: 'net.ipv6.conf.all.ndisc_notify', value: '1' }] });
+});
+
+test('optional admission policy: the sidecar account may change only its own pod\'s deletion cost', () => {
+  for (const name of ['defaults', 'multus', 'noAllocator']) assert.equal(kind(renders[name]!, 'ValidatingAdmissionPolicy').length, 0, name);
+  const r = renders.full!;
+  const [policy] = kind(r, 'ValidatingAdmissionPolicy');
+  const [binding] = kind(r, 'ValidatingAdmissionPolicyBinding');
+  assert.ok(policy && binding);
+  assert.equal(binding.spec.policyName, policy.metadata.name);
+  assert.deepEqual(binding.spec.validationActions, ['Deny']);
+  assert.deepEqual(binding.spec.matchResources.namespaceSelector.matchLabels, { 'kubernetes.io/metadata.name': releaseNs });
+  // It applies to the account the rtpengine pods run as, and to nobody else.
+  const sa = deployment(r).serviceAccountName;
+  assert.deepEqual(policy.spec.matchConditions.map((c: any) => c.expression), [`request.userInfo.username == 'system:serviceaccount:${releaseNs}:${sa}'`]);
+  assert.deepEqual(policy.spec.matchConstraints.resourceRules, [{ apiGroups: [''], apiVersions: ['v1'], operations: ['UPDATE'], resources: ['pods'] }]);
+  assert.equal(policy.spec.failurePolicy, 'Fail');
+  const exprs = policy.spec.validations.map((v: any) => v.expression).join('\n') + policy.spec.variables.map((v: any) => v.expression).join('\n');
+  assert.match(exprs, /request\.userInfo\.extra\['authentication\.kubernetes\.io\/pod-name'\] == \[object\.metadata\.name\]/);
+  assert.ok(exprs.includes(`'${DELETION_COST_ANNOTATION}'`), 'the annotation the sidecar writes');
+  // Without the deletion cost the sidecar patches nothing and has no Role: no policy either.
+  assert.equal(kind(renderChart({ sidecar: { admissionPolicy: { enabled: true }, deletionCost: { enabled: false } } }), 'ValidatingAdmissionPolicy').length, 0);
 });
 
 test('allocator: privileged only when asked, hostPath socket shared with the sidecars', () => {

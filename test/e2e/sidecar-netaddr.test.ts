@@ -4,7 +4,8 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createNetns, type Netns } from '../support/netns.js';
 import { requires } from '../support/require.js';
-import { silentLogger } from '../../src/log.js';
+import { createLogger, silentLogger } from '../../src/log.js';
+import type { Runner } from '../../src/exec.js';
 import { systemClock } from '../../src/clock.js';
 import { MediaAddressManager, findAddress } from '../../src/sidecar/netaddr.js';
 
@@ -13,6 +14,18 @@ const need = requires('netns', 'arping', 'sysctl');
 function neighbours(ns: Netns, dev: string): Array<{ dst: string; lladdr?: string }> {
   return JSON.parse(ns.sh('ip', '-j', 'neigh', 'show', 'dev', dev) || '[]');
 }
+/** Runs binaries in the namespace the way an unprivileged container sees /proc/sys: read-only
+ *  (runc mounts it so for every non-privileged container, NET_ADMIN or not). Records each call. */
+function containerRunner(ns: Netns, calls: string[][]): Runner {
+  return {
+    run: (binary, args, opts) => {
+      calls.push([binary, ...args]);
+      return ns.runner.run('unshare', ['--mount', '--', 'sh', '-c',
+        'mount --bind /proc/sys /proc/sys && mount -o remount,bind,ro /proc/sys && exec "$@"', 'sh', binary, ...args], opts);
+    },
+  };
+}
+
 async function until<T>(fn: () => T | undefined, ms = 4000): Promise<T | undefined> {
   const end = Date.now() + ms;
   for (;;) {
@@ -37,7 +50,11 @@ test('reserved mode adds, announces (ARP and NA reach the router) and removes th
     router.sh('sysctl', '-q', '-w', 'net.ipv6.conf.up0.accept_untracked_na=1');
     const podMac = JSON.parse(pod.sh('ip', '-j', 'link', 'show', 'media0'))[0].address as string;
 
-    const mgr = new MediaAddressManager({ runner: pod.runner, log: silentLogger, clock: systemClock }, 'reserved', 'media0');
+    // What the pod's securityContext.sysctls set when the sandbox is made (chart value
+    // sidecar.ipv6NdiscNotify): the sidecar itself cannot write /proc/sys in its container.
+    pod.sh('sysctl', '-q', '-w', 'net.ipv6.conf.all.ndisc_notify=1');
+    const calls: string[][] = [];
+    const mgr = new MediaAddressManager({ runner: containerRunner(pod, calls), log: silentLogger, clock: systemClock }, 'reserved', 'media0');
     const v4 = { ip: '10.77.0.5', prefixLength: 24 };
     const v6 = { ip: 'fd77::5', prefixLength: 64 };
     assert.deepEqual(await mgr.ensure(v4), { action: 'added' });
@@ -59,6 +76,29 @@ test('reserved mode adds, announces (ARP and NA reach the router) and removes th
   } finally {
     pod.delete();
     router.delete();
+  }
+});
+
+test('IPv6 in an unprivileged container: ndisc_notify is read, never written; off → one warning naming the pod sysctl', { skip: need }, async () => {
+  const pod = createNetns('rtpe-pod');
+  try {
+    pod.sh('ip', 'link', 'add', 'media0', 'type', 'veth', 'peer', 'name', 'up0');
+    pod.sh('ip', 'link', 'set', 'media0', 'up');
+    pod.sh('ip', 'link', 'set', 'up0', 'up');
+    const calls: string[][] = [];
+    const lines: any[] = [];
+    const log = createLogger({ level: 'warn' }, { write: (s: string) => { lines.push(JSON.parse(s)); } });
+    const mgr = new MediaAddressManager({ runner: containerRunner(pod, calls), log, clock: systemClock }, 'reserved', 'media0');
+    assert.deepEqual(await mgr.ensure({ ip: 'fd78::5', prefixLength: 64 }), { action: 'added' });
+    assert.deepEqual(await mgr.ensure({ ip: 'fd78::6', prefixLength: 64 }), { action: 'added' });
+    assert.deepEqual(calls.filter((c) => c[0] === 'sysctl' && c.includes('-w')), [], 'no sysctl write: it always fails in a container');
+    const warned = lines.filter((l) => /ndisc_notify/.test(l.msg));
+    assert.equal(warned.length, 1, 'one warning per sidecar, not per address');
+    assert.match(warned[0].msg, /securityContext\.sysctls/);
+    assert.match(warned[0].msg, /sidecar\.ipv6NdiscNotify/);
+    assert.deepEqual(warned[0].ndiscNotify, { all: '0', media0: '0' });
+  } finally {
+    pod.delete();
   }
 });
 

@@ -120,6 +120,11 @@
       mountPath: /etc/rtpengine-k8s
     - name: allocator-socket
       mountPath: {{ .Values.socketDir }}
+    # The allocator authenticates its callers with this token (TokenReview, audience
+    # rtpengine-k8s-allocator); only the sidecar mounts it.
+    - name: allocator-token
+      mountPath: /var/run/secrets/rtpengine-k8s/allocator-token
+      readOnly: true
   resources:
     {{- toYaml .Values.sidecar.resources | nindent 4 }}
 {{- end -}}
