@@ -12,6 +12,7 @@ import Ajv from 'ajv';
 import * as yaml from 'js-yaml';
 import { chartDir, defaultValues, loadYaml, mergeValues, renderChart, templateFiles } from './render.js';
 import { TemplateError } from './gotpl.js';
+import { variants } from './variants.js';
 import { commands } from '../../src/commands.js';
 import { commonOptions, envName, type OptionSet } from '../../src/config.js';
 import { startControlServer } from '../../src/sidecar/http.js';
@@ -23,26 +24,6 @@ import { silentLogger } from '../../src/log.js';
 import { freePort } from '../support/ports.js';
 
 const repo = join(chartDir, '..', '..');
-
-// Value sets that together take every branch of the templates.
-const variants: Record<string, Record<string, unknown>> = {
-  defaults: {},
-  plainSidecar: { rtpengine: { nativeSidecar: false, podAnnotations: { team: 'voice' }, podLabels: { tier: 'media' } } },
-  exec: { rtpengine: { mode: 'exec', advertisedAddress: '203.0.113.7', extraOptions: { 'num-threads': '4' } } },
-  multus: { multus: { enabled: true }, allocator: { ipMode: 'network-status' }, rtpengine: { interface: 'net1' } },
-  hostDevice: { multus: { enabled: true, type: 'host-device', device: 'ens5' } },
-  fileStore: { allocator: { store: 'file', privileged: true } },
-  keda: { autoscaling: { hpa: { enabled: false }, keda: { enabled: true } } },
-  full: {
-    serviceMonitor: { enabled: true, labels: { release: 'prom' } }, kamailioSync: { enabled: true, podAnnotations: true },
-    imagePullSecrets: [{ name: 'regcred' }], fullnameOverride: 'media',
-    allocator: { nodeSelector: { media: 'yes' }, tolerations: [{ key: 'media', operator: 'Exists' }], affinity: { a: {} }, priorityClassName: 'system-node-critical', extraEnv: [{ name: 'RTPE_K8S_LOG_PRETTY', value: 'false' }], podAnnotations: { x: 'y' } },
-    rtpengine: { nodeSelector: { media: 'yes' }, tolerations: [{ key: 'media', operator: 'Exists' }], affinity: { a: {} }, topologySpreadConstraints: [{ maxSkew: 1 }], priorityClassName: 'high', image: { repository: 'example/rtpengine', tag: 'mr11.5' }, preStop: 'exec' },
-    sidecar: { allowedSources: ['10.0.0.0/8'], extraCapabilities: ['NET_RAW'], extraEnv: [{ name: 'RTPE_K8S_LOG_PRETTY', value: 'false' }], ipv6NdiscNotify: true, admissionPolicy: { enabled: true } },
-    nameOverride: 'rtpe',
-  },
-  noAllocator: { allocator: { enabled: false }, sidecar: { deletionCost: { enabled: false } }, pdb: { enabled: false }, autoscaling: { hpa: { enabled: false } }, rbac: { create: false } },
-};
 
 const renders = Object.fromEntries(Object.entries(variants).map(([k, v]) => [k, renderChart(v)]));
 
