@@ -103,6 +103,7 @@ test("the sidecar's /status → drain state; nonsense → undefined", () => {
   assert.deepEqual(drainStateOf({ state: 'draining', drainComplete: false, drainLingerSeconds: 20, proxy: { drain: { phase: 'draining' } } }), { report: 'draining', lingerSeconds: 20 });
   assert.deepEqual(drainStateOf({ state: 'drained', drainComplete: true, drainLingerSeconds: 20 }), { report: 'drained', lingerSeconds: 20 });
   assert.deepEqual(drainStateOf({ state: 'stopping', drainComplete: true }), { report: 'drained' });
+  assert.deepEqual(drainStateOf({ state: 'lingering', drainComplete: true }), { report: 'drained' });
   assert.deepEqual(drainStateOf({ state: 'serving', drainComplete: false }), { report: 'serving' });
   assert.deepEqual(drainStateOf({ drain: 'x', proxy: { drain: { phase: 'drained' } } }), { report: 'drained' }, 'an older sidecar: the proxy phase');
   for (const bad of [null, 'drained', [], {}, { state: 'weird' }]) assert.equal(drainStateOf(bad), undefined, JSON.stringify(bad));

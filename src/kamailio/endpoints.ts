@@ -139,7 +139,7 @@ export function drainStateOf(body: unknown): SidecarDrainState | undefined {
   const b = body as Record<string, unknown>;
   const linger = typeof b.drainLingerSeconds === 'number' ? { lingerSeconds: b.drainLingerSeconds } : {};
   const phase = ((b.proxy as Record<string, unknown> | undefined)?.drain as Record<string, unknown> | undefined)?.phase;
-  if (b.drainComplete === true || b.state === 'drained' || b.state === 'stopping' || b.state === 'stopped' || phase === 'drained') return { report: 'drained', ...linger };
+  if (b.drainComplete === true || b.state === 'drained' || b.state === 'lingering' || b.state === 'stopping' || b.state === 'stopped' || phase === 'drained') return { report: 'drained', ...linger };
   if (b.state === 'draining' || phase === 'draining') return { report: 'draining', ...linger };
   if (b.state === 'serving' || b.state === 'starting' || phase === 'serving') return { report: 'serving', ...linger };
   return undefined;

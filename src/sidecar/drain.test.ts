@@ -1,9 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { gate, DrainController, type GateInput, type GateDecision } from './drain.js';
-import { SteppedClock } from '../../test/support/clock.js';
-import { isSettled } from '../../test/support/wait.js';
-import { silentLogger } from '../log.js';
+import { gate, type GateInput, type GateDecision } from './drain.js';
 
 type Row = [string, Partial<GateInput>, GateDecision];
 const base: GateInput = { command: 'offer', known: false, hasCallId: true, draining: false, upstreamUp: true };
@@ -53,86 +50,3 @@ const rows: Row[] = [
 for (const [name, input, want] of rows) {
   test(`gate: ${name}`, () => assert.deepEqual(gate({ ...base, ...input }), want));
 }
-
-test('drain controller: serving → draining → drained at 0 sessions; wait() resolves; start idempotent', async () => {
-  const clock = new SteppedClock();
-  const d = new DrainController({ clock, log: silentLogger });
-  const phases: string[] = [];
-  d.on('phase', (s) => phases.push(s.phase));
-  assert.equal(d.phase, 'serving');
-  d.observe(0); // not draining: ignored
-  assert.equal(d.phase, 'serving');
-  const first = d.start(60_000, 'test');
-  const again = d.start(120_000, 'test');
-  assert.equal(again.deadlineAt, first.deadlineAt, 'a later deadline does not extend the drain');
-  const earlier = d.start(30_000, 'test');
-  assert.ok(earlier.deadlineAt! < first.deadlineAt!, 'an earlier deadline wins');
-  const waiting = d.wait();
-  d.observe(3);
-  assert.equal(d.status().sessionsLeft, 3);
-  d.observe(0);
-  const done = await waiting;
-  assert.equal(done.outcome, 'empty');
-  assert.deepEqual(phases, ['draining', 'drained']);
-  assert.equal(d.start(1000).phase, 'drained', 'a drained controller stays drained');
-  assert.equal(clock.pending, 0, 'no timer left armed');
-  d.close();
-});
-
-test('drain controller: deadline ends the drain with outcome deadline, not a moment before', async () => {
-  const clock = new SteppedClock();
-  const d = new DrainController({ clock, log: silentLogger });
-  d.start(30_000, 'test');
-  d.observe(2);
-  const waiting = d.wait();
-  await clock.advance(29_999);
-  assert.equal(await isSettled(waiting), false);
-  await clock.advance(1);
-  const s = await waiting;
-  assert.equal(s.outcome, 'deadline');
-  assert.equal(s.sessionsLeft, 2);
-  d.close();
-});
-
-test('drain controller: rtpengine down while draining ends the drain with outcome upstream-down', async () => {
-  const clock = new SteppedClock();
-  const d = new DrainController({ clock, log: silentLogger, upstreamDownMs: 40_000 });
-  d.upstream(false); // serving: nothing armed
-  await clock.advance(60_000);
-  assert.equal(d.phase, 'serving');
-  d.start(600_000, 'test'); // already down at start: armed now
-  d.observe(4);
-  await clock.advance(39_999);
-  assert.equal(d.phase, 'draining');
-  await clock.advance(1);
-  const s = await d.wait();
-  assert.equal(s.outcome, 'upstream-down');
-  assert.equal(s.sessionsLeft, 4);
-  d.close();
-});
-
-test('drain controller: rtpengine back up in time keeps draining; down again re-arms', async () => {
-  const clock = new SteppedClock();
-  const d = new DrainController({ clock, log: silentLogger, upstreamDownMs: 60_000 });
-  d.start(600_000, 'test');
-  d.upstream(false);
-  await clock.advance(20_000);
-  d.upstream(true);
-  await clock.advance(80_000);
-  assert.equal(d.phase, 'draining', 'a short outage does not end the drain');
-  d.upstream(false);
-  await clock.advance(60_000);
-  const s = await d.wait();
-  assert.equal(s.outcome, 'upstream-down');
-  d.close();
-});
-
-test('drain controller: upstreamDownMs Infinity waits for the deadline', async () => {
-  const clock = new SteppedClock();
-  const d = new DrainController({ clock, log: silentLogger, upstreamDownMs: Infinity });
-  d.start(50_000, 'test');
-  d.upstream(false);
-  await clock.advance(50_000);
-  assert.equal((await d.wait()).outcome, 'deadline');
-  d.close();
-});

@@ -25,7 +25,8 @@ import { NgUdpClient, type NgForwardHandler } from '../ng/client.js';
 import type { NgUpstream, Routing } from '../ng/types.js';
 import { SessionRegistry } from './sessions.js';
 import { ReplyCache, hashKey } from './reply-cache.js';
-import { DrainController, CREATING_COMMANDS, gate, type DrainStatus, type GateDecision } from './drain.js';
+import { CREATING_COMMANDS, gate, type GateDecision } from './drain.js';
+import { SidecarLifecycle, type DrainStatus, type LifecycleStatus } from './lifecycle.js';
 import { createProxyMetrics, type ProxyMetrics } from './proxy-metrics.js';
 import { parseHostPort, sourceMatcher, type ProxyConfig } from './proxy-options.js';
 import type { ControlTarget, Readiness } from './http.js';
@@ -39,6 +40,8 @@ export interface NgProxyDeps {
   clock?: Clock;
   /** The ng client towards rtpengine; default: an NgUdpClient to config.ngUpstream, closed with the proxy. */
   upstream?: NgUpstream;
+  /** Where drain state lives (the sidecar's); default: the proxy's own, serving at once. */
+  lifecycle?: SidecarLifecycle;
 }
 
 export interface NgProxy extends ControlTarget {
@@ -142,12 +145,24 @@ export async function startNgProxy(config: NgProxyConfig, deps: NgProxyDeps): Pr
   const events = new EventEmitter();
   const sessions = new SessionRegistry({ clock, tombstoneMs: config.deleteDelaySeconds * 1000 + 5000 });
   const cache = new ReplyCache({ clock, ttlMs: config.ngReplyCacheTtlMs, maxBytes: config.ngReplyCacheMaxBytes });
-  const drainCtl = new DrainController({ clock, log, upstreamDownMs: config.ngDrainUpstreamDownMs });
+  const life = deps.lifecycle ?? new SidecarLifecycle({ clock, log, drainDeadlineMs: config.drainDeadlineSeconds * 1000, lingerMs: 0, upstreamDownMs: config.ngDrainUpstreamDownMs });
+  if (!deps.lifecycle) life.serve();
   const inflight = new Map<string, InFlight>();
   const metrics: ProxyMetrics = createProxyMetrics(deps.registry, {
     sessions: () => sessions.count(), inFlight: () => inflight.size, replyCacheBytes: () => cache.bytes,
   });
-  drainCtl.on('phase', (s: DrainStatus) => { metrics.drainPhase(s.phase); events.emit('drain', s); });
+  let started = false;
+  let drainPhase = life.drainPhase;
+  metrics.drainPhase(drainPhase);
+  const onPhase = (s: LifecycleStatus) => {
+    if (s.drain.phase === drainPhase) return;
+    drainPhase = s.drain.phase;
+    metrics.drainPhase(drainPhase);
+    // Draining: look at rtpengine's count at once, and poll at the drain rate from now on.
+    if (drainPhase === 'draining' && started) reconcileNow();
+    events.emit('drain', s.drain);
+  };
+  life.on('phase', onPhase);
 
   // --- rtpengine health: null until the first ping answers ---------------------------------
   let upstreamUp: boolean | null = null;
@@ -165,7 +180,7 @@ export async function startNgProxy(config: NgProxyConfig, deps: NgProxyDeps): Pr
     upstreamUp = isUp;
     downReason = isUp ? undefined : reason;
     metrics.upstreamUp(isUp);
-    drainCtl.upstream(isUp);
+    life.upstream(isUp);
     if (isUp) {
       log.info({ upstream: upstreamName }, 'rtpengine answers: new calls accepted');
       // Started or restarted: learn its calls now rather than at the next interval.
@@ -239,9 +254,9 @@ export async function startNgProxy(config: NgProxyConfig, deps: NgProxyDeps): Pr
     }
     const f: InFlight = { sock, address: rinfo.address, port: rinfo.port, msg, cookieLen, t0, key, hash, routing: r, known: undefined, retransmissions: 0 };
     // Serving with rtpengine up, the gate forwards everything: skip it and the registry lookup.
-    if (upstreamUp !== true || drainCtl.draining) {
+    if (upstreamUp !== true || life.draining) {
       const known = f.known = r.callId !== undefined && sessions.has(r.callId);
-      let d = gate({ command: r.command, known, hasCallId: r.callId !== undefined, draining: drainCtl.draining, upstreamUp: upstreamUp !== false });
+      let d = gate({ command: r.command, known, hasCallId: r.callId !== undefined, draining: life.draining, upstreamUp: upstreamUp !== false });
       if (d.action === 'forward' && upstreamUp === null && !known && r.command !== undefined && CREATING_COMMANDS.has(r.command)) {
         // rtpengine not known up yet: a new call waits for the first ping (see `held`), then or
         // otherwise gets load limit, like while rtpengine is down.
@@ -420,7 +435,7 @@ export async function startNgProxy(config: NgProxyConfig, deps: NgProxyDeps): Pr
     // A count asked for before the drain began can predate calls created since (and drain()
     // chains a fresh reconciliation after a running one): only a reading taken while draining
     // may end the drain.
-    const drainingAtStart = drainCtl.phase === 'draining';
+    const drainingAtStart = life.drainPhase === 'draining';
     const st = decodeDict((await upstream.request(STATISTICS)).reply);
     const cur = (st.statistics as Record<string, unknown> | undefined)?.currentstatistics as Record<string, unknown> | undefined;
     const own = num(cur?.sessionsown);
@@ -438,7 +453,7 @@ export async function startNgProxy(config: NgProxyConfig, deps: NgProxyDeps): Pr
       }
     }
     lastReconcileAt = clock.now();
-    if (drainingAtStart) drainCtl.observe(own);
+    if (drainingAtStart) life.observeSessions(own);
   };
   let reconcileAgain: Promise<void> | undefined;
   /** A reconciliation that starts now, or right after the one running (callers share it). */
@@ -460,7 +475,7 @@ export async function startNgProxy(config: NgProxyConfig, deps: NgProxyDeps): Pr
     // One timer at a time: drain() and the timer chain may both reschedule after a shared run.
     reconcileTimer?.cancel();
     if (closed) return;
-    const ms = drainCtl.phase === 'draining' ? config.ngDrainPollMs : config.ngReconcileIntervalMs;
+    const ms = life.drainPhase === 'draining' ? config.ngDrainPollMs : config.ngReconcileIntervalMs;
     reconcileTimer = clock.setTimeout(() => { void reconcile().then(scheduleReconcile); }, ms);
   };
   function reconcileNow(): void {
@@ -468,11 +483,12 @@ export async function startNgProxy(config: NgProxyConfig, deps: NgProxyDeps): Pr
     void reconcile().then(scheduleReconcile);
   }
   // Not awaited: the first answer to a ping starts the first reconciliation (reconcileNow).
+  started = true;
   void ping();
   scheduleReconcile();
 
   const status = (): ProxyStatus & Record<string, unknown> => ({
-    drain: drainCtl.status(),
+    drain: life.drainStatus(),
     sessions: sessions.count(),
     rtpengine: { upstream: upstreamName, up: upstreamUp, reason: downReason, sessionsOwn, sessionsTotal, lastReconcileAt },
     inFlight: inflight.size,
@@ -485,19 +501,14 @@ export async function startNgProxy(config: NgProxyConfig, deps: NgProxyDeps): Pr
     events,
     addresses,
     drain(opts = {}) {
-      const s = drainCtl.start(opts.deadlineMs ?? config.drainDeadlineSeconds * 1000, opts.trigger ?? 'api');
-      if (drainCtl.phase === 'draining') {
-        // Poll at the drain rate from now on, and look at rtpengine's count at once.
-        reconcileTimer?.cancel();
-        void reconcile().then(scheduleReconcile);
-      }
+      const s = life.requestDrain({ deadlineMs: opts.deadlineMs, trigger: opts.trigger ?? 'api' });
       return { ...s, sessions: sessions.count() };
     },
-    drained: () => drainCtl.wait(),
+    drained: () => life.drained(),
     ready() {
       const reasons: string[] = [];
       if (upstreamUp !== true) reasons.push(`rtpengine at ${upstreamName} is not answering pings${downReason ? ` (${downReason})` : ''}`);
-      if (drainCtl.draining) reasons.push(`draining (${drainCtl.phase})`);
+      reasons.push(...life.notReadyReasons());
       return { ready: reasons.length === 0, reasons };
     },
     status,
@@ -507,7 +518,8 @@ export async function startNgProxy(config: NgProxyConfig, deps: NgProxyDeps): Pr
       closed = true;
       pingTimer.cancel();
       reconcileTimer?.cancel();
-      drainCtl.close();
+      life.off('phase', onPhase);
+      if (!deps.lifecycle) life.close();
       cache.close();
       await Promise.all(sockets.map((s) => new Promise<void>((r) => s.close(() => r()))));
       if (ownsUpstream) upstream.close();
