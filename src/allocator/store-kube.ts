@@ -4,6 +4,7 @@
 import { createHash } from 'node:crypto';
 import type { KubePort, Lease, IPPool } from '../kube/client.js';
 import { kubeStatus } from '../kube/client.js';
+import { V1MicroTime } from '../kube/k8s.js';
 import { AllocError, KubeError, isCoded } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { AllocatedAddress, Allocation, AllocationStore, StoreState } from './store.js';
@@ -109,7 +110,9 @@ export class KubeStore implements AllocationStore {
     const ownerReferences = a.pod.namespace === this.o.leaseNamespace
       ? [{ apiVersion: 'v1', kind: 'Pod', name: a.pod.name, uid: a.pod.uid, blockOwnerDeletion: false }]
       : undefined;
-    const t = new Date(a.createdAt || this.now());
+    // MicroTime fields: the API server parses exactly six fractional digits; a plain Date serialises
+    // three and every write would be refused 400 (kubernetes-client/javascript#828).
+    const t = new V1MicroTime(a.createdAt || this.now());
     return {
       apiVersion: 'coordination.k8s.io/v1', kind: 'Lease',
       metadata: {
@@ -119,7 +122,7 @@ export class KubeStore implements AllocationStore {
         ownerReferences,
         finalizers: [FINALIZER],
       },
-      spec: { holderIdentity: a.pod.uid, acquireTime: t as any, renewTime: new Date(a.renewedAt || t.getTime()) as any },
+      spec: { holderIdentity: a.pod.uid, acquireTime: t, renewTime: new V1MicroTime(a.renewedAt || t.getTime()) },
     };
   }
 

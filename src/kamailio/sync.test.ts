@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { requires } from '../../test/support/require.js';
 import { freePort } from '../../test/support/ports.js';
-import { startKamailioDb, endpointSliceObj } from '../../test/support/kamailio-db.js';
+import { startKamailioDb, addRtpenginePod, addRtpengineService } from '../../test/support/kamailio-db.js';
 import { startKubeApiServer } from '../../test/support/kube-apiserver.js';
 import { createKubeClient } from '../kube/client.js';
 import { createRegistry } from '../metrics.js';
@@ -48,20 +48,19 @@ test('sync against real Kamailio: no needless reload, outage and empty lists kee
     const fileUrls = () => parseRtpengineTable(readFileSync(tablePath, 'utf8')).map((r) => r.url).sort();
     try {
       // Empty first list (no slices yet): nothing is written.
+      addRtpengineService(api, NS, SVC);
       await sync.start();
       // The source has listed (nothing) and watches: an empty first list is no snapshot at all.
       await waitFor('the empty list read and a watch open', () => api.requests.count({ verb: 'watch', resource: 'endpointslices' }) >= 1);
       assert.deepEqual(fileUrls(), urls([pA, pB]));
       // A slice with only unready pods is empty too: kept, and counted.
-      api.store.create('endpointslices', endpointSliceObj(NS, 'rtpe-1', SVC, pA, [{ ip: '127.0.0.1', pod: 'a', ready: false, serving: false }]));
+      addRtpenginePod(api, NS, SVC, 'a', pA!, { ready: false });
       await waitFor('empty list ignored', async () => (await metric(registry, 'rtpengine_k8s_kamailio_empty_lists_ignored_total')) >= 1);
       assert.deepEqual(fileUrls(), urls([pA, pB]));
 
       // The real list equals what Kamailio loaded at start: verified with rtpengine.show, no reload.
-      const ab = [{ ip: '127.0.0.1', pod: 'a' }];
-      api.store.delete('endpointslices', NS, 'rtpe-1');
-      api.store.create('endpointslices', endpointSliceObj(NS, 'rtpe-a', SVC, pA, ab));
-      api.store.create('endpointslices', endpointSliceObj(NS, 'rtpe-b', SVC, pB, [{ ip: '127.0.0.1', pod: 'b' }]));
+      api.store.setPodReady(NS, 'a', true);
+      addRtpenginePod(api, NS, SVC, 'b', pB!);
       await waitFor('in sync without reload', () => sync.status().loaded);
       assert.equal(sync.status().reloads, 0);
       assert.equal(await metric(registry, 'rtpengine_k8s_kamailio_reload_failures_total'), 0);
@@ -76,10 +75,10 @@ test('sync against real Kamailio: no needless reload, outage and empty lists kee
 
       // A burst (C added, D added, B flaps away and back) right after Kamailio's start: the first
       // reload is refused (10 s window since start), then exactly one reload carries all of it.
-      api.store.create('endpointslices', endpointSliceObj(NS, 'rtpe-c', SVC, pC, [{ ip: '127.0.0.1', pod: 'c' }]));
-      api.store.delete('endpointslices', NS, 'rtpe-b');
-      api.store.create('endpointslices', endpointSliceObj(NS, 'rtpe-d', SVC, pD, [{ ip: '127.0.0.1', pod: 'd' }]));
-      api.store.create('endpointslices', endpointSliceObj(NS, 'rtpe-b', SVC, pB, [{ ip: '127.0.0.1', pod: 'b' }]));
+      addRtpenginePod(api, NS, SVC, 'c', pC!);
+      api.store.delete('pods', NS, 'b');
+      addRtpenginePod(api, NS, SVC, 'd', pD!);
+      addRtpenginePod(api, NS, SVC, 'b', pB!);
       await waitFor('reloaded', () => sync.status().reloads === 1, 25_000);
       assert.deepEqual(fileUrls(), urls([pA, pB, pC, pD]));
       assert.deepEqual((await showNodes(httpRpc(kam.rpcUrl))).map((n) => n.url).sort(), urls([pA, pB, pC, pD]));
@@ -105,9 +104,15 @@ test('--once (init container): writes the list; with no ready pod keeps an exist
   try {
     assert.deepEqual(await writeOnce({ dbDir, table: 'rtpengine', select }, list, d), { rows: 0, wrote: true });
     assert.deepEqual(parseRtpengineTable(readFileSync(join(dbDir, 'rtpengine'), 'utf8')), []);
-    api.store.create('endpointslices', endpointSliceObj(NS, 'x', SVC, 2223, [{ ip: '10.0.0.1', pod: 'x' }, { ip: '10.0.0.2', pod: 'y', ready: false }]));
+    // addresses only written to the table, never contacted
+    addRtpengineService(api, NS, SVC);
+    addRtpenginePod(api, NS, SVC, 'x', 2223, { ip: '10.0.0.1' });
+    addRtpenginePod(api, NS, SVC, 'y', 2223, { ip: '10.0.0.2', ready: false });
+    await waitUntil('the controller\'s slice', async () => (await list()).length === 1);
     assert.deepEqual(await writeOnce({ dbDir, table: 'rtpengine', select }, list, d), { rows: 1, wrote: true });
-    api.store.delete('endpointslices', NS, 'x');
+    api.store.delete('pods', NS, 'x');
+    api.store.delete('pods', NS, 'y');
+    await waitUntil('the slice emptied', async () => (await list()).every((s) => !s.endpoints?.length));
     assert.deepEqual(await writeOnce({ dbDir, table: 'rtpengine', select }, list, d), { rows: 1, wrote: false });
     assert.deepEqual(parseRtpengineTable(readFileSync(join(dbDir, 'rtpengine'), 'utf8')).map((r) => r.url), ['udp:10.0.0.1:2223']);
     assert.equal(readFileSync(join(dbDir, 'version'), 'utf8'), 'table_name(str) table_version(int)\nrtpengine:1\n');

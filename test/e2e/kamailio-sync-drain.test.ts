@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { randomUUID } from 'node:crypto';
 import { requires } from '../support/require.js';
 import { pingOnce } from '../support/rtpengine.js';
-import { startKamailioDb, endpointSliceObj, type KamailioDb } from '../support/kamailio-db.js';
+import { startKamailioDb, addRtpenginePod, addRtpengineService, terminatePod, type KamailioDb } from '../support/kamailio-db.js';
 import { SipUac, callIdFor, type Dialog } from '../support/sip.js';
 import { freePort, freePortRange } from '../support/ports.js';
 import { startKubeApiServer, type KubeApiServer } from '../support/kube-apiserver.js';
@@ -84,19 +84,14 @@ test('drain end: the row leaves Kamailio before the sidecar stops answering; an 
       const [A, B, C] = pods as [Pod, Pod, Pod];
       assert.equal(A.h.status().drainLingerSeconds, 20, 'the default linger');
       // The Service names both ports: ng (what Kamailio gets) and control (what the sync asks).
-      const slice = (p: Pod, cond: { ready?: boolean; serving?: boolean; terminating?: boolean } = {}) => {
-        const s = endpointSliceObj(NS, `${SVC}-${p.name}`, SVC, p.ng, [{ ip: '127.0.0.1', pod: `rtpengine-${p.name}`, ...cond }]);
-        return { ...s, ports: [...s.ports, { name: 'control', port: p.control, protocol: 'TCP' }] };
-      };
+      const podName = (p: Pod) => `rtpengine-${p.name}`;
 
       const api: KubeApiServer = await startKubeApiServer();
       cleanup.push(() => api.close());
       const kube: KubePort = createKubeClient(api.kubeconfig(), { retryMinMs: 200, retryMaxMs: 500 });
-      for (const p of pods) api.store.create('endpointslices', slice(p));
-      const setSlice = (p: Pod, cond: Parameters<typeof slice>[1]) => {
-        const cur = api.store.get('endpointslices', NS, `${SVC}-${p.name}`)!;
-        api.store.update('endpointslices', { ...cur, ...slice(p, cond), metadata: cur.metadata });
-      };
+      addRtpengineService(api, NS, SVC, { control: true });
+      for (const p of pods) addRtpenginePod(api, NS, SVC, podName(p), p.ng, { controlPort: p.control });
+      await waitFor('the controller\'s slices', async () => (await kube.listEndpointSlices(NS, `kubernetes.io/service-name=${SVC}`)).flatMap((s) => s.endpoints ?? []).length === pods.length);
 
       const dbDir = join(dir, 'db');
       mkdirSync(dbDir);
@@ -147,11 +142,12 @@ test('drain end: the row leaves Kamailio before the sidecar stops answering; an 
       // 2. A's pod is deleted: endpoint terminating, SIGTERM → drain. C is drained over HTTP on a pod
       //    that stays: its endpoint turns not ready but not terminating.
       const writes0 = await writes();
-      setSlice(A, { ready: false, serving: false, terminating: true });
+      terminatePod(api, NS, podName(A));
+      api.store.setPodReady(NS, podName(A), false);
       const aStopped = A.h.stop('SIGTERM');
       const res = await fetch(`http://127.0.0.1:${C.control}/drain`, { method: 'POST', signal: AbortSignal.timeout(5000) });
       assert.equal(res.status, 202);
-      setSlice(C, { ready: false, serving: false, terminating: false });
+      api.store.setPodReady(NS, podName(C), false);
       await waitFor('both drains seen by the sync', () => sync.status().drainReports[A.url] === 'draining' && sync.status().drainReports[C.url] === 'draining', 10_000);
       // Two more probe rounds of both sidecars: anything the sync would do with those reports, it has done.
       const probes0 = await probesDone();

@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { requires } from '../support/require.js';
 import { startRtpengine } from '../support/rtpengine.js';
-import { startKamailioDb, endpointSliceObj, type KamailioDb } from '../support/kamailio-db.js';
+import { startKamailioDb, addRtpenginePod, addRtpengineService, terminatePod, type KamailioDb } from '../support/kamailio-db.js';
 import { SipUac, callIdFor, type Dialog } from '../support/sip.js';
 import { freePort } from '../support/ports.js';
 import { startKubeApiServer, type KubeApiServer } from '../support/kube-apiserver.js';
@@ -53,14 +53,16 @@ test('scale-out reaches Kamailio; a draining pod keeps its calls and gets no new
         pods.push({ name, proxy, port, url: `udp:127.0.0.1:${port}` });
       }
       const [A, B, C] = pods as [Pod, Pod, Pod];
-      const slice = (p: Pod, cond: { terminating?: boolean } = {}) =>
-        endpointSliceObj(NS, `${SVC}-${p.name}`, SVC, p.port, [{ ip: '127.0.0.1', pod: `rtpengine-${p.name}`, ...cond, ...(cond.terminating ? { ready: false, serving: false } : {}) }]);
+      const podName = (p: Pod) => `rtpengine-${p.name}`;
+      const addPod = (p: Pod) => addRtpenginePod(api, NS, SVC, podName(p), p.port);
 
       const api: KubeApiServer = await startKubeApiServer();
       cleanup.push(() => api.close());
       const kube: KubePort = createKubeClient(api.kubeconfig(), { retryMinMs: 200, retryMaxMs: 500 });
-      api.store.create('endpointslices', slice(A));
-      api.store.create('endpointslices', slice(B));
+      addRtpengineService(api, NS, SVC);
+      addPod(A);
+      addPod(B);
+      await waitFor('the controller\'s slices', async () => (await kube.listEndpointSlices(NS, SELECTOR)).flatMap((s) => s.endpoints ?? []).length === 2);
 
       // Init container: the table exists before Kamailio starts.
       const dbDir = mkdtempSync(join(tmpdir(), 'ksync-e2e-'));
@@ -106,7 +108,7 @@ test('scale-out reaches Kamailio; a draining pod keeps its calls and gets no new
 
       // 2. Scale-out: C appears in the EndpointSlices → table + reload (the first try falls inside
       //    Kamailio's 10 s start window and is retried) → new calls reach C.
-      api.store.create('endpointslices', slice(C));
+      addPod(C);
       await waitFor('C loaded by Kamailio', async () => sync.status().reloads === 1 && (await shown()).includes(C.url), 25_000);
       assert.deepEqual(await shown(), [A.url, B.url, C.url].sort());
       const third = [];
@@ -119,7 +121,8 @@ test('scale-out reaches Kamailio; a draining pod keeps its calls and gets no new
       // 3. A terminates with active calls: its endpoint turns terminating (not ready, not serving),
       //    its sidecar drains. The table keeps A (no write, no reload); no new call lands on A.
       const writesBefore = (await registry.getSingleMetricAsString('rtpengine_k8s_kamailio_table_writes_total'));
-      api.store.update('endpointslices', { ...api.store.get('endpointslices', NS, `${SVC}-a`)!, ...slice(A, { terminating: true }), metadata: api.store.get('endpointslices', NS, `${SVC}-a`)!.metadata });
+      terminatePod(api, NS, podName(A));
+      api.store.setPodReady(NS, podName(A), false);
       A.proxy.drain({ trigger: 'test' });
       await waitFor('the sync has seen A terminating', () => sync.status().desired?.find((n) => n.url === A.url)?.terminating === true);
       assert.equal(await registry.getSingleMetricAsString('rtpengine_k8s_kamailio_table_writes_total'), writesBefore, 'no table write for a draining pod');
@@ -143,7 +146,7 @@ test('scale-out reaches Kamailio; a draining pod keeps its calls and gets no new
       api.faults.outage(false);
 
       // 5. A's pod is gone: its endpoint leaves the slice → removed from the table and from Kamailio.
-      api.store.delete('endpointslices', NS, `${SVC}-a`);
+      api.store.delete('pods', NS, podName(A));
       await waitFor('A removed from Kamailio', async () => sync.status().reloads === 2 && !(await shown()).includes(A.url), 25_000);
       assert.deepEqual(fileUrls(), [B.url, C.url].sort());
       const after = [];

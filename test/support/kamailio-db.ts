@@ -1,6 +1,7 @@
 // kamailio-sync tests on the shared Kamailio harness (kamailio.ts): a config whose rtpengine nodes
 // come from a db_text table (db_mode 1), with JSON-RPC over HTTP (xhttp) and the jsonrpcs FIFO,
 // INVITE → rtpengine_offer, BYE → rtpengine_delete; plus EndpointSlice objects for the API stand-in.
+import type { KubeApiServer } from './kube-apiserver.js';
 import { startKamailio, type KamailioHandle } from './kamailio.js';
 import { freePort } from './ports.js';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -125,21 +126,28 @@ export async function startKamailioDb(opts: { dbDir: string; serverId?: number }
   });
 }
 
-// ------------------------------------------------------------------ EndpointSlice objects for the stand-in
+// ------------------------------------------------------------------ rtpengine pods for the stand-in
 
-export interface SliceEndpoint { ip: string; pod: string; ready?: boolean; serving?: boolean; terminating?: boolean }
+/**
+ * The stand-in's EndpointSlice controller derives the slices, as on a cluster: a Service selecting
+ * `app=<service>` whose UDP port `ng` targets the container port named `ng` (a regular container, so
+ * resolved on every server version), and one running pod per rtpengine with its own ng port.
+ */
+export function addRtpengineService(api: KubeApiServer, namespace: string, service: string, o: { control?: boolean } = {}): void {
+  const ports = [{ name: 'ng', port: 2223, targetPort: 'ng', protocol: 'UDP' }, ...(o.control ? [{ name: 'control', port: 8080, targetPort: 'control', protocol: 'TCP' }] : [])];
+  api.store.create('services', { metadata: { name: service, namespace }, spec: { selector: { app: service }, ports } });
+}
 
-/** A discovery.k8s.io/v1 EndpointSlice of Service `service` as the EndpointSlice controller writes it. */
-export function endpointSliceObj(namespace: string, name: string, service: string, ngPort: number | Array<{ ip: string; port: number }>, eps: SliceEndpoint[]) {
-  const port = typeof ngPort === 'number' ? ngPort : 0;
-  return {
-    metadata: { name, namespace, labels: { 'kubernetes.io/service-name': service, 'endpointslice.kubernetes.io/managed-by': 'endpointslice-controller.k8s.io' } },
-    addressType: 'IPv4',
-    endpoints: eps.map((e) => ({
-      addresses: [e.ip],
-      conditions: { ready: e.ready ?? !e.terminating, serving: e.serving ?? true, terminating: e.terminating ?? false },
-      targetRef: { kind: 'Pod', name: e.pod, namespace },
-    })),
-    ports: [{ name: 'ng', port, protocol: 'UDP' }],
-  };
+/** A running, Ready (unless `ready: false`) rtpengine pod at `ip` (default 127.0.0.1) serving ng on `ngPort`. */
+export function addRtpenginePod(api: KubeApiServer, namespace: string, service: string, name: string, ngPort: number, o: { ip?: string; ready?: boolean; controlPort?: number } = {}): void {
+  const ports = [{ name: 'ng', containerPort: ngPort, protocol: 'UDP' }, ...(o.controlPort ? [{ name: 'control', containerPort: o.controlPort, protocol: 'TCP' }] : [])];
+  api.store.addPod({
+    namespace, name, nodeName: 'node-a', podIP: o.ip ?? '127.0.0.1', ready: o.ready ?? true, labels: { app: service },
+    containers: [{ name: 'rtpengine', image: 'rtpengine', ports }],
+  });
+}
+
+/** A pod starts terminating (graceful delete: deletionTimestamp set, the kubelet not done yet). */
+export function terminatePod(api: KubeApiServer, namespace: string, name: string): void {
+  api.store.delete('pods', namespace, name, { graceful: true });
 }

@@ -98,7 +98,7 @@ test('watch: ADDED/MODIFIED/DELETED in order, selector transitions, resume from 
   const a = srv.store.addPod({ namespace: ns, name: 'a', nodeName: 'n1' });
   srv.store.addPod({ namespace: ns, name: 'b', nodeName: 'n2' });
   await core.patchNamespacedPod({ name: 'a', namespace: ns, body: { metadata: { labels: { x: 'y' } } } }, setHeaderOptions('Content-Type', PatchStrategy.MergePatch));
-  await core.deleteNamespacedPod({ name: 'a', namespace: ns });
+  await core.deleteNamespacedPod({ name: 'a', namespace: ns, gracePeriodSeconds: 0 });
   await until(() => seen.length >= 3);
   ctl.abort();
   assert.deepEqual(seen, ['ADDED:a', 'MODIFIED:a', 'DELETED:a']);

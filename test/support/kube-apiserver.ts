@@ -1,10 +1,13 @@
 // In-repo stand-in for the Kubernetes API server: the resources this project uses, over real HTTP,
-// with real semantics (resourceVersion, 409/404/422, merge + JSON patch, selectors, watches with
-// 410 Gone, owner-reference GC) plus fault injection and a request log for tests and benches.
+// with real semantics (schema validation → 400/422, resourceVersion, no-op writes, merge + JSON patch,
+// selectors, watches with timeouts/bookmarks/410, async GC, pod grace, an EndpointSlice controller,
+// a server version) plus fault injection and a request log for tests and benches.
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import { randomUUID } from 'node:crypto';
 import { KubeConfig } from '../../src/kube/k8s.js';
+import { dropUnknownFields, preloadSchemas, statusFor, validateObjectSync, warningsFor } from './k8s-schema.js';
+import { MANAGED_BY, SERVICE_NAME_LABEL, desiredSlices } from './kube-endpointslice-controller.js';
 
 /** A stored object: plain JSON as the API would return it. */
 export type KObj = { apiVersion?: string; kind?: string; metadata: KMeta; [k: string]: any };
@@ -24,7 +27,7 @@ export interface KMeta {
   [k: string]: unknown;
 }
 
-interface ResourceDef { plural: string; group: string; version: string; kind: string; fields: string[] }
+interface ResourceDef { plural: string; group: string; version: string; kind: string; fields: string[]; clusterScoped?: boolean }
 
 /** The resources served. Field selectors: what the real server supports for each, as far as we use them. */
 export const RESOURCES: Record<string, ResourceDef> = {
@@ -33,6 +36,9 @@ export const RESOURCES: Record<string, ResourceDef> = {
   ippools: { plural: 'ippools', group: 'whereabouts.cni.cncf.io', version: 'v1alpha1', kind: 'IPPool', fields: ['metadata.name', 'metadata.namespace'] },
   overlappingrangeipreservations: { plural: 'overlappingrangeipreservations', group: 'whereabouts.cni.cncf.io', version: 'v1alpha1', kind: 'OverlappingRangeIPReservation', fields: ['metadata.name', 'metadata.namespace'] },
   endpointslices: { plural: 'endpointslices', group: 'discovery.k8s.io', version: 'v1', kind: 'EndpointSlice', fields: ['metadata.name', 'metadata.namespace', 'addressType'] },
+  services: { plural: 'services', group: '', version: 'v1', kind: 'Service', fields: ['metadata.name', 'metadata.namespace', 'spec.clusterIP', 'spec.type'] },
+  nodes: { plural: 'nodes', group: '', version: 'v1', kind: 'Node', fields: ['metadata.name', 'spec.unschedulable'], clusterScoped: true },
+  nodeslicepools: { plural: 'nodeslicepools', group: 'whereabouts.cni.cncf.io', version: 'v1alpha1', kind: 'NodeSlicePool', fields: ['metadata.name', 'metadata.namespace'] },
 };
 export type Resource = keyof typeof RESOURCES & string;
 const isCustom = (r: ResourceDef) => r.group.endsWith('.cncf.io');
@@ -41,10 +47,10 @@ const apiVersionOf = (r: ResourceDef) => (r.group ? `${r.group}/${r.version}` : 
 interface WatchEvent { rv: number; type: 'ADDED' | 'MODIFIED' | 'DELETED'; resource: string; obj: KObj; old?: KObj }
 interface Watcher {
   resource: string; namespace?: string; label: Selector; field: Selector;
-  res: ServerResponse; closed: boolean; timer?: NodeJS.Timeout;
+  res: ServerResponse; closed: boolean; timer?: NodeJS.Timeout; bookmarks?: NodeJS.Timeout;
 }
 
-export interface RequestRecord { verb: string; resource: string; namespace?: string; name?: string; path: string; status: number }
+export interface RequestRecord { verb: string; resource: string; namespace?: string; name?: string; path: string; status: number; query?: string; warnings?: string[] }
 export interface FaultRule { remaining: number; status: number; verb?: string; resource?: string }
 
 export interface KubeApiServer {
@@ -57,6 +63,10 @@ export interface KubeApiServer {
   requests: RequestLog;
   /** Forget watch history so any resourceVersion older than now gets 410 Gone. */
   compact(): void;
+  /** Run the garbage collector now (with `gc: 'manual'`; in 'auto' it runs on its own, asynchronously). */
+  runGc(): void;
+  /** The `/version` this server reports and the EndpointSlice controller follows ("1.29", "1.32"). */
+  serverVersion: string;
   close(): Promise<void>;
 }
 export interface StoreAccess {
@@ -68,8 +78,14 @@ export interface StoreAccess {
   /** Delete; pods with `graceful` are only marked (deletionTimestamp) until `finalize`. */
   delete(resource: Resource, namespace: string, name: string, opts?: { graceful?: boolean }): KObj | undefined;
   finalize(resource: Resource, namespace: string, name: string): void;
-  /** A running pod on `nodeName` with a fresh UID (helper for the common seed). */
-  addPod(p: { namespace: string; name: string; nodeName: string; uid?: string; annotations?: Record<string, string>; labels?: Record<string, string>; phase?: string }): KObj;
+  /**
+   * A running pod on `nodeName` with a fresh UID (helper for the common seed). `podIP` (+ `ready`,
+   * default true) makes it an endpoint candidate; `containers`/`initContainers` replace the default.
+   */
+  addPod(p: { namespace: string; name: string; nodeName: string; uid?: string; annotations?: Record<string, string>; labels?: Record<string, string>; phase?: string;
+    podIP?: string; ready?: boolean; containers?: any[]; initContainers?: any[]; terminationGracePeriodSeconds?: number }): KObj;
+  /** Set a pod's Ready condition (as the kubelet would after a probe). */
+  setPodReady(namespace: string, name: string, ready: boolean): KObj;
   resourceVersion(): number;
 }
 export interface Faults {
@@ -152,6 +168,8 @@ class HttpError extends Error {
   constructor(readonly status: number, readonly reason: string, message: string, readonly details?: Record<string, unknown>) { super(message); }
 }
 const clone = <T>(v: T): T => structuredClone(v);
+
+const stripUndefined = (v: unknown): unknown => JSON.parse(JSON.stringify(v));
 
 function deepEqual(a: unknown, b: unknown): boolean {
   if (a === b) return true;
@@ -259,11 +277,29 @@ export function applyMergePatch(target: unknown, patch: unknown): any {
 export interface StandInOptions {
   /** Watch events kept for resume; older resourceVersions get 410 Gone (default 5000). */
   historyLimit?: number;
+  /** Reported by /version; decides the EndpointSlice controller's named-port rule (default "1.29"). */
+  serverVersion?: string;
+  /** Period of BOOKMARK events on watches that allow them (default 60 s, the apiserver's cacher). */
+  bookmarkIntervalMs?: number;
+  /** Watches without timeoutSeconds close after a random time in [this, 2×this] (default 1800 s). */
+  minRequestTimeoutSeconds?: number;
+  /** 'auto' (default): owner-reference GC runs asynchronously after a change; 'manual': only runGc(). */
+  gc?: 'auto' | 'manual';
 }
+
+const SCHEMA_TYPES = Object.values(RESOURCES).map((d) => ({ apiVersion: apiVersionOf(d), kind: d.kind }));
+const nowSeconds = (ms = Date.now()) => new Date(ms).toISOString().replace(/\.\d+Z$/, 'Z');
 
 export async function startKubeApiServer(opts: StandInOptions = {}): Promise<KubeApiServer> {
   const historyLimit = opts.historyLimit ?? 5000;
+  const serverVersion = opts.serverVersion ?? '1.29';
+  const serverMinor = Number(serverVersion.split('.')[1]);
+  const bookmarkIntervalMs = opts.bookmarkIntervalMs ?? 60_000;
+  const minRequestTimeout = opts.minRequestTimeoutSeconds ?? 1800;
+  await preloadSchemas(SCHEMA_TYPES);
   let rv = 1000;
+  /** Warning headers of the write being handled (unknown fields dropped under fieldValidation=Warn). */
+  let pendingWarnings: string[] = [];
   const objects = new Map<string, Map<string, KObj>>(); // resource → "ns/name" → obj
   for (const r of Object.keys(RESOURCES)) objects.set(r, new Map());
   let history: WatchEvent[] = [];
@@ -291,6 +327,40 @@ export async function startKubeApiServer(opts: StandInOptions = {}): Promise<Kub
       history = history.slice(cut);
     }
     for (const w of watchers) deliver(w, ev);
+    if (resource === 'pods' || resource === 'services' || (resource === 'endpointslices' && obj.metadata.labels?.['endpointslice.kubernetes.io/managed-by'] === MANAGED_BY)) scheduleSlices(obj.metadata.namespace ?? '');
+  }
+
+  // -------------------------------------------------------------- EndpointSlice controller
+  const sliceNamespaces = new Set<string>();
+  function scheduleSlices(ns: string): void {
+    if (sliceNamespaces.has(ns)) return;
+    sliceNamespaces.add(ns);
+    setImmediate(() => { sliceNamespaces.delete(ns); reconcileSlices(ns); });
+  }
+  function reconcileSlices(ns: string): void {
+    const services = [...objects.get('services')!.values()].filter((o) => o.metadata.namespace === ns && o.spec?.selector && Object.keys(o.spec.selector).length);
+    const pods = [...objects.get('pods')!.values()].filter((o) => o.metadata.namespace === ns);
+    const slices = objects.get('endpointslices')!;
+    const managed = [...slices.values()].filter((o) => o.metadata.namespace === ns && o.metadata.labels?.['endpointslice.kubernetes.io/managed-by'] === MANAGED_BY);
+    for (const svc of services) {
+      const mine = managed.filter((o) => o.metadata.labels?.[SERVICE_NAME_LABEL] === svc.metadata.name);
+      const used = new Set<KObj>();
+      for (const want of desiredSlices(svc, pods, serverMinor)) {
+        const same = mine.find((o) => !used.has(o) && o.addressType === want.addressType && JSON.stringify(o.ports ?? []) === JSON.stringify(want.ports));
+        const body: KObj = {
+          metadata: {
+            name: same?.metadata.name ?? '', generateName: `${svc.metadata.name}-`, namespace: ns,
+            labels: { ...(svc.metadata.labels ?? {}), [SERVICE_NAME_LABEL]: svc.metadata.name, 'endpointslice.kubernetes.io/managed-by': MANAGED_BY },
+            ownerReferences: [{ apiVersion: 'v1', kind: 'Service', name: svc.metadata.name, uid: svc.metadata.uid!, controller: true, blockOwnerDeletion: true }],
+          },
+          addressType: want.addressType, endpoints: want.endpoints, ports: want.ports,
+        };
+        if (same) { used.add(same); ops.write('endpointslices', same, { ...body, metadata: { ...same.metadata, labels: body.metadata.labels } }); } else { delete (body.metadata as any).name; ops.create('endpointslices', ns, body); }
+      }
+      for (const o of mine) if (!used.has(o)) removeNow('endpointslices', o);
+    }
+    // slices of Services that are gone (or lost their selector)
+    for (const o of managed) if (!services.some((s) => s.metadata.name === o.metadata.labels?.[SERVICE_NAME_LABEL]) && slices.has(key(ns, o.metadata.name))) removeNow('endpointslices', o);
   }
 
   function deliver(w: Watcher, ev: WatchEvent): void {
@@ -321,7 +391,7 @@ export async function startKubeApiServer(opts: StandInOptions = {}): Promise<Kub
   }
   let gcPending = false;
   const scheduleGc = () => {
-    if (gcPending) return;
+    if (gcPending || opts.gc === 'manual') return;
     gcPending = true;
     setImmediate(() => { gcPending = false; gc(); });
   };
@@ -348,8 +418,24 @@ export async function startKubeApiServer(opts: StandInOptions = {}): Promise<Kub
     scheduleGc();
   }
 
+  /**
+   * Schema admission of the object about to be stored, as the real server judges it: decode errors
+   * 400, invalid 422, unknown fields dropped with a Warning (400 under fieldValidation=Strict).
+   */
+  function admit(resource: string, obj: KObj, fieldValidation?: string | null): KObj {
+    const full = decorate(resource, obj);
+    const issues = validateObjectSync(full);
+    if (!issues.length) return obj;
+    const verdict = statusFor(full, issues, { fieldValidation: (fieldValidation ?? undefined) as 'Strict' | undefined });
+    if (verdict) throw new HttpError(verdict.code, verdict.status.reason, verdict.status.message, verdict.status.details as Record<string, unknown> | undefined);
+    pendingWarnings.push(...warningsFor(issues));
+    const kept = dropUnknownFields(full, issues);
+    delete kept.apiVersion; delete kept.kind;
+    return kept;
+  }
+
   const ops = {
-    create(resource: string, namespace: string | undefined, body: KObj | undefined): KObj {
+    create(resource: string, namespace: string | undefined, body: KObj | undefined, fieldValidation?: string | null): KObj {
       const def = RESOURCES[resource]!;
       if (!body || typeof body !== 'object' || !body.metadata) throw new HttpError(400, 'BadRequest', 'object has no metadata');
       const meta = { ...body.metadata };
@@ -357,18 +443,20 @@ export async function startKubeApiServer(opts: StandInOptions = {}): Promise<Kub
       if (!meta.name) throw new HttpError(422, 'Invalid', `${def.kind} "" is invalid: metadata.name: Required value: name or generateName is required`);
       if (meta.namespace && namespace && meta.namespace !== namespace) throw new HttpError(400, 'BadRequest', 'the namespace of the provided object does not match the namespace sent on the request');
       meta.namespace = namespace ?? meta.namespace;
+      if (def.clusterScoped) delete meta.namespace;
       if (meta.resourceVersion) throw new HttpError(400, 'BadRequest', 'resourceVersion should not be set on objects to be created');
       const m = objects.get(resource)!;
       const k = key(meta.namespace, meta.name);
       if (m.has(k)) throw new HttpError(409, 'AlreadyExists', `${resource}${def.group ? '.' + def.group : ''} "${meta.name}" already exists`, { name: meta.name, group: def.group, kind: resource });
       validateValues(resource, body);
       meta.uid = randomUUID();
-      meta.resourceVersion = String(++rv);
-      meta.creationTimestamp = new Date().toISOString().replace(/\.\d+Z$/, 'Z');
+      meta.creationTimestamp = nowSeconds();
       delete meta.deletionTimestamp;
-      const obj: KObj = { ...clone(body), metadata: meta };
+      let obj: KObj = { ...clone(body), metadata: meta };
       delete obj.apiVersion; delete obj.kind;
       if (resource === 'pods') obj.status = { phase: 'Pending', ...(obj.status ?? {}) };
+      obj = admit(resource, obj, fieldValidation);
+      obj.metadata.resourceVersion = String(++rv);
       m.set(k, obj);
       emit(resource, 'ADDED', obj);
       if (meta.ownerReferences?.length) scheduleGc();
@@ -387,7 +475,7 @@ export async function startKubeApiServer(opts: StandInOptions = {}): Promise<Kub
         .map(clone);
     },
     /** Store `next` over the current object, with an optimistic-lock check on any resourceVersion it carries. */
-    write(resource: string, current: KObj, next: KObj): KObj {
+    write(resource: string, current: KObj, next: KObj, fieldValidation?: string | null): KObj {
       if (!next || typeof next !== 'object' || !next.metadata) throw new HttpError(400, 'BadRequest', 'object has no metadata');
       if (next.metadata.name !== current.metadata.name) throw new HttpError(400, 'BadRequest', 'the name of the object does not match the name on the URL');
       const want = next.metadata.resourceVersion;
@@ -395,14 +483,19 @@ export async function startKubeApiServer(opts: StandInOptions = {}): Promise<Kub
         throw new HttpError(409, 'Conflict', `Operation cannot be fulfilled on ${resource} "${current.metadata.name}": the object has been modified; please apply your changes to the latest version and try again`, { name: current.metadata.name, kind: resource });
       }
       validateValues(resource, next);
-      const obj: KObj = clone(next);
+      let obj: KObj = clone(next);
       delete obj.apiVersion; delete obj.kind;
       // immutable/system fields stay the server's
-      obj.metadata = { ...obj.metadata, uid: current.metadata.uid, namespace: current.metadata.namespace, creationTimestamp: current.metadata.creationTimestamp, resourceVersion: String(++rv) };
+      obj.metadata = { ...obj.metadata, uid: current.metadata.uid, namespace: current.metadata.namespace, creationTimestamp: current.metadata.creationTimestamp, resourceVersion: current.metadata.resourceVersion };
+      if (RESOURCES[resource]!.clusterScoped) delete obj.metadata.namespace;
       if (current.metadata.deletionTimestamp) { obj.metadata.deletionTimestamp = current.metadata.deletionTimestamp; obj.metadata.deletionGracePeriodSeconds = current.metadata.deletionGracePeriodSeconds; }
       if (resource === 'pods' && current.spec?.nodeName && obj.spec?.nodeName !== current.spec.nodeName) {
         throw new HttpError(422, 'Invalid', `Pod "${current.metadata.name}" is invalid: spec: Forbidden: pod updates may not change fields other than …`);
       }
+      obj = admit(resource, obj, fieldValidation);
+      // A write that changes nothing is a no-op: same resourceVersion, no watch event (GuaranteedUpdate).
+      if (deepEqual(stripUndefined(obj), stripUndefined(current))) return clone(current);
+      obj.metadata.resourceVersion = String(++rv);
       objects.get(resource)!.set(key(current.metadata.namespace, current.metadata.name), obj);
       emit(resource, 'MODIFIED', obj, current);
       if (obj.metadata.deletionTimestamp && !(obj.metadata.finalizers as string[] | undefined)?.length && resource !== 'pods') removeNow(resource, obj);
@@ -416,12 +509,17 @@ export async function startKubeApiServer(opts: StandInOptions = {}): Promise<Kub
       const pre = o.preconditions ?? {};
       if (pre.uid && pre.uid !== cur.metadata.uid) throw new HttpError(409, 'Conflict', `Precondition failed: UID in precondition: ${pre.uid}, UID in object meta: ${cur.metadata.uid}`);
       if (pre.resourceVersion && pre.resourceVersion !== cur.metadata.resourceVersion) throw new HttpError(409, 'Conflict', `Precondition failed: ResourceVersion in precondition: ${pre.resourceVersion}, ResourceVersion in object meta: ${cur.metadata.resourceVersion}`);
-      const grace = o.gracePeriodSeconds;
+      // Pods: the request's grace, else the pod's terminationGracePeriodSeconds (default 30); an
+      // unscheduled or finished pod goes at once (the pod strategy's CheckGracefulDelete).
+      const finished = cur.status?.phase === 'Succeeded' || cur.status?.phase === 'Failed';
+      const grace = resource !== 'pods' ? o.gracePeriodSeconds
+        : !cur.spec?.nodeName || finished ? 0
+        : o.gracePeriodSeconds ?? cur.spec?.terminationGracePeriodSeconds ?? 30;
       if (resource === 'pods' && grace !== undefined && grace > 0) {
         // Graceful: mark terminating (as the API does until the kubelet confirms), remove after the grace period.
         if (cur.metadata.deletionTimestamp) return clone(cur);
         const marked: KObj = clone(cur);
-        marked.metadata.deletionTimestamp = new Date(Date.now() + grace * 1000).toISOString().replace(/\.\d+Z$/, 'Z');
+        marked.metadata.deletionTimestamp = nowSeconds(Date.now() + grace * 1000);
         marked.metadata.deletionGracePeriodSeconds = grace;
         marked.metadata.resourceVersion = String(++rv);
         m.set(key(namespace, name), marked);
@@ -465,7 +563,7 @@ export async function startKubeApiServer(opts: StandInOptions = {}): Promise<Kub
     if (rest[0] === 'namespaces' && rest.length >= 3) { namespace = rest[1]; rest = rest.slice(2); }
     const def = RESOURCES[rest[0] ?? ''];
     if (!def || def.group !== group || def.version !== version) return undefined;
-    if (rest.length > 3) return undefined;
+    if (rest.length > 3 || (def.clusterScoped && namespace)) return undefined;
     return { resource: def.plural, namespace, name: rest[1], subresource: rest[2] };
   }
 
@@ -506,10 +604,18 @@ export async function startKubeApiServer(opts: StandInOptions = {}): Promise<Kub
         rule.remaining--;
         throw new HttpError(rule.status, rule.status === 503 ? 'ServiceUnavailable' : 'InternalError', `injected fault (${rule.status})`);
       }
+      if (!r && method === 'GET' && url.pathname === '/version') {
+        const [major, minor] = serverVersion.split('.');
+        return sendJson(res, 200, { major, minor, gitVersion: `v${serverVersion}.0`, platform: 'linux/amd64' });
+      }
       if (!r) throw new HttpError(404, 'NotFound', `the server could not find the requested resource (${url.pathname})`);
       const def = RESOURCES[r.resource]!;
       if (r.subresource && !(r.resource === 'pods' && r.subresource === 'status')) throw new HttpError(404, 'NotFound', `subresource ${r.subresource} not served by the stand-in`);
       const q = url.searchParams;
+      const fv = q.get('fieldValidation');
+      if (fv !== null && !['Strict', 'Warn', 'Ignore'].includes(fv)) throw new HttpError(400, 'BadRequest', `fieldValidation must be one of "Ignore", "Warn", or "Strict", got "${fv}"`);
+      pendingWarnings = [];
+      const withWarnings = () => { const w = pendingWarnings; pendingWarnings = []; if (w.length && fv !== 'Ignore') { res.setHeader('Warning', w); rec.warnings = w; } };
       if (method === 'GET' && !r.name) {
         const label = parseLabelSelector(q.get('labelSelector'));
         const field = parseFieldSelector(q.get('fieldSelector'), def);
@@ -518,13 +624,20 @@ export async function startKubeApiServer(opts: StandInOptions = {}): Promise<Kub
         return sendJson(res, 200, { apiVersion: apiVersionOf(def), kind: `${def.kind}List`, metadata: { resourceVersion: String(rv) }, items });
       }
       if (method === 'GET') return sendJson(res, 200, decorate(r.resource, ops.get(r.resource, r.namespace, r.name!)));
-      if (method === 'POST' && !r.name) return sendJson(res, 201, decorate(r.resource, ops.create(r.resource, r.namespace, (await readBody(req)) as KObj)));
+      if (method === 'POST' && !r.name) {
+        const body = (await readBody(req)) as KObj;
+        const created = ops.create(r.resource, r.namespace, body, fv);
+        withWarnings();
+        return sendJson(res, 201, decorate(r.resource, created));
+      }
       if (method === 'PUT' && r.name) {
         const body = (await readBody(req)) as KObj;
         const cur = ops.get(r.resource, r.namespace, r.name);
         // custom resources do not allow unconditional updates (the CR strategy), built-ins do
         if (isCustom(def) && !body?.metadata?.resourceVersion) throw new HttpError(422, 'Invalid', `${def.kind}.${def.group} "${r.name}" is invalid: metadata.resourceVersion: Invalid value: 0x0: must be specified for an update`);
-        return sendJson(res, 200, decorate(r.resource, ops.write(r.resource, cur, body)));
+        const written = ops.write(r.resource, cur, body, fv);
+        withWarnings();
+        return sendJson(res, 200, decorate(r.resource, written));
       }
       if (method === 'PATCH' && r.name) {
         const ctype = String(req.headers['content-type'] ?? '').split(';')[0]!.trim();
@@ -538,7 +651,9 @@ export async function startKubeApiServer(opts: StandInOptions = {}): Promise<Kub
         else throw new HttpError(415, 'UnsupportedMediaType', `the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json${isCustom(def) ? '' : ', application/strategic-merge-patch+json'}`);
         // a resourceVersion changed by the patch is an optimistic-lock precondition, as in the real server
         if (next?.metadata && next.metadata.resourceVersion === cur.metadata.resourceVersion) delete next.metadata.resourceVersion;
-        return sendJson(res, 200, decorate(r.resource, ops.write(r.resource, cur, next)));
+        const written = ops.write(r.resource, cur, next, fv);
+        withWarnings();
+        return sendJson(res, 200, decorate(r.resource, written));
       }
       if (method === 'DELETE' && r.name) {
         const body = ((await readBody(req)) ?? {}) as { gracePeriodSeconds?: number; preconditions?: { uid?: string; resourceVersion?: string } };
@@ -558,7 +673,7 @@ export async function startKubeApiServer(opts: StandInOptions = {}): Promise<Kub
     res.writeHead(200, { 'content-type': 'application/json', 'transfer-encoding': 'chunked' });
     res.flushHeaders();
     const w: Watcher = { resource: r.resource, namespace: r.namespace, label, field, res, closed: false };
-    const end = () => { if (w.closed) return; w.closed = true; if (w.timer) clearTimeout(w.timer); watchers.delete(w); res.end(); };
+    const end = () => { if (w.closed) return; w.closed = true; if (w.timer) clearTimeout(w.timer); if (w.bookmarks) clearTimeout(w.bookmarks); watchers.delete(w); res.end(); };
     req.on('close', end);
     res.on('close', end);
     if (!from || from === '0') {
@@ -574,10 +689,28 @@ export async function startKubeApiServer(opts: StandInOptions = {}): Promise<Kub
       for (const ev of history) if (ev.rv > n) deliver(w, ev);
     }
     watchers.add(w);
-    const timeout = Number(q.get('timeoutSeconds'));
-    if (timeout > 0) { w.timer = setTimeout(end, timeout * 1000); w.timer.unref(); }
+    // The server ends every watch: after timeoutSeconds, else after a random time in
+    // [minRequestTimeout, 2×minRequestTimeout] (kube-apiserver's --min-request-timeout, 1800 s).
+    const asked = Number(q.get('timeoutSeconds'));
+    const timeoutMs = asked > 0 ? asked * 1000 : (minRequestTimeout + Math.random() * minRequestTimeout) * 1000;
+    const deadline = Date.now() + timeoutMs;
+    w.timer = setTimeout(end, timeoutMs); w.timer.unref();
     if (q.get('allowWatchBookmarks') === 'true') {
-      res.write(JSON.stringify({ type: 'BOOKMARK', object: { kind: RESOURCES[r.resource]!.kind, apiVersion: apiVersionOf(RESOURCES[r.resource]!), metadata: { resourceVersion: String(rv) } } }) + '\n');
+      // As the cacher: a BOOKMARK every bookmarkFrequency and one shortly (2 s) before the deadline;
+      // never as the first event of a watch.
+      const bookmark = () => {
+        if (w.closed) return;
+        res.write(JSON.stringify({ type: 'BOOKMARK', object: { kind: RESOURCES[r.resource]!.kind, apiVersion: apiVersionOf(RESOURCES[r.resource]!), metadata: { resourceVersion: String(rv) } } }) + '\n');
+        arm();
+      };
+      const arm = () => {
+        const now = Date.now();
+        const heartbeat = deadline - 2000;
+        const next = heartbeat > now ? Math.min(now + bookmarkIntervalMs, heartbeat) : now + bookmarkIntervalMs;
+        if (next >= deadline) return;
+        w.bookmarks = setTimeout(bookmark, next - now); w.bookmarks.unref();
+      };
+      arm();
     }
   }
 
@@ -617,10 +750,18 @@ export async function startKubeApiServer(opts: StandInOptions = {}): Promise<Kub
     },
     finalize: (resource, ns, name) => { const cur = objects.get(resource)!.get(key(ns, name)); if (cur) removeNow(resource, cur); },
     addPod: (p) => {
+      const ready = p.ready ?? true;
       const obj: KObj = {
         metadata: { name: p.name, namespace: p.namespace, labels: p.labels, annotations: p.annotations },
-        spec: { nodeName: p.nodeName, containers: [{ name: 'main', image: 'registry.k8s.io/pause:3.9' }] },
-        status: { phase: p.phase ?? 'Running' },
+        spec: {
+          nodeName: p.nodeName, containers: p.containers ?? [{ name: 'main', image: 'registry.k8s.io/pause:3.9' }],
+          ...(p.initContainers ? { initContainers: p.initContainers } : {}),
+          ...(p.terminationGracePeriodSeconds !== undefined ? { terminationGracePeriodSeconds: p.terminationGracePeriodSeconds } : {}),
+        },
+        status: {
+          phase: p.phase ?? 'Running',
+          ...(p.podIP ? { podIP: p.podIP, podIPs: [{ ip: p.podIP }], conditions: [{ type: 'Ready', status: ready ? 'True' : 'False', lastTransitionTime: nowSeconds() }] } : {}),
+        },
       };
       const created = ops.create('pods', p.namespace, obj);
       if (p.uid) {
@@ -633,6 +774,11 @@ export async function startKubeApiServer(opts: StandInOptions = {}): Promise<Kub
       return decorate('pods', created);
     },
     resourceVersion: () => rv,
+    setPodReady: (ns, name, ready) => {
+      const cur = ops.get('pods', ns, name);
+      const conditions = [...(cur.status?.conditions ?? []).filter((c: any) => c.type !== 'Ready'), { type: 'Ready', status: ready ? 'True' : 'False', lastTransitionTime: nowSeconds() }];
+      return decorate('pods', ops.write('pods', cur, { ...cur, status: { ...cur.status, conditions } }));
+    },
   };
 
   const faults: Faults = {
@@ -670,6 +816,8 @@ export async function startKubeApiServer(opts: StandInOptions = {}): Promise<Kub
     faults,
     requests,
     compact: () => { compactedBefore = rv; history = []; },
+    runGc: () => gc(),
+    serverVersion,
     close: async () => {
       for (const t of graceTimers) clearTimeout(t);
       for (const w of [...watchers]) { w.closed = true; watchers.delete(w); w.res.destroy(); }
