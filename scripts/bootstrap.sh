@@ -5,12 +5,14 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-PACKAGES=(rtpengine-daemon rtpengine-utils rtpengine-iptables kamailio iptables iproute2 iputils-arping)
+PACKAGES=(rtpengine-daemon rtpengine-utils rtpengine-iptables kamailio sip-tester util-linux iptables iproute2 iputils-arping)
 declare -A NEEDED_BY=(
   [rtpengine-daemon]="test/e2e (ng against real rtpengine, proxy, sidecar, kamailio-sync), npm start, npm run bench"
   [rtpengine-utils]="rtpengine-ctl for drain comparisons by hand"
   [rtpengine-iptables]="the RTPENGINE rule text check with the real iptables parser"
-  [kamailio]="test/e2e Kamailio tests (proxy failover, kamailio-sync)"
+  [kamailio]="test/e2e Kamailio tests (proxy failover, kamailio-sync), npm start, npm run scale-proof"
+  [sip-tester]="SIPp: the calls of npm start and npm run scale-proof, the local e2e test"
+  [util-linux]="setpriv --pdeathsig: children of npm start die with it"
   [iptables]="test/e2e forwarding-rule tests in network namespaces"
   [iproute2]="test/e2e network-namespace and media-address tests"
   [iputils-arping]="media-address announcement tests (gratuitous ARP), sidecar lifecycle e2e"

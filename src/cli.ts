@@ -2,7 +2,7 @@
 // The one entry point: `rtpengine-k8s <command> [--options]`. Reads argv and the environment,
 // parses them once per command schema, and hands typed config to the command's run().
 import { commonOptions, describeOptions, parseOptions, type OptionSet } from './config.js';
-import { closeLogger, createLogger, DEFAULT_REPEAT } from './log.js';
+import { createLogger } from './log.js';
 import { Exit, RtpeK8sError } from './errors.js';
 import type { Command, CommandContext } from './command.js';
 import { commands } from './commands.js';
@@ -22,10 +22,6 @@ function help(all: readonly Command<any>[], which?: Command<any>): string {
     ...all.map((c) => `  ${c.name.padEnd(w)}  ${c.summary}`)].join('\n');
 }
 
-/** How long exit waits for queued log lines; a stalled stdout never holds the process longer. */
-const LOG_CLOSE_TIMEOUT_MS = 2000;
-let logStalled = false;
-
 async function main(argv: string[]): Promise<number> {
   const [name, ...rest] = argv;
   if (!name || name === 'help' || name === '--help' || name === '-h') {
@@ -44,8 +40,7 @@ async function main(argv: string[]): Promise<number> {
   }
   const set = { ...commonOptions, ...command.options } as OptionSet;
   const { config, positionals } = parseOptions(set, rest, process.env);
-  const log = createLogger({ level: config.logLevel as string, pretty: config.logPretty as boolean, name: `rtpengine-k8s ${command.name}`,
-    repeat: { ...DEFAULT_REPEAT, max: config.logRepeatLimit as number } });
+  const log = createLogger({ level: config.logLevel as string, pretty: config.logPretty as boolean, name: `rtpengine-k8s ${command.name}` });
 
   const ac = new AbortController();
   let stopReason: NodeJS.Signals | undefined;
@@ -60,20 +55,18 @@ async function main(argv: string[]): Promise<number> {
   };
   process.on('SIGINT', onSignal);
   process.on('SIGTERM', onSignal);
+  // A closed terminal (SIGHUP) stops as Ctrl-C does: children are drained and stopped, never orphaned.
+  process.on('SIGHUP', onSignal);
   const ctx: CommandContext = { log, signal: ac.signal, stopReason: () => stopReason, stdout: process.stdout };
   try {
     return await command.run(config, positionals, ctx);
   } finally {
-    logStalled = !(await closeLogger(log, LOG_CLOSE_TIMEOUT_MS));
+    log.flush?.();
   }
 }
 
 main(process.argv.slice(2)).then(
-  (code) => {
-    process.exitCode = code;
-    // A write stuck on a stalled stdout pipe would keep the event loop alive for ever.
-    if (logStalled) process.exit(code);
-  },
+  (code) => { process.exitCode = code; },
   (e: unknown) => {
     if (e instanceof RtpeK8sError) {
       process.stderr.write(`rtpengine-k8s: [${e.code}] ${e.message}\n`);
@@ -82,6 +75,5 @@ main(process.argv.slice(2)).then(
       process.stderr.write(`rtpengine-k8s: unexpected failure: ${(e as Error)?.stack ?? String(e)}\n`);
       process.exitCode = Exit.SOFTWARE;
     }
-    if (logStalled) process.exit();
   },
 );

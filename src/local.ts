@@ -1,37 +1,53 @@
-// `rtpengine-k8s local` (what `npm start` runs): an allocator with the file store and N sidecars
-// in exec mode, each with a real rtpengine on a loopback media IP, then a live status table and
-// the logs. Ctrl-C drains and stops everything. Steps that need root or the kernel module are skipped, and said so.
-import { mkdir, appendFile, readdir, unlink } from 'node:fs/promises';
+// `rtpengine-k8s local` (what `npm start` runs): the whole story on one machine — allocator, N
+// sidecar pods with real rtpengines, a real Kamailio fed by kamailio-sync, SIPp calls with RTP
+// both ways — with a live view; `+`/`-` or `local scale N` scale it; Ctrl-C drains and sums up.
+import { createServer, request, type Server } from 'node:http';
+import { mkdir, appendFile, unlink } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { defineCommand } from './command.js';
 import { opt } from './config.js';
 import { createLogger, type Logger } from './log.js';
-import { createRegistry } from './metrics.js';
-import { Exit } from './errors.js';
-import { startAllocator, type AllocatorHandle } from './allocator/allocator.js';
-import { parseTableRange } from './allocator/tables.js';
-import { startSidecar, type FullSidecarConfig, type SidecarHandle } from './sidecar/main.js';
+import { Exit, ConfigError } from './errors.js';
 import { detectKernel } from './sidecar/rtpengine.js';
-import { renderStatusTable, rowFromStatus } from './sidecar/status-command.js';
-import { parseOptions } from './config.js';
-import { sidecarOptions } from './sidecar/options.js';
-import { proxyOptions } from './sidecar/proxy-options.js';
+import { LocalRun, LOCAL_LINGER_SECONDS } from './local/run.js';
+import { callsLine, podTable, summaryText } from './local/view.js';
+import { MAX_PODS } from './local/pods.js';
+
+/** rtpengine uses 4 ports per call (RTP + RTCP on each side). */
+export const PORTS_PER_CALL = 4;
 
 const localOptions = {
-  sidecars: opt.int('how many sidecars (each with its own rtpengine)', 2, { min: 1, max: 8 }),
+  sidecars: opt.int('how many sidecar pods to start with (each with its own rtpengine)', 2, { min: 1, max: MAX_PODS }),
   dir: opt.string('working directory: allocator state, sockets, logs', join(tmpdir(), 'rtpengine-k8s-local')),
-  ngPort: opt.int('ng port of the first sidecar for Kamailio (next ones +1)', 22222, { min: 1024, max: 65000 }),
-  controlPort: opt.int('control HTTP port of the first sidecar (/status, /metrics, POST /drain; next ones +1)', 9450, { min: 1024, max: 65000 }),
+  traffic: opt.bool('place SIPp calls with RTP through Kamailio (--no-traffic: idle pods only)', true),
+  rate: opt.int('new calls per second', 2, { min: 1, max: 200 }),
+  callMinSeconds: opt.int('shortest call', 10, { min: 1 }),
+  callMaxSeconds: opt.int('longest call (durations are drawn uniformly in between)', 30, { min: 1 }),
+  ngPort: opt.int('ng port of the first pod for Kamailio (next ones +1)', 22222, { min: 1024, max: 65000 }),
+  controlPort: opt.int('control HTTP port of the first pod (/status, /metrics, POST /drain; next ones +1)', 9450, { min: 1024, max: 65000 }),
   rtpengineNgPort: opt.int("first rtpengine's own ng port on loopback (next ones +1)", 22300, { min: 1024, max: 65000 }),
-  mediaPortBase: opt.int('first media port; each rtpengine gets a block of 1000', 30000, { min: 1024, max: 60000 }),
+  mediaPortMin: opt.int('first media port of every rtpengine (each has its own media IP, so the ranges do not collide)', 30000, { min: 1024, max: 65535 }),
+  mediaPortMax: opt.int(`last media port (${PORTS_PER_CALL} ports per call: the default range holds 2,500 calls per pod)`, 39999, { min: 1024, max: 65535 }),
+  sipPort: opt.int("Kamailio's SIP port (UDP, loopback)", 25060, { min: 1024, max: 65535 }),
+  rpcPort: opt.int("Kamailio's JSON-RPC port (HTTP, loopback)", 25071, { min: 1024, max: 65535 }),
+  sippPortBase: opt.int('first of the ports SIPp and the caller RTP endpoint use (caller SIP, callee SIP, echo +0/+2, control, caller RTP, caller media: base..base+7)', 25080, { min: 1024, max: 65000 }),
   rtpengineBinary: opt.string('rtpengine binary', 'rtpengine'),
   procRoot: opt.string("the kernel module's proc tree", '/proc/rtpengine'),
-  drainSeconds: opt.int('on Ctrl-C, wait this long for calls to end before stopping', 10, { min: 1 }),
-  refreshMs: opt.int('status table refresh period', 1000, { min: 200 }),
+  drainDeadlineSeconds: opt.int("a pod's drain gives up after this long", 120, { min: 1 }),
+  refreshMs: opt.int('view refresh period', 1000, { min: 200 }),
+  brokenDrain: opt.bool('TEST ONLY: scale-in kills the pod at once instead of draining it (shows that scale-proof catches a broken drain)', false),
 };
 
-/** Log lines for the screen (ring) and the log file. */
+/** The ports one run uses, all derived from the options (a test reserves exactly these). */
+export function localPorts(c: { ngPort: number; controlPort: number; rtpengineNgPort: number; mediaPortMin: number; mediaPortMax: number; sipPort: number; rpcPort: number; sippPortBase: number }) {
+  const b = c.sippPortBase;
+  return {
+    ng: c.ngPort, control: c.controlPort, rtpengineNg: c.rtpengineNgPort, mediaMin: c.mediaPortMin, mediaMax: c.mediaPortMax,
+    sip: c.sipPort, rpc: c.rpcPort, uac: b, uas: b + 1, echo: b + 2, sippControl: b + 5, callerRtp: b + 6, uacMedia: b + 7,
+  };
+}
+
 function logSink(file: string, live: boolean, out: NodeJS.WritableStream) {
   const ring: string[] = [];
   let pending = Promise.resolve();
@@ -47,24 +63,44 @@ function logSink(file: string, live: boolean, out: NodeJS.WritableStream) {
   };
 }
 
+/** `local scale N` from another terminal: asks the running `local` over its unix socket. */
+function askScale(dir: string, n: number): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const req = request({ socketPath: join(dir, 'local.sock'), path: `/scale?n=${n}`, method: 'POST' }, (res) => {
+      let body = '';
+      res.on('data', (c) => { body += c; });
+      res.on('end', () => (res.statusCode === 200 ? resolve(body) : reject(new Error(body))));
+    });
+    req.on('error', (e) => reject(new Error(`no local run answers at ${join(dir, 'local.sock')}: ${e.message}`)));
+    req.end();
+  });
+}
+
 export const localCommand = defineCommand({
   name: 'local',
-  summary: 'run it all on this machine (npm start): allocator + sidecars with real rtpengines on loopback, live status table',
+  summary: 'run it all on this machine (npm start): allocator, sidecar pods with real rtpengines, Kamailio, SIPp calls with media; `local scale N` scales it',
+  usage: 'local [scale N] [--sidecars N] [--rate R] [--no-traffic] …',
   options: localOptions,
-  async run(config, _positionals, ctx) {
+  async run(config, positionals, ctx) {
+    if (positionals[0] === 'scale') {
+      const n = Number(positionals[1]);
+      if (!Number.isInteger(n) || n < 0 || n > MAX_PODS) throw new ConfigError('CONFIG_INVALID', { problems: [`local scale: expected a number of pods 0–${MAX_PODS}, got '${positionals[1] ?? ''}'`] });
+      ctx.stdout.write(await askScale(config.dir, n) + '\n');
+      return Exit.OK;
+    }
+    if (config.callMaxSeconds < config.callMinSeconds) throw new ConfigError('CONFIG_INVALID', { problems: ['--call-max-seconds must be at least --call-min-seconds'] });
+    if (config.mediaPortMax - config.mediaPortMin + 1 < 2000 * PORTS_PER_CALL) {
+      throw new ConfigError('CONFIG_INVALID', { problems: [`--media-port-min..--media-port-max must hold at least 2,000 calls (${2000 * PORTS_PER_CALL} ports)`] });
+    }
     const out = ctx.stdout as NodeJS.WriteStream;
     const live = Boolean(out.isTTY);
     await mkdir(config.dir, { recursive: true });
-    // The local pods reuse fixed UIDs: a drain left from an earlier run must not carry over.
-    const runDir = join(config.dir, 'run');
-    for (const f of await readdir(runDir).catch(() => [] as string[])) {
-      if (f.startsWith('drained-')) await unlink(join(runDir, f)).catch(() => undefined);
-    }
     const sink = logSink(join(config.dir, 'local.log'), live, out);
     const log: Logger = createLogger({ level: 'info', pretty: true }, sink.dest);
-    const notes: string[] = [];
+    const ac = new AbortController();
+    ctx.signal.addEventListener('abort', () => ac.abort(), { once: true });
 
-    // What this machine allows: say what is skipped and why, up front.
+    const notes: string[] = [];
     const root = process.getuid?.() === 0;
     const kernel = await detectKernel(config.procRoot);
     const kernelOk = kernel.present && root;
@@ -72,80 +108,72 @@ export const localCommand = defineCommand({
     else if (!root) notes.push('kernel forwarding: skipped — the module is loaded but installing the iptables rule needs root; userspace instead');
     else notes.push(`kernel forwarding: on — tables from the allocator, iptables chain per sidecar (${config.procRoot})`);
     notes.push('media addresses: not added — 127.0.1.x on loopback are already local (no NET_ADMIN needed)');
-    notes.push('pod-deletion-cost: skipped — no Kubernetes API in local mode');
+    notes.push('pod-deletion-cost: skipped — no Kubernetes API in local mode (computed here the same way to pick the pod to remove)');
+    const perPod = Math.floor((config.mediaPortMax - config.mediaPortMin + 1) / PORTS_PER_CALL);
+    notes.push(`limit: media ports ${config.mediaPortMin}–${config.mediaPortMax} per pod on its own IP → at most ${perPod.toLocaleString('en')} calls per pod`);
+    notes.push(`drain: preStop \`rtpengine-k8s drain --wait\`, then SIGTERM; each pod lingers ${LOCAL_LINGER_SECONDS} s after its drain so Kamailio drops it first`);
 
-    let allocator: AllocatorHandle | undefined;
-    const sidecars: SidecarHandle[] = [];
+    const run = new LocalRun({
+      dir: config.dir, pods: config.sidecars, traffic: config.traffic, rate: config.rate,
+      durationMinMs: config.callMinSeconds * 1000, durationMaxMs: config.callMaxSeconds * 1000,
+      ports: localPorts(config), procRoot: kernelOk ? config.procRoot : join(config.dir, 'no-kernel-module'), kernel: kernelOk,
+      rtpengineBinary: config.rtpengineBinary, drainDeadlineSeconds: config.drainDeadlineSeconds, brokenDrain: config.brokenDrain,
+    }, log);
+
+    let server: Server | undefined;
     let timer: NodeJS.Timeout | undefined;
+    const scaleTo = (n: number) => { void run.scale(n).catch((e: Error) => log.error({ err: e.message }, 'scale failed')); };
+    const onKey = (k: Buffer) => {
+      const s = k.toString();
+      if (s === '+') scaleTo(run.pods.replicas().length + 1);
+      else if (s === '-') scaleTo(run.pods.replicas().length - 1);
+      else if (s === '\x03' || s === 'q') ac.abort();
+    };
     try {
-      allocator = await startAllocator({
-        node: 'local', socket: join(config.dir, 'allocator.sock'), tableRange: parseTableRange('0-63'),
-        pools: [{ name: 'local', cidr: '127.0.1.0/24', rangeStart: '127.0.1.10' }],
-        stateFile: join(config.dir, 'allocator-state.json'), procRoot: kernelOk ? config.procRoot : join(config.dir, 'no-kernel-module'),
-        leaseTtlMs: 60_000, sweepIntervalMs: 2000,
-      }, { log });
-
-      for (let i = 0; i < config.sidecars; i++) {
-        const name = `local-${String.fromCharCode(97 + i)}`;
-        const env = { POD_NAME: name, POD_NAMESPACE: 'local', POD_UID: `00000000-0000-4000-8000-${String(i + 1).padStart(12, '0')}`, NODE_NAME: 'local' };
-        // The sidecar's own option schema fills every default; only the local choices are given.
-        const { config: sc } = parseOptions({ ...sidecarOptions, ...proxyOptions }, [
-          '--allocator-socket', allocator.socket, '--rtpengine-mode', 'exec', '--rtpengine-binary', config.rtpengineBinary,
-          '--run-dir', join(config.dir, 'run'), '--proc-root', kernelOk ? config.procRoot : join(config.dir, 'no-kernel-module'),
-          '--media-address-mode', 'none', '--no-deletion-cost',
-          '--ng-listen', `127.0.0.1:${config.ngPort + i}`, '--ng-upstream', `127.0.0.1:${config.rtpengineNgPort + i}`,
-          '--control-listen', `127.0.0.1:${config.controlPort + i}`,
-          '--port-min', String(config.mediaPortBase + i * 1000), '--port-max', String(config.mediaPortBase + i * 1000 + 999),
-          '--drain-deadline-seconds', String(config.drainSeconds), '--delete-delay-seconds', '0',
-          // No Kamailio table to leave on this machine: stop as soon as the drain is done.
-          '--drain-linger-seconds', '0',
-          '--rtpengine-options', JSON.stringify({ 'num-threads': 2 }),
-        ], env);
-        const handle = await startSidecar(sc as FullSidecarConfig, { log: log.child({ pod: `local/${name}` }), registry: createRegistry({ labels: { pod: `local/${name}` } }), signal: ctx.signal });
-        sidecars.push(handle);
-        if (ctx.signal.aborted) break;
-      }
+      if (!live) out.write(notes.map((n) => `note: ${n}\n`).join(''));
+      const sock = join(config.dir, 'local.sock');
+      await unlink(sock).catch(() => undefined);
+      server = createServer((req, res) => {
+        const n = Number(new URL(req.url ?? '/', 'http://x').searchParams.get('n'));
+        if (req.method !== 'POST' || !Number.isInteger(n) || n < 0 || n > MAX_PODS) { res.writeHead(400); res.end(`POST /scale?n=0..${MAX_PODS}`); return; }
+        scaleTo(n);
+        res.writeHead(200); res.end(`scaling to ${n} pod(s)`);
+      });
+      await new Promise<void>((r) => server!.listen(sock, r));
 
       const draw = () => {
-        const table = renderStatusTable(sidecars.map((s) => rowFromStatus(s.status() as unknown as Record<string, unknown>)));
-        if (!live) return table;
-        const rows = out.rows ?? 40;
         const head = [
-          'rtpengine-k8s local — Ctrl-C drains and stops everything', '',
-          table.trimEnd(), '',
+          `rtpengine-k8s local — ${live ? '+/- scale, Ctrl-C drains and stops everything' : 'Ctrl-C drains and stops everything'}`, '',
+          run.pods ? podTable(run) : 'starting…', '', run.pods ? callsLine(run) : '', '',
           ...notes.map((n) => `· ${n}`),
-          `· allocator: ${allocator!.socket}   logs: ${join(config.dir, 'local.log')}`,
-          `· try: echo -n 'c1 d7:command4:pinge' | nc -u -w1 127.0.0.1 ${config.ngPort}`, '',
-          '── logs ──',
+          `· scale from another terminal: rtpengine-k8s local scale N --dir ${config.dir}   logs: ${config.dir}/*.log`, '',
         ];
-        const room = Math.max(3, rows - head.length - 1);
+        if (!live) return head.slice(2, 5).join('\n') + '\n';
+        const room = Math.max(3, (out.rows ?? 40) - head.length - 2);
         const cols = out.columns ?? 120;
-        return '\x1b[H\x1b[2J' + [...head, ...sink.ring.slice(-room).map((l) => l.slice(0, cols))].join('\n') + '\n';
+        return '\x1b[H\x1b[2J' + [...head, '── logs ──', ...sink.ring.slice(-room).map((l) => l.slice(0, cols))].join('\n') + '\n';
       };
-      if (!live) {
-        out.write(notes.map((n) => `note: ${n}\n`).join(''));
-      }
       let last = '';
-      const tick = () => {
-        const frame = draw();
-        if (live || frame !== last) out.write(frame);
-        last = frame;
-      };
-      tick();
+      const tick = () => { const f = draw(); if (live || f !== last) out.write(f); last = f; };
       timer = setInterval(tick, config.refreshMs);
+      if (live && process.stdin.isTTY) { process.stdin.setRawMode(true); process.stdin.resume(); process.stdin.on('data', onKey); }
 
-      // Run until Ctrl-C (or a sidecar ends by itself, e.g. its rtpengine died).
-      const aborted = new Promise<string>((r) => ctx.signal.addEventListener('abort', () => r('interrupted'), { once: true }));
-      const ended = Promise.race(sidecars.map((s, i) => s.done.then((code) => `sidecar ${i} ended (exit ${code})`)));
-      const why = ctx.signal.aborted ? 'interrupted' : await Promise.race([aborted, ended]);
-      log.info({ why }, 'stopping: draining sidecars (new calls refused), then rtpengine, then the allocator');
-      const codes = await Promise.all(sidecars.map((s) => s.stop('local stop')));
-      return codes.every((c) => c === Exit.OK) ? Exit.OK : Exit.SOFTWARE;
+      await run.start(ac.signal);
+      tick();
+      const ended = new Promise<string>((r) => { const t = setInterval(() => { if (run.pods.live().length === 0) { clearInterval(t); r('every pod ended'); } }, 500); ac.signal.addEventListener('abort', () => clearInterval(t)); });
+      const aborted = new Promise<string>((r) => { if (ac.signal.aborted) r('interrupted'); ac.signal.addEventListener('abort', () => r('interrupted'), { once: true }); });
+      const why = await Promise.race([aborted, ended]);
+      log.info({ why }, 'stopping: no new calls, calls in progress end, every pod drains (preStop, SIGTERM), then Kamailio and the allocator');
+      await run.stop(config.callMaxSeconds * 1000 + 10_000);
+      out.write(`\nsummary\n${summaryText(run.summary())}\n`);
+      return Exit.OK;
     } finally {
       if (timer) clearInterval(timer);
-      for (const s of sidecars) await s.stop('local stop').catch(() => undefined);
-      await allocator?.close();
-      if (live) out.write([...sink.ring.slice(-15), 'stopped.', ''].join('\n'));
+      if (live && process.stdin.isTTY) { process.stdin.off('data', onKey); process.stdin.setRawMode(false); process.stdin.pause(); }
+      await run.close().catch(() => undefined);
+      await new Promise<void>((r) => (server ? server.close(() => r()) : r()));
+      log.info('allocator stopped; local run over');
+      if (live) out.write([...sink.ring.slice(-10), 'stopped.', ''].join('\n'));
       await sink.flush();
     }
   },

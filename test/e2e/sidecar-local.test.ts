@@ -1,49 +1,120 @@
-// `rtpengine-k8s local` (what `npm start` runs) as a user would: the process starts an allocator and
-// two sidecars with real rtpengines, prints the table and what it skipped, answers ng on the
-// printed ports, and a Ctrl-C (SIGINT) stops everything cleanly with exit 0.
+// `rtpengine-k8s local` (what `npm start` runs) as a user would. Every port it uses is reserved
+// first (its media ports are on the pods' own 127.0.1.x addresses, which nothing else here binds).
+// Idle mode: two sidecars with real rtpengines, the table, what was skipped, the per-pod call limit
+// (≥ 2,000 calls each), Ctrl-C or a closed terminal (SIGHUP) stops everything with exit 0. With
+// traffic: SIPp calls with RTP through Kamailio complete with no call dropped; kill -9 of `local`
+// takes every process it started with it.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtemp, rm, readdir, readFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { requires } from '../support/require.js';
-import { freePort } from '../support/ports.js';
+import { freePortBlock } from '../support/ports.js';
 import { pingOnce } from '../support/rtpengine.js';
+import { waitFor } from '../support/wait.js';
 import { collectStatus } from '../../src/sidecar/status-command.js';
 
-test('local: two sidecars with real rtpengine, status table, skipped steps explained, Ctrl-C exits 0', { skip: requires('rtpengine'), timeout: 180_000 }, async () => {
+interface Local { child: ChildProcess; dir: string; out: () => string; exit: Promise<number | null>; ng: number; up: number }
+
+async function startLocal(extra: string[], pods = 2): Promise<Local> {
   const dir = await mkdtemp(join(tmpdir(), 'rtpe-local-'));
-  const ng = await freePort();
-  await freePort(); // ng + 1 is used by the second sidecar; keep it from other tests in this process
-  const ctl = await freePort();
-  const up = await freePort();
-  const child = spawn(process.execPath, ['--import', 'tsx', 'src/cli.ts', 'local', '--dir', dir, '--ng-port', String(ng), '--control-port', String(ctl),
-    '--rtpengine-ng-port', String(up), '--media-port-base', '45000', '--refresh-ms', '300'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const ng = await freePortBlock(pods);
+  const ctl = await freePortBlock(pods);
+  const up = await freePortBlock(pods);
+  const sip = await freePortBlock(2);
+  const sipp = await freePortBlock(8);
+  const child = spawn(process.execPath, ['--import', 'tsx', 'src/cli.ts', 'local', '--dir', dir, '--sidecars', String(pods), '--ng-port', String(ng), '--control-port', String(ctl),
+    '--rtpengine-ng-port', String(up), '--sip-port', String(sip), '--rpc-port', String(sip + 1), '--sipp-port-base', String(sipp), '--refresh-ms', '300', ...extra],
+  { stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
-  child.stdout.on('data', (c) => { out += c; });
-  child.stderr.on('data', (c) => { out += c; });
+  child.stdout!.on('data', (c) => { out += c; });
+  child.stderr!.on('data', (c) => { out += c; });
   const exit = new Promise<number | null>((r) => child.once('exit', (c) => r(c)));
+  return { child, dir, out: () => out, exit, ng, up };
+}
+
+/** Every process below `pid` (from /proc), children first found first. */
+async function descendants(pid: number): Promise<number[]> {
+  const parent = new Map<number, number>();
+  for (const d of await readdir('/proc')) {
+    if (!/^\d+$/.test(d)) continue;
+    try {
+      const st = await readFile(`/proc/${d}/stat`, 'utf8');
+      parent.set(Number(d), Number(st.slice(st.lastIndexOf(')') + 2).split(' ')[1]));
+    } catch { /* gone */ }
+  }
+  const out: number[] = [];
+  const walk = (p: number) => { for (const [c, pp] of parent) if (pp === p) { out.push(c); walk(c); } };
+  walk(pid);
+  return out;
+}
+const alive = (pid: number) => { try { process.kill(pid, 0); return true; } catch { return false; } };
+
+async function idleUp(l: Local): Promise<void> {
+  await waitFor('two serving pods in the table', () => /local-b +\d+ +127\.0\.1\.\d+ +\d+ +serving/.test(l.out()) || l.child.exitCode !== null, { timeoutMs: 90_000, intervalMs: 200 });
+  assert.equal(l.child.exitCode, null, l.out().slice(-3000));
+}
+
+const comms = (pids: number[]) => Promise.all(pids.map((p) => readFile(`/proc/${p}/comm`, 'utf8').then((s) => s.trim()).catch(() => '')));
+
+test('local --no-traffic: two sidecars with real rtpengine, status table, skipped steps and the call limit explained, Ctrl-C exits 0', { skip: requires('rtpengine'), timeout: 180_000 }, async () => {
+  const l = await startLocal(['--no-traffic']);
   try {
-    const end = Date.now() + 90_000;
-    while (!/local\/local-b +\d+ +127\.0\.1\.\d+ .* serving/.test(out)) {
-      if (Date.now() > end || child.exitCode !== null) throw new Error(`local did not come up:\n${out.slice(-3000)}`);
-      await new Promise((r) => setTimeout(r, 200));
-    }
-    assert.match(out, /note: kernel forwarding: (skipped|on)/);
-    assert.match(out, /note: pod-deletion-cost: skipped/);
-    assert.ok(await pingOnce('127.0.0.1', ng, 1000), 'sidecar a answers ng');
-    assert.ok(await pingOnce('127.0.0.1', ng + 1, 1000), 'sidecar b answers ng');
-    const { rows } = await collectStatus({ runDir: join(dir, 'run'), allocatorSocket: join(dir, 'allocator.sock') });
-    assert.deepEqual(rows.map((r) => [r.pod, r.state]), [['local/local-a', 'serving'], ['local/local-b', 'serving']]);
+    await idleUp(l);
+    assert.match(l.out(), /note: kernel forwarding: (skipped|on)/);
+    assert.match(l.out(), /note: pod-deletion-cost: skipped/);
+    assert.match(l.out(), /note: limit: media ports 30000–39999 per pod on its own IP → at most 2,500 calls per pod/);
+    assert.ok(await pingOnce('127.0.0.1', l.ng, 1000), 'sidecar a answers ng');
+    assert.ok(await pingOnce('127.0.0.1', l.ng + 1, 1000), 'sidecar b answers ng');
+    const { rows } = await collectStatus({ runDir: join(l.dir, 'run'), allocatorSocket: join(l.dir, 'allocator.sock') });
+    assert.deepEqual(rows.map((r) => [r.pod, r.state]).sort(), [['local/local-a', 'serving'], ['local/local-b', 'serving']]);
     assert.notEqual(rows[0]!.table, rows[1]!.table, 'distinct tables');
     assert.notEqual(rows[0]!.mediaIp, rows[1]!.mediaIp, 'distinct media IPs');
-    child.kill('SIGINT');
-    assert.equal(await exit, 0, out.slice(-3000));
-    assert.match(out, /allocator stopped/);
-    assert.equal(await pingOnce('127.0.0.1', up, 300), false, 'rtpengine stopped');
+    l.child.kill('SIGINT');
+    assert.equal(await l.exit, 0, l.out().slice(-3000));
+    assert.match(l.out(), /allocator stopped/);
+    assert.equal(await pingOnce('127.0.0.1', l.up, 300), false, 'rtpengine stopped');
   } finally {
-    if (child.exitCode === null) child.kill('SIGKILL');
-    await rm(dir, { recursive: true, force: true });
+    if (l.child.exitCode === null) l.child.kill('SIGKILL');
+    await rm(l.dir, { recursive: true, force: true });
+  }
+});
+
+test('local: a closed terminal (SIGHUP) stops everything like Ctrl-C — exit 0, no rtpengine left', { skip: requires('rtpengine', 'setpriv'), timeout: 180_000 }, async () => {
+  const l = await startLocal(['--no-traffic']);
+  try {
+    await idleUp(l);
+    const below = await descendants(l.child.pid!);
+    assert.equal((await comms(below)).filter((c) => c === 'rtpengine').length, 2, 'two rtpengines run below local');
+    l.child.kill('SIGHUP');
+    assert.equal(await l.exit, 0, l.out().slice(-3000));
+    await waitFor('every process local started to end', () => below.every((p) => !alive(p)), { timeoutMs: 10_000, intervalMs: 100 });
+    assert.equal(await pingOnce('127.0.0.1', l.up, 300), false, 'rtpengine stopped');
+  } finally {
+    if (l.child.exitCode === null) l.child.kill('SIGKILL');
+    await rm(l.dir, { recursive: true, force: true });
+  }
+});
+
+test('local with traffic: SIPp calls with RTP both ways through Kamailio complete, none dropped; kill -9 of local takes every child with it', { skip: requires('rtpengine', 'kamailio', 'sipp', 'setpriv'), timeout: 240_000 }, async () => {
+  const l = await startLocal(['--rate', '4', '--call-min-seconds', '2', '--call-max-seconds', '4']);
+  try {
+    await waitFor('calls completing with media', () => /calls: \d+ active, (\d{2,}) completed/.test(l.out()) || l.child.exitCode !== null, { timeoutMs: 120_000, intervalMs: 200 });
+    assert.equal(l.child.exitCode, null, l.out().slice(-3000));
+    const last = [...l.out().matchAll(/calls: (\d+) active, (\d+) completed, (\d+) failed, (\d+) failed over, (\d+) dropped \(worst media gap (\d+) ms/g)].at(-1)!;
+    assert.equal(last[5], '0', `no call dropped: ${last[0]}`);
+    assert.ok(Number(last[6]) < 1000, `media kept flowing: ${last[0]}`);
+    assert.match(l.out(), /local-a .* yes/, "pod a in Kamailio's set");
+    const below = await descendants(l.child.pid!);
+    const names = await comms(below);
+    for (const want of ['rtpengine', 'kamailio', 'sipp']) assert.ok(names.includes(want), `${want} runs below local (${names.join(',')})`);
+    l.child.kill('SIGKILL');
+    await l.exit;
+    await waitFor('every process local started to end after kill -9', () => below.every((p) => !alive(p)), { timeoutMs: 15_000, intervalMs: 100 });
+  } finally {
+    if (l.child.exitCode === null) l.child.kill('SIGKILL');
+    await rm(l.dir, { recursive: true, force: true });
   }
 });

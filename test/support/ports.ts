@@ -48,3 +48,27 @@ export async function freePortRange(n: number, host = '127.0.0.1'): Promise<{ mi
   }
   throw new Error(`no free block of ${n} UDP ports`);
 }
+
+/**
+ * `n` consecutive ports, each free for both TCP and UDP on `host`, none handed out before: for a
+ * program that numbers its ports from a base (`rtpengine-k8s local`: pod i uses base + i).
+ */
+export async function freePortBlock(n: number, host = '127.0.0.1'): Promise<number> {
+  for (let tries = 0; tries < 200; tries++) {
+    const base = await freeTcp(host);
+    if (base + n > 65535) continue;
+    const ports = Array.from({ length: n }, (_, i) => base + i);
+    if (ports.some((p) => handedOut.has(p))) continue;
+    const ok = await Promise.all(ports.map(async (p) => (await udpFree(p, host)) && (await tcpFree(p, host))));
+    if (ok.every(Boolean)) { for (const p of ports) handedOut.add(p); return base; }
+  }
+  throw new Error(`no block of ${n} free ports`);
+}
+
+function tcpFree(port: number, host: string): Promise<boolean> {
+  return new Promise((resolve) => {
+    const s = createServer();
+    s.once('error', () => resolve(false));
+    s.listen(port, host, () => s.close(() => resolve(true)));
+  });
+}

@@ -1,0 +1,77 @@
+// rtpengine's own view of every call that is up, the ground truth for "media kept flowing": once
+// a second each call is queried (ng `query`) on the rtpengine that holds it — directly, not
+// through the sidecar — and its per-party packet counters must have grown since the last look.
+import { NgUdpClient } from '../ng/client.js';
+import { wallNow, type CallRecord } from './media.js';
+
+/** Packets rtpengine received from each party of the call (sorted by tag), from a `query` reply. */
+export function packetsByParty(reply: Record<string, unknown>): number[] | undefined {
+  const tags = reply.tags as Record<string, { medias?: Array<{ streams?: Array<{ stats?: { packets?: number } }> }> }> | undefined;
+  if (!tags || typeof tags !== 'object') return undefined;
+  return Object.keys(tags).sort().map((k) => (tags[k]!.medias ?? []).reduce((a, m) => a + (m.streams ?? []).reduce((b, s) => b + Number(s.stats?.packets ?? 0), 0), 0));
+}
+
+export interface RtpengineAt { mediaIp: string; host: string; ngPort: number }
+
+/**
+ * Samples the calls that are up every `intervalMs`. A sample where a party's count did not grow
+ * is recorded as a stall; a call rtpengine does not know while SIP says it is up as unknown (the
+ * verdict ignores both within BYE_RACE_MS of the BYE: the query may have crossed it).
+ */
+export class MediaSampler {
+  private readonly clients = new Map<string, NgUdpClient>();
+  private timer: NodeJS.Timeout | undefined;
+  private running = false;
+  queries = 0;
+  failures = 0;
+
+  constructor(private readonly calls: () => CallRecord[], private readonly rtpengines: () => RtpengineAt[], private readonly intervalMs = 1000) {}
+
+  start(): void { this.timer = setInterval(() => { void this.round(); }, this.intervalMs); }
+
+  stop(): void {
+    if (this.timer) clearInterval(this.timer);
+    for (const c of this.clients.values()) c.close();
+    this.clients.clear();
+  }
+
+  private client(r: RtpengineAt): NgUdpClient {
+    const key = `${r.host}:${r.ngPort}`;
+    let c = this.clients.get(key);
+    if (!c) { c = new NgUdpClient({ host: r.host, port: r.ngPort, timeoutMs: 500, retries: 1 }); this.clients.set(key, c); }
+    return c;
+  }
+
+  private async round(): Promise<void> {
+    if (this.running) return;
+    this.running = true;
+    try {
+      const where = new Map(this.rtpengines().map((r) => [r.mediaIp, r]));
+      await Promise.all(this.calls().map(async (c) => {
+        // Only well inside the call: not in its first second, not once its BYE is on its way.
+        if (c.phase !== 'up' || !c.remote || c.upAt === undefined || wallNow() - c.upAt < this.intervalMs) return;
+        const r = where.get(c.remote.ip);
+        const at = wallNow();
+        let reply: Record<string, unknown> | undefined;
+        try {
+          this.queries++;
+          if (!r) throw new Error('no rtpengine on this media IP any more');
+          reply = await this.client(r).command({ command: 'query', 'call-id': c.callId });
+        } catch {
+          this.failures++;
+        }
+        if (c.phase !== 'up') return; // the BYE overtook the query
+        if (!reply || reply.result !== 'ok') { c.rtpe.unknownAt.push(at); return; }
+        const now = packetsByParty(reply);
+        if (!now) return;
+        const prev = c.rtpe.last;
+        if (prev && prev.length === now.length && now.some((n, i) => n <= prev[i]!)) c.rtpe.stalledAt.push(at);
+        c.rtpe.last = now;
+        c.rtpe.lastAt = at;
+        c.rtpe.samples++;
+      }));
+    } finally {
+      this.running = false;
+    }
+  }
+}
