@@ -41,7 +41,10 @@ const PROBE: GateDecision = { action: 'probe' };
 
 export function gate(i: GateInput): GateDecision {
   if (i.command === 'ping') return i.upstreamUp ? FORWARD : FAIL_DOWN;
-  if (i.known) return i.upstreamUp ? FORWARD : FAIL_DOWN;
+  // A call that lives here is always rtpengine's to answer, down or not (health is a guess from
+  // pings; a delete refused unforwarded leaves the call in rtpengine): #15 defect 2.
+  if (i.known) return FORWARD;
+  if (i.command === 'delete' && !i.draining) return FORWARD;
   // Draining with rtpengine up: a call-id the registry lacks may still be here (a re-INVITE,
   // answer or delete of a pinned call); rtpengine settles it. Down: nothing to ask.
   if (i.draining && i.hasCallId && i.upstreamUp) return PROBE;
