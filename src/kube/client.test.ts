@@ -103,3 +103,62 @@ test('kubeConfigFrom: explicit file works, a bad one is KUBE_CONFIG', () => {
   assert.throws(() => kubeConfigFrom({ kubeconfig: join(dir, 'missing') }), (e) => isCoded(e, 'KUBE_CONFIG'));
   assert.throws(() => kubeConfigFrom({ kubeconfig: file, context: 'nope' }), (e) => isCoded(e, 'KUBE_CONFIG'));
 });
+
+test('429 from API priority and fairness: retried after Retry-After, bounded; then the 429 is the answer', async () => {
+  const waits: number[] = [];
+  const k = createKubeClient(srv.kubeconfig(), { sleep: async (ms) => { waits.push(ms); } });
+  srv.faults.failNext(2, 429, { verb: 'create', resource: 'leases' });
+  const l = await k.createLease('throttle', { metadata: { name: 't' }, spec: { holderIdentity: 'u' } });
+  assert.equal(l.metadata?.name, 't');
+  assert.deepEqual(waits, [1000, 1000], 'waited Retry-After (1 s) twice');
+  waits.length = 0;
+  srv.faults.failNext(50, 429, { verb: 'get', resource: 'leases' });
+  const err = await k.getLease('throttle', 't').catch((e) => e);
+  assert.ok(isCoded(err, 'KUBE_API'));
+  assert.equal(err.details.status, 429);
+  assert.equal(waits.length, 5, 'at most 5 retries');
+  srv.faults.clear();
+});
+
+test('pod informer: server-side timeoutSeconds + bookmarks, resumes from the last bookmark without listing; 410 relists only the selected pods', async () => {
+  const s2 = await startKubeApiServer({ bookmarkIntervalMs: 100 });
+  const k = createKubeClient(s2.kubeconfig(), { retryMinMs: 50, retryMaxMs: 200, watchTimeoutSeconds: 1 });
+  const added: string[] = [];
+  const deleted: string[] = [];
+  const inf = k.watchPods({ fieldSelector: 'spec.nodeName=n1' }, { add: (p) => added.push(p.metadata!.name!), delete: (p) => deleted.push(p.metadata!.name!) });
+  try {
+    await inf.synced;
+    s2.store.addPod({ namespace: 'w', name: 'mine', nodeName: 'n1' });
+    await until(() => added.includes('mine'));
+    // Changes elsewhere move the resourceVersion; only a bookmark can tell this watch about them.
+    s2.store.addPod({ namespace: 'w', name: 'other', nodeName: 'n2' });
+    const rvAfterOther = String(s2.store.resourceVersion());
+    const watches = () => s2.requests.all().filter((r) => r.verb === 'watch');
+    await until(() => watches().length >= 3 && watches().some((w) => w.lastBookmark === rvAfterOther), 15_000);
+    const ws = watches();
+    for (const w of ws) {
+      const q = new URLSearchParams(w.query);
+      assert.equal(q.get('allowWatchBookmarks'), 'true');
+      assert.equal(q.get('timeoutSeconds'), '1');
+      assert.equal(q.get('fieldSelector'), 'spec.nodeName=n1');
+    }
+    // each re-watch after a server close starts where the previous one's last bookmark left off
+    const marked = ws.findIndex((w) => w.lastBookmark === rvAfterOther);
+    await until(() => watches().length > marked + 1, 15_000);
+    assert.equal(new URLSearchParams(watches()[marked + 1]!.query).get('resourceVersion'), watches()[marked]!.lastBookmark);
+    assert.equal(s2.requests.count({ verb: 'list', resource: 'pods' }), 1, 'no relist on a server-closed watch');
+    assert.ok(!added.includes('other'));
+    // History compacted while a pod went away: the next watch gets 410 → one relist of this node's pods.
+    s2.faults.outage(true);
+    s2.store.delete('pods', 'w', 'mine');
+    s2.compact();
+    s2.faults.outage(false);
+    await until(() => deleted.includes('mine'), 15_000);
+    const lists = s2.requests.all().filter((r) => r.verb === 'list');
+    assert.equal(lists.length, 2);
+    assert.equal(new URLSearchParams(lists[1]!.query).get('fieldSelector'), 'spec.nodeName=n1');
+  } finally {
+    await inf.stop();
+    await s2.close();
+  }
+});

@@ -1,8 +1,9 @@
 // The few Kubernetes calls this project makes, as one port (KubePort) with one implementation over
 // @kubernetes/client-node 2.x. Every failure becomes KubeError('KUBE_API', {verb, resource, status})
-// with status = HTTP code (0 = unreachable), so callers branch on kubeStatus(e) (404, 409, 422).
+// with status = HTTP code (0 = unreachable), so callers branch on kubeStatus(e) (404, 409, 422);
+// 429 (API priority and fairness) is retried after Retry-After, bounded.
 import {
-  ApiException, CoordinationV1Api, CoreV1Api, CustomObjectsApi, DiscoveryV1Api, KubeConfig, ListWatch, PatchStrategy, Watch,
+  ApiException, CoordinationV1Api, CoreV1Api, CustomObjectsApi, DiscoveryV1Api, KubeConfig, PatchStrategy, Watch,
   setHeaderOptions, type KubernetesObject, type V1EndpointSlice, type V1Lease, type V1Pod,
 } from './k8s.js';
 import { KubeError, isCoded } from '../errors.js';
@@ -100,6 +101,28 @@ export interface KubeClientOptions {
   /** Informer restart backoff (ms): first delay and cap. */
   retryMinMs?: number;
   retryMaxMs?: number;
+  /**
+   * Server-side watch timeout (s, default 300): the server ends each watch after it and the
+   * informer resumes from the last event or BOOKMARK (no list); only 410 Gone relists.
+   */
+  watchTimeoutSeconds?: number;
+  /** 429 Too Many Requests: at most this many retries per call (default 5) ... */
+  throttleRetries?: number;
+  /** ... waiting Retry-After (default 1 s when absent), each wait capped here (default 5000 ms) ... */
+  throttleMaxDelayMs?: number;
+  /** ... and at most this long in all per call (default 15000 ms); then the 429 is the answer. */
+  throttleBudgetMs?: number;
+  /** Injected for tests. */
+  sleep?: (ms: number) => Promise<void>;
+}
+
+/** Retry-After of a 429 answer in ms (undefined: not a 429). */
+export function retryAfterMs(e: unknown): number | undefined {
+  if (!(e instanceof ApiException) || e.code !== 429) return undefined;
+  const h = (e.headers ?? {}) as Record<string, string | string[] | undefined>;
+  const v = h['retry-after'] ?? h['Retry-After'];
+  const n = Number(Array.isArray(v) ? v[0] : v);
+  return Number.isFinite(n) && n >= 0 ? n * 1000 : 1000;
 }
 
 /** The real KubePort. */
@@ -111,43 +134,113 @@ export function createKubeClient(kc: KubeConfig, opts: KubeClientOptions = {}): 
   const watch = new Watch(kc);
   const retryMin = opts.retryMinMs ?? 500;
   const retryMax = opts.retryMaxMs ?? 30_000;
+  const watchTimeoutSeconds = opts.watchTimeoutSeconds ?? 300;
+  // The client's own inactivity timer must outlast the server's close (and the 60 s bookmarks).
+  (watch as unknown as { requestTimeoutMs: number }).requestTimeoutMs = (watchTimeoutSeconds + 30) * 1000;
+  const throttleRetries = opts.throttleRetries ?? 5;
+  const throttleMaxDelay = opts.throttleMaxDelayMs ?? 5000;
+  const throttleBudget = opts.throttleBudgetMs ?? 15_000;
+  const sleep = opts.sleep ?? ((ms: number) => new Promise<void>((r) => setTimeout(r, ms)));
 
   const call = async <T>(verb: string, resource: string, f: () => Promise<T>): Promise<T> => {
-    try { return await f(); } catch (e) { throw toKubeError(e, verb, resource); }
+    let waited = 0;
+    for (let attempt = 0; ; attempt++) {
+      try { return await f(); } catch (e) {
+        const ra = retryAfterMs(e);
+        const wait = ra === undefined ? undefined : Math.min(ra, throttleMaxDelay);
+        // 429: the request was not processed (APF); wait as told, bounded, then the 429 is the answer.
+        if (wait === undefined || attempt >= throttleRetries || waited + wait > throttleBudget) throw toKubeError(e, verb, resource);
+        waited += wait;
+        await sleep(wait);
+      }
+    }
   };
   /** A read where 404 means "absent". */
   const read = async <T>(resource: string, f: () => Promise<T>): Promise<T | undefined> => {
     try { return await call('get', resource, f); } catch (e) { if (kubeStatus(e) === 404) return undefined; throw e; }
   };
 
+  /**
+   * List once, then watch with allowWatchBookmarks and a server-side timeoutSeconds. When the server
+   * ends a watch, resume from the last resourceVersion seen (event or BOOKMARK) without listing; only
+   * 410 Gone (history compacted) relists — with the same selectors, so only this node's pods. Errors
+   * retry with backoff.
+   */
   function informer<T extends KubernetesObject>(path: string, what: string, listFn: () => Promise<{ items: T[]; metadata?: { resourceVersion?: string } }>,
     labelSelector: string | undefined, fieldSelector: string | undefined, h: InformerHandlers<T>): Informer<T> {
     let markSynced!: () => void;
     const synced = new Promise<void>((ok) => { markSynced = ok; });
-    // Resolve after ListWatch has applied the list to its cache (it does so right after our promise).
-    const wrappedList = async () => { const l = await listFn(); setImmediate(markSynced); return l as any; };
-    const lw = new ListWatch<T>(path, watch, wrappedList, false, labelSelector, fieldSelector);
+    const cache = new Map<string, T>();
+    const keyOf = (o: T) => `${o.metadata?.namespace ?? ''}/${o.metadata?.name ?? ''}`;
+    let rv = '';
     let stopped = false;
     let delay = retryMin;
     let timer: NodeJS.Timeout | undefined;
-    if (h.add) lw.on('add', h.add);
-    if (h.update) lw.on('update', h.update);
-    if (h.delete) lw.on('delete', h.delete);
-    lw.on('error', (e: unknown) => {
-      if (stopped) return;
-      const ke = toKubeError(e, 'watch', what);
-      const wait = delay;
-      delay = Math.min(delay * 2, retryMax);
-      h.error?.(ke, wait);
-      timer = setTimeout(() => { timer = undefined; if (!stopped) void lw.start().then(() => { delay = retryMin; }, () => undefined); }, wait);
-      timer.unref();
+    let ctl: AbortController | undefined;
+
+    const relist = async () => {
+      const l = await listFn();
+      const seen = new Set<string>();
+      for (const o of l.items) {
+        const k = keyOf(o);
+        seen.add(k);
+        const had = cache.get(k);
+        cache.set(k, o);
+        if (!had) h.add?.(o); else if (had.metadata?.resourceVersion !== o.metadata?.resourceVersion) h.update?.(o);
+      }
+      for (const [k, o] of [...cache]) if (!seen.has(k)) { cache.delete(k); h.delete?.(o); }
+      rv = l.metadata?.resourceVersion ?? '';
+      markSynced();
+    };
+
+    /** One watch request; resolves when the server (or the client's inactivity timer) ends it. */
+    const watchOnce = () => new Promise<void>((resolve, reject) => {
+      const q: Record<string, string | number | boolean | undefined> = { resourceVersion: rv, allowWatchBookmarks: true, timeoutSeconds: watchTimeoutSeconds };
+      if (labelSelector !== undefined) q.labelSelector = labelSelector;
+      if (fieldSelector !== undefined) q.fieldSelector = fieldSelector;
+      watch.watch(path, q, (type: string, obj: any) => {
+        if (stopped) return;
+        if (type === 'ERROR') { if (obj?.code === 410) rv = ''; return; } // the stream ends next
+        if (type === 'BOOKMARK') { rv = obj?.metadata?.resourceVersion ?? rv; return; }
+        const o = obj as T;
+        const k = keyOf(o);
+        if (type === 'DELETED') { if (cache.delete(k)) h.delete?.(o); } else { const had = cache.has(k); cache.set(k, o); if (had) h.update?.(o); else h.add?.(o); }
+        rv = o.metadata?.resourceVersion ?? rv;
+      }, (err: any) => {
+        if (!err || err.name === 'TimeoutError') return resolve();
+        if (err.statusCode === 410 || err.code === 410) { rv = ''; return resolve(); }
+        reject(err);
+      }).then((c) => { ctl = c; if (stopped) c.abort(); }, reject);
     });
-    void lw.start().catch(() => undefined);
+
+    const loop = async () => {
+      while (!stopped) {
+        try {
+          if (!rv) await relist();
+          await watchOnce();
+          delay = retryMin;
+        } catch (e) {
+          if (stopped) return;
+          const ke = toKubeError(e, 'watch', what);
+          const wait = delay;
+          delay = Math.min(delay * 2, retryMax);
+          h.error?.(ke, wait);
+          await new Promise<void>((r) => { timer = setTimeout(r, wait); timer.unref(); });
+          timer = undefined;
+        }
+      }
+    };
+    const running = loop();
     return {
       synced,
-      list: () => [...lw.list()],
-      get: (name, namespace) => lw.get(name, namespace),
-      stop: async () => { stopped = true; if (timer) clearTimeout(timer); await lw.stop(); },
+      list: () => [...cache.values()],
+      get: (name, namespace) => cache.get(`${namespace ?? ''}/${name}`),
+      stop: async () => {
+        stopped = true;
+        if (timer) clearTimeout(timer);
+        ctl?.abort();
+        await running.catch(() => undefined);
+      },
     };
   }
 

@@ -50,7 +50,15 @@ interface Watcher {
   res: ServerResponse; closed: boolean; timer?: NodeJS.Timeout; bookmarks?: NodeJS.Timeout;
 }
 
-export interface RequestRecord { verb: string; resource: string; namespace?: string; name?: string; path: string; status: number; query?: string; warnings?: string[] }
+export interface RequestRecord {
+  verb: string; resource: string; namespace?: string; name?: string; path: string; status: number;
+  /** The query string (`?watch=true&resourceVersion=…`), '' when none. */
+  query: string;
+  /** Warning headers sent (unknown fields dropped). */
+  warnings?: string[];
+  /** Watches: resourceVersion of the last BOOKMARK sent on this request. */
+  lastBookmark?: string;
+}
 export interface FaultRule { remaining: number; status: number; verb?: string; resource?: string }
 
 export interface KubeApiServer {
@@ -89,7 +97,7 @@ export interface StoreAccess {
   resourceVersion(): number;
 }
 export interface Faults {
-  /** The next `n` matching requests answer `status` (default 500) with a Status body. */
+  /** The next `n` matching requests answer `status` (default 500) with a Status body; 429 carries `Retry-After: 1`. */
   failNext(n: number, status?: number, match?: { verb?: string; resource?: string }): void;
   /** While on, every connection is reset without an answer and open watches are cut. */
   outage(on: boolean): void;
@@ -594,7 +602,7 @@ export async function startKubeApiServer(opts: StandInOptions = {}): Promise<Kub
     const url = new URL(req.url ?? '/', 'http://stand-in');
     const r = route(url.pathname);
     const method = req.method ?? 'GET';
-    const rec: RequestRecord = { verb: r ? verbOf(method, r, url.searchParams) : method.toLowerCase(), resource: r?.resource ?? url.pathname, namespace: r?.namespace, name: r?.name, path: url.pathname, status: 0 };
+    const rec: RequestRecord = { verb: r ? verbOf(method, r, url.searchParams) : method.toLowerCase(), resource: r?.resource ?? url.pathname, namespace: r?.namespace, name: r?.name, path: url.pathname, status: 0, query: url.search };
     log.push(rec);
     res.on('finish', () => { if (!rec.status) rec.status = res.statusCode; });
     if (delayMs) await new Promise((ok) => setTimeout(ok, delayMs));
@@ -602,6 +610,8 @@ export async function startKubeApiServer(opts: StandInOptions = {}): Promise<Kub
       const rule = rules.find((f) => f.remaining > 0 && (!f.verb || f.verb === rec.verb) && (!f.resource || f.resource === rec.resource));
       if (rule) {
         rule.remaining--;
+        // API priority and fairness rejects with 429 + Retry-After (the request was not processed).
+        if (rule.status === 429) { res.setHeader('Retry-After', '1'); throw new HttpError(429, 'TooManyRequests', 'Too many requests, please try again later.', { retryAfterSeconds: 1 }); }
         throw new HttpError(rule.status, rule.status === 503 ? 'ServiceUnavailable' : 'InternalError', `injected fault (${rule.status})`);
       }
       if (!r && method === 'GET' && url.pathname === '/version') {
@@ -619,7 +629,7 @@ export async function startKubeApiServer(opts: StandInOptions = {}): Promise<Kub
       if (method === 'GET' && !r.name) {
         const label = parseLabelSelector(q.get('labelSelector'));
         const field = parseFieldSelector(q.get('fieldSelector'), def);
-        if (isWatch(q)) return startWatch(req, res, r, label, field, q);
+        if (isWatch(q)) return startWatch(req, res, r, label, field, q, rec);
         const items = ops.list(r.resource, r.namespace, label, field).map((o) => decorate(r.resource, o));
         return sendJson(res, 200, { apiVersion: apiVersionOf(def), kind: `${def.kind}List`, metadata: { resourceVersion: String(rv) }, items });
       }
@@ -668,7 +678,7 @@ export async function startKubeApiServer(opts: StandInOptions = {}): Promise<Kub
     }
   }
 
-  function startWatch(req: IncomingMessage, res: ServerResponse, r: Route, label: Selector, field: Selector, q: URLSearchParams): void {
+  function startWatch(req: IncomingMessage, res: ServerResponse, r: Route, label: Selector, field: Selector, q: URLSearchParams, rec: RequestRecord): void {
     const from = q.get('resourceVersion');
     res.writeHead(200, { 'content-type': 'application/json', 'transfer-encoding': 'chunked' });
     res.flushHeaders();
@@ -700,6 +710,7 @@ export async function startKubeApiServer(opts: StandInOptions = {}): Promise<Kub
       // never as the first event of a watch.
       const bookmark = () => {
         if (w.closed) return;
+        rec.lastBookmark = String(rv);
         res.write(JSON.stringify({ type: 'BOOKMARK', object: { kind: RESOURCES[r.resource]!.kind, apiVersion: apiVersionOf(RESOURCES[r.resource]!), metadata: { resourceVersion: String(rv) } } }) + '\n');
         arm();
       };
