@@ -410,7 +410,7 @@ export class AllocatorService {
    * holder (`Control PID: 0` ≤ mr26.1, `Opencount: 0` mr26.2+) is a leftover (e.g. a SIGKILLed
    * daemon's): `del N` frees its ID, else pickTable skips it forever. It must be seen unheld on two
    * sweeps in a row, so a daemon between its `add N` and opening N/control is not hit. EBUSY → skipped
-   * and retried (kernel-and-versions.md §2).
+   * and retried (docs/kernel.md).
    */
   private async cleanLeftovers(): Promise<void> {
     const next = new Set<number>();

@@ -69,7 +69,7 @@ export type DrainReport = 'serving' | 'draining' | 'drained';
 /**
  * Which endpoints belong in the table (ADR 0040, amended by ADR 0041):
  * - ready and not terminating: always (nil counts as ready, as Kubernetes defines it);
- * - its sidecar reports the drain complete: never — kamailio.md §7 step 5, Kamailio drops it while
+ * - its sidecar reports the drain complete: never — ADR 0041: Kamailio drops it while
  *   the sidecar still answers (it lingers for that);
  * - terminating (draining): only if already in the table, whatever `serving` says — the sidecar
  *   keeps answering and refuses new calls with `load limit`, so its pinned calls finish there.

@@ -13,7 +13,7 @@ test('reads the routing keys of a Kamailio offer', () => {
   assert.deepEqual(r, { format: 'bencode', command: 'offer', callId: 'c7f2@pbx', fromTag: 'as7b3c9d1e', toTag: undefined, viaBranch: undefined, supportsLoadLimit: true });
 });
 
-test('the reference example from ng-protocol.md §11, unsorted keys', () => {
+test('a Kamailio 5.6 offer as on the wire (cookie <server_id>_<pid>_<seq>), unsorted keys', () => {
   const r = scanRouting(b('d7:command5:offer7:call-id8:c7f2@pbx8:from-tag4:a1b28:supportsl10:load limite3:sdp5:v=0\r\ne'));
   assert.equal(r.command, 'offer');
   assert.equal(r.callId, 'c7f2@pbx');

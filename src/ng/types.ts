@@ -59,7 +59,7 @@ export type NgReply = NgOkReply | NgErrorReply | NgPongReply | NgLoadLimitReply;
 export type NgResult = NgReply['result'];
 export const NG_RESULTS: readonly NgResult[] = ['ok', 'error', 'pong', 'load limit'];
 
-/** The commands rtpengine's ng protocol defines (docs/ng_control_protocol.md), as sent on the wire. */
+/** The commands rtpengine's ng protocol defines (rtpengine's docs/ng_control_protocol.md), as sent on the wire. */
 export const NG_COMMANDS: readonly string[] = [
   'ping', 'offer', 'answer', 'delete', 'query', 'list', 'statistics', 'start recording', 'stop recording',
   'pause recording', 'block DTMF', 'unblock DTMF', 'block media', 'unblock media', 'silence media',

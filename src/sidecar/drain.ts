@@ -4,7 +4,7 @@
 
 export type { DrainPhase, DrainOutcome, DrainStatus } from './lifecycle.js';
 
-/** Commands that can create a call in rtpengine (ng-protocol.md §2); only offer is limit-checked
+/** Commands that can create a call in rtpengine (rtpengine's docs/ng_control_protocol.md); only offer is limit-checked
  *  by rtpengine itself, so the proxy gates all of them while draining. */
 export const CREATING_COMMANDS: ReadonlySet<string> = new Set(['offer', 'publish', 'create', 'transform']);
 
@@ -24,8 +24,8 @@ export interface GateInput {
  * without `supports`) so Kamailio tries the next node at once without disabling this one.
  * fail: `error` naming the upstream failure (no failover: the call lives here).
  * probe: draining, and the registry does not know the call-id: ask rtpengine (`query`) first;
- * `ok` → the call is here, forward; "Unknown call-id" → refuse as draining (kamailio.md §7.3:
- * never `load limit` a pinned call).
+ * `ok` → the call is here, forward; "Unknown call-id" → refuse as draining (ADR 0020:
+ * never `load limit` a pinned call, Kamailio would not move it).
  */
 export type GateDecision =
   | { action: 'forward' }
@@ -53,7 +53,7 @@ export function gate(i: GateInput): GateDecision {
     return i.upstreamUp ? FORWARD : REFUSE_DOWN;
   }
   // Unknown call-id on a draining node: Kamailio lost the pin; `load limit` makes it walk on to
-  // the node that holds the call (kamailio.md §7 step 4).
+  // the node that holds the call (ADR 0024).
   if (i.hasCallId && i.draining) return REFUSE_DRAINING;
   return i.upstreamUp ? FORWARD : FAIL_DOWN;
 }

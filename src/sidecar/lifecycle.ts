@@ -231,7 +231,7 @@ export class SidecarLifecycle extends EventEmitter {
     this.changed();
   }
 
-  /** kamailio.md §7 step 5: keep answering until Kamailio has dropped this node (ADR 0041). */
+  /** Keep answering until Kamailio has dropped this node (ADR 0041). */
   private enterLinger(): void {
     if (this.ph === 'lingering' || this.ph === 'stopping' || this.ph === 'stopped') return;
     this.lingerUntil = (this.dr.completedAt ?? this.o.clock.now()) + this.o.lingerMs;

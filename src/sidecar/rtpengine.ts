@@ -15,7 +15,7 @@ import { SidecarError } from '../errors.js';
 // ---- version and era -----------------------------------------------------------------------
 
 /**
- * Firewall eras (kernel-and-versions.md §4): `mr11` — we own `-j RTPENGINE --id N` (iptables);
+ * Firewall eras (docs/kernel.md): `mr11` — we own `-j RTPENGINE --id N` (iptables);
  * `mr12` — the daemon manages nftables but defaults to one shared chain (mr12.0–mr14.0);
  * `mr14.1` — the daemon manages nftables with a per-table default chain.
  */

@@ -160,7 +160,7 @@ export async function startKamailio(o: KamailioOptions): Promise<KamailioHandle>
 }
 
 /**
- * The kamailio.md §10 test config (5.6): INVITE → rtpengine_offer (200 OK echoes the rewritten
+ * A minimal Kamailio 5.6 test config: INVITE → rtpengine_offer (200 OK echoes the rewritten
  * SDP), BYE/CANCEL → rtpengine_delete, binrpc at CTL_SOCK, JSON-RPC FIFO. Defines: SIP_LISTEN,
  * RTPE_SOCK, CTL_SOCK, SERVER_ID, RTPE_TOUT_MS, RTPE_RETR, JSONRPC_FIFO, JSONRPC_REPLY_DIR.
  */
