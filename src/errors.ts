@@ -190,6 +190,11 @@ const CATALOGUE = {
     message: (d) => `pod ${s(d.pod)} has no media address from the CNI yet: ${s(d.reason)}; in network-status IP mode Multus/whereabouts must attach the interface first (retry shortly)`,
     grpc: GrpcStatus.UNAVAILABLE, exit: Exit.TEMPFAIL,
   },
+  // owner: k8s (issue 13) — whereabouts setups the allocator cannot make safe (ADR 0012)
+  ALLOC_WHEREABOUTS_UNSAFE: {
+    message: (d) => `pool ${s(d.pool)} (${s(d.range)}) cannot be reserved safely beside whereabouts: ${s(d.reason)}; give the media pool its own range (or use --ip-mode network-status) — see docs/kubernetes.md`,
+    grpc: GrpcStatus.FAILED_PRECONDITION, exit: Exit.CONFIG,
+  },
 
   // --- files (src/fs/atomic-file.ts; owner: allocator) ---------------------------------------
   FILE_WRITE_FAILED: {

@@ -15,6 +15,25 @@ export function ipPoolName(canonicalRange: string, networkName?: string): string
   return networkName ? `${networkName}-${name}` : name;
 }
 
+/**
+ * whereabouts' OverlappingRangeIPReservation name for an IP (NormalizeIP): the IP's text, `0`
+ * appended after a trailing `:`, every `:` → `-`, prefixed `<network_name>-` when set.
+ */
+export function oripName(ip: string, networkName?: string): string {
+  let t = ip;
+  if (t.endsWith(':')) t += '0';
+  t = t.replace(/:/g, '-');
+  return networkName ? `${networkName}-${t}` : t;
+}
+
+/** The IP an ORIP name stands for under our network_name prefix (undefined: another network's). */
+export function ipOfOripName(name: string, networkName?: string): string | undefined {
+  const prefix = networkName ? `${networkName}-` : '';
+  if (!name.startsWith(prefix)) return undefined;
+  const rest = name.slice(prefix.length);
+  return rest.includes('.') ? rest : rest.replace(/-/g, ':');
+}
+
 /** Our entries' `id`: never a container ID, so whereabouts' CNI DEL never matches it. */
 export const OUR_ID_PREFIX = 'rtpe-alloc/';
 export const ourEntryId = (node: string, uid: string) => `${OUR_ID_PREFIX}${node}/${uid}`;

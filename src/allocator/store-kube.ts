@@ -9,7 +9,8 @@ import { AllocError, KubeError, isCoded } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { AllocatedAddress, Allocation, AllocationStore, StoreState } from './store.js';
 import type { PoolSpan } from './pools.js';
-import { IPPoolWriter, ipPoolName, ourEntryId, parseOurEntryId, type IPPoolWriterOptions } from './ippool.js';
+import { IPPoolWriter, ipOfOripName, ipPoolName, oripName, ourEntryId, parseOurEntryId, type IPPoolWriterOptions } from './ippool.js';
+import { offsetKey, parseCidr, parseIp } from './pools.js';
 
 export const LABEL_MANAGED = 'app.kubernetes.io/managed-by';
 export const LABEL_NODE = 'rtpengine-k8s.io/node';
@@ -147,7 +148,49 @@ export class KubeStore implements AllocationStore {
     } catch { return undefined; }
   }
 
+  /**
+   * Refuse whereabouts setups our empty-podref entries cannot make safe (ADR 0012): a NodeSlicePool
+   * over our range (whereabouts then allocates from per-node IPPools we never write), or another
+   * IPPool whose range overlaps ours (another range or network_name: whereabouts keeps those apart
+   * only through OverlappingRangeIPReservations, which we do not create).
+   */
+  async checkWhereaboutsSetup(): Promise<void> {
+    const ns = this.o.poolNamespace;
+    const ours = [...this.pools.values()].filter((p) => this.reserves(p));
+    if (!ours.length) return;
+    const unsafe = (p: KubePoolConfig, reason: string) => new AllocError('ALLOC_WHEREABOUTS_UNSAFE', { pool: p.span.name, range: p.span.range, reason });
+    const slices = await this.kube.listNodeSlicePools(ns);
+    for (const sp of slices ?? []) {
+      for (const p of ours) if (rangesOverlap(sp.spec.range, p.span.range)) throw unsafe(p, `NodeSlicePool ${ns}/${sp.metadata.name} (range ${sp.spec.range}, slices ${sp.spec.sliceSize}) cuts this range into per-node IPPools that the allocator does not write`);
+    }
+    let pools: IPPool[];
+    try { pools = await this.kube.listIPPools(ns); } catch (e) {
+      if (kubeStatus(e) !== 403) throw e;
+      this.o.log?.warn({ namespace: ns }, 'cannot list IPPools (RBAC lacks list on ippools): overlapping whereabouts ranges were NOT checked');
+      return;
+    }
+    for (const other of pools) {
+      for (const p of ours) {
+        if (other.metadata.name === this.poolObjectName(p)) continue;
+        if (rangesOverlap(other.spec.range, p.span.range)) throw unsafe(p, `IPPool ${ns}/${other.metadata.name} (range ${other.spec.range}) overlaps it: whereabouts hands out its addresses checking only OverlappingRangeIPReservations, which the allocator does not create`);
+      }
+    }
+  }
+
+  /** Offsets of `p` reserved by OverlappingRangeIPReservations under our network_name (taken for us). */
+  private async oripOffsets(p: KubePoolConfig, orips?: Array<{ metadata: { name: string } }>): Promise<string[]> {
+    const list = orips ?? await this.kube.listOverlappingReservations(this.o.poolNamespace);
+    const out: string[] = [];
+    for (const o of list) {
+      const ip = ipOfOripName(o.metadata.name, p.networkName);
+      if (!ip || !parseIp(ip) || parseIp(ip)!.family !== p.span.family) continue;
+      try { const off = offsetKey(p.span, ip); if (BigInt(off) >= 0n && BigInt(off) <= p.span.last) out.push(off); } catch { /* outside this pool */ }
+    }
+    return out;
+  }
+
   async load(): Promise<StoreState> {
+    await this.checkWhereaboutsSetup();
     const leases = await this.kube.listLeases(this.o.leaseNamespace, `${LABEL_MANAGED}=${MANAGER},${LABEL_NODE}=${nodeLabel(this.o.node)}`);
     const allocations: Allocation[] = [];
     this.leases.clear();
@@ -171,10 +214,11 @@ export class KubeStore implements AllocationStore {
       } catch { this.o.log?.warn({ lease: l.metadata?.name }, 'unreadable network-status address record; not shown until the pod acquires again'); }
     }
     const foreignAddresses: Record<string, string[]> = {};
+    const orips = [...this.pools.values()].some((p) => this.reserves(p)) ? await this.kube.listOverlappingReservations(this.o.poolNamespace) : [];
     for (const p of this.pools.values()) {
       if (!this.reserves(p)) { foreignAddresses[p.span.name] = []; continue; }
       const pool = await this.writer.read(this.poolObjectName(p), p.span.range);
-      foreignAddresses[p.span.name] = await this.foreignIn(p, pool);
+      foreignAddresses[p.span.name] = [...new Set([...await this.foreignIn(p, pool), ...await this.oripOffsets(p, orips)])];
     }
     this.loadedForeign = foreignAddresses;
     // An active allocation must still hold its entries (repair if someone removed them and the address is free).
@@ -234,7 +278,7 @@ export class KubeStore implements AllocationStore {
       if (!this.reserves(p) || (only && p.span.name !== only)) continue;
       const seq = ++this.foreignSeq;
       const pool = await this.writer.read(this.poolObjectName(p), p.span.range);
-      const offsets = await this.foreignIn(p, pool);
+      const offsets = [...new Set([...await this.foreignIn(p, pool), ...await this.oripOffsets(p)])];
       if (contested !== undefined && !offsets.includes(contested)) offsets.push(contested);
       // two refreshes in flight: the one that started later wins
       if ((this.foreignApplied.get(p.span.name) ?? 0) > seq) continue;
@@ -247,6 +291,18 @@ export class KubeStore implements AllocationStore {
 
   async create(a: Allocation): Promise<void> {
     const name = leaseName(this.o.node, a.table);
+    // An IP whereabouts reserved through an OverlappingRangeIPReservation is taken (ADR 0012): one
+    // GET per address, before anything is written.
+    for (const ad of a.addresses) {
+      const p = this.pool(ad.pool);
+      if (!this.reserves(p)) continue;
+      const oname = oripName(ad.ip, p.networkName);
+      const orip = await this.kube.getOverlappingReservation(this.o.poolNamespace, oname).catch((e) => { throw this.writeError(e, `overlappingrangeipreservations ${oname}`); });
+      if (orip) {
+        try { await this.refreshForeign(ad.pool, ad.offset); } catch (e) { this.o.log?.warn({ pool: ad.pool, err: (e as Error).message }, 'could not refresh foreign addresses after a conflict'); }
+        throw new AllocError('ALLOC_CONFLICT', { resource: 'address', pool: ad.pool, offset: ad.offset, reason: `OverlappingRangeIPReservation ${this.o.poolNamespace}/${oname} holds ${ad.ip} for ${orip.spec?.podref || '(no podref)'}` });
+      }
+    }
     try {
       this.leases.set(a.table, await this.kube.createLease(this.o.leaseNamespace, this.leaseBody(a)));
     } catch (e) {
@@ -383,4 +439,13 @@ export class KubeStore implements AllocationStore {
     const reason = isCoded(e) ? e.message : (e as Error)?.message ?? String(e);
     return new AllocError('ALLOC_STATE_WRITE', { path: `Kubernetes API (${what})`, reason }, { cause: e });
   }
+}
+
+/** Whether two CIDRs share an address. */
+export function rangesOverlap(a: string, b: string): boolean {
+  const x = parseCidr(a); const y = parseCidr(b);
+  if (!x || !y || x.family !== y.family) return false;
+  const bits = x.family === 4 ? 32n : 128n;
+  const end = (c: { network: bigint; prefixLength: number }) => c.network + (1n << (bits - BigInt(c.prefixLength))) - 1n;
+  return x.network <= end(y) && y.network <= end(x);
 }

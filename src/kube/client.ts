@@ -19,6 +19,17 @@ export interface IPPool {
   metadata: { name: string; namespace?: string; resourceVersion?: string; uid?: string; labels?: Record<string, string> };
   spec: { range: string; allocations?: Record<string, { id: string; podref: string; ifname?: string }> };
 }
+/** whereabouts OverlappingRangeIPReservation: named by the IP (`:` → `-`), `<network_name>-` prefixed when set. */
+export interface OverlappingRangeIPReservation {
+  metadata: { name: string; namespace?: string; resourceVersion?: string };
+  spec: { podref: string; containerid?: string; ifname?: string };
+}
+/** whereabouts NodeSlicePool (node_slice_size mode): the range is cut into per-node IPPools. */
+export interface NodeSlicePool {
+  metadata: { name: string; namespace?: string };
+  spec: { range: string; sliceSize: string };
+  status?: { allocations?: Array<{ nodeName: string; sliceRange: string }> };
+}
 export type JsonPatchOp =
   | { op: 'add' | 'replace' | 'test'; path: string; value: unknown }
   | { op: 'remove'; path: string };
@@ -66,6 +77,17 @@ export interface KubePort {
   createIPPool(namespace: string, pool: IPPool): Promise<IPPool>;
   /** application/json-patch+json; a failed `test` op → status 422. */
   patchIPPool(namespace: string, name: string, ops: JsonPatchOp[]): Promise<IPPool>;
+
+  /** Every IPPool in the namespace (overlap check at start-up). */
+  listIPPools(namespace: string): Promise<IPPool[]>;
+  /** The ORIP of that name, or undefined (404). */
+  getOverlappingReservation(namespace: string, name: string): Promise<OverlappingRangeIPReservation | undefined>;
+  /** Every ORIP in the namespace ([] when the CRD is not installed). */
+  listOverlappingReservations(namespace: string): Promise<OverlappingRangeIPReservation[]>;
+  /** NodeSlicePools in the namespace; undefined when the CRD is not installed (404). */
+  listNodeSlicePools(namespace: string): Promise<NodeSlicePool[] | undefined>;
+  /** Names of the cluster's nodes. */
+  listNodeNames(): Promise<string[]>;
 
   listEndpointSlices(namespace: string, labelSelector: string): Promise<EndpointSlice[]>;
   /**
@@ -277,6 +299,17 @@ export function createKubeClient(kc: KubeConfig, opts: KubeClientOptions = {}): 
       custom.createNamespacedCustomObject({ ...WB, namespace, body: { apiVersion: `${WB.group}/${WB.version}`, kind: 'IPPool', ...pool } }) as Promise<IPPool>),
     patchIPPool: (namespace, name, ops) => call('patch', `ippools ${namespace}/${name}`, () =>
       custom.patchNamespacedCustomObject({ ...WB, namespace, name, body: ops }, setHeaderOptions('Content-Type', PatchStrategy.JsonPatch)) as Promise<IPPool>),
+
+    listIPPools: (namespace) => call('list', 'ippools', async () => ((await custom.listNamespacedCustomObject({ ...WB, namespace })) as { items: IPPool[] }).items),
+    getOverlappingReservation: (namespace, name) => read(`overlappingrangeipreservations ${namespace}/${name}`, () =>
+      custom.getNamespacedCustomObject({ ...WB, plural: 'overlappingrangeipreservations', namespace, name }) as Promise<OverlappingRangeIPReservation>),
+    listOverlappingReservations: async (namespace) => {
+      try { return ((await call('list', 'overlappingrangeipreservations', () => custom.listNamespacedCustomObject({ ...WB, plural: 'overlappingrangeipreservations', namespace }))) as { items: OverlappingRangeIPReservation[] }).items; } catch (e) { if (kubeStatus(e) === 404) return []; throw e; }
+    },
+    listNodeSlicePools: async (namespace) => {
+      try { return ((await call('list', 'nodeslicepools', () => custom.listNamespacedCustomObject({ ...WB, plural: 'nodeslicepools', namespace }))) as { items: NodeSlicePool[] }).items; } catch (e) { if (kubeStatus(e) === 404) return undefined; throw e; }
+    },
+    listNodeNames: () => call('list', 'nodes', async () => (await core.listNode()).items.map((n) => n.metadata?.name ?? '').filter(Boolean)),
 
     listEndpointSlices: (namespace, labelSelector) => call('list', 'endpointslices', async () => (await disc.listNamespacedEndpointSlice({ namespace, labelSelector })).items),
     watchEndpointSlices: (namespace, labelSelector, onEvent, onError) => {

@@ -1,0 +1,127 @@
+// whereabouts' overlapping-range protection and node slices (ADR 0012): an IP with an
+// OverlappingRangeIPReservation is taken; setups our entries cannot make safe (a NodeSlicePool over
+// our range, another IPPool overlapping it) are refused at start with a coded error. Also: the
+// number of API requests of a new Acquire (≤ 3 with the ORIP check).
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { CustomObjectsApi } from '../../src/kube/k8s.js';
+import { kubeTarget, needsStandIn, type KubeTarget } from '../support/kube-target.js';
+import { createKubeClient, type Pod } from '../../src/kube/client.js';
+import { AllocatorService } from '../../src/allocator/service.js';
+import { ProcKernel } from '../../src/allocator/kernel.js';
+import { KubeStore } from '../../src/allocator/store-kube.js';
+import { KubeReconciler } from '../../src/allocator/reconcile-kube.js';
+import { ipPoolName, oripName } from '../../src/allocator/ippool.js';
+import { compilePool, ipFromOffset, type PoolConfig } from '../../src/allocator/pools.js';
+import { systemClock } from '../../src/clock.js';
+import { silentLogger } from '../../src/log.js';
+import { isCoded } from '../../src/errors.js';
+import { ProcRtpengine } from '../support/proc-rtpengine.js';
+import { cleanupKube, randomRange } from '../support/kube-cleanup.js';
+import { waitFor } from '../support/wait.js';
+
+const POOL_NS = 'kube-system';
+const WB = { group: 'whereabouts.cni.cncf.io', version: 'v1alpha1', namespace: POOL_NS };
+
+interface World { t: KubeTarget; pool: PoolConfig; poolName: string; proc: ProcRtpengine; orips: string[]; extraPools: string[]; done(): Promise<void> }
+async function world(): Promise<World> {
+  const t = await kubeTarget();
+  const pool: PoolConfig = { name: 'media', cidr: randomRange(24) };
+  const w: World = {
+    t, pool, poolName: ipPoolName(compilePool(pool).range), proc: new ProcRtpengine(), orips: [], extraPools: [],
+    done: async () => {
+      const custom = t.kubeconfig().makeApiClient(CustomObjectsApi);
+      for (const name of w.orips) await custom.deleteNamespacedCustomObject({ ...WB, plural: 'overlappingrangeipreservations', name }).catch(() => undefined);
+      await cleanupKube(t.kubeconfig(), { poolNamespace: POOL_NS, pools: [w.poolName, ...w.extraPools], leaseNamespace: t.namespace }).catch(() => undefined);
+      await t.close();
+      w.proc.remove();
+    },
+  };
+  return w;
+}
+
+async function startAgent(w: World, node: string) {
+  const kube = createKubeClient(w.t.kubeconfig(), { retryMinMs: 50, retryMaxMs: 500 });
+  const store = new KubeStore({ kube, node, leaseNamespace: w.t.namespace, poolNamespace: POOL_NS, pools: [{ span: compilePool(w.pool) }], ippool: { jitterMs: 2 } });
+  const service = await AllocatorService.open({ node, tableRange: { min: 0, max: 63 }, pools: [w.pool], leaseTtlMs: 0 },
+    { store, kernel: new ProcKernel({ root: w.proc.root, fs: w.proc }), clock: systemClock, log: silentLogger });
+  const reconciler = new KubeReconciler({ kube, node, service, store, resyncMs: 0, log: silentLogger });
+  await reconciler.start();
+  return { service, reconciler, store, stop: async () => { await reconciler.stop(); await service.drain(); } };
+}
+const podRef = (p: Pod) => ({ namespace: p.metadata!.namespace!, name: p.metadata!.name!, uid: p.metadata!.uid! });
+
+async function addOrip(w: World, ip: string, podref: string): Promise<void> {
+  const name = oripName(ip);
+  await w.t.kubeconfig().makeApiClient(CustomObjectsApi).createNamespacedCustomObject({ ...WB, plural: 'overlappingrangeipreservations',
+    body: { apiVersion: 'whereabouts.cni.cncf.io/v1alpha1', kind: 'OverlappingRangeIPReservation', metadata: { name }, spec: { podref, containerid: 'c0ffee', ifname: 'net1' } } });
+  w.orips.push(name);
+}
+
+test('an IP reserved by an OverlappingRangeIPReservation is never handed out (present at start, and created later)', async () => {
+  const w = await world();
+  const node = w.t.nodes[0]!;
+  const span = compilePool(w.pool);
+  try {
+    // .1 reserved by whereabouts through another range before the allocator starts
+    await addOrip(w, ipFromOffset(span, 1n), 'other/pod-a');
+    const agent = await startAgent(w, node);
+    try {
+      const p1 = await w.t.createPod({ name: 'orip-1', nodeName: node });
+      const a1 = await agent.reconciler.acquire({ pod: podRef(p1), pools: ['media'] });
+      assert.equal(a1.addresses[0]!.ip, ipFromOffset(span, 2n), 'skips the ORIP-held .1');
+      // .3 reserved after start (the allocator's view does not have it yet): the Acquire's own check sees it
+      await addOrip(w, ipFromOffset(span, 3n), 'other/pod-b');
+      const p2 = await w.t.createPod({ name: 'orip-2', nodeName: node });
+      const a2 = await agent.reconciler.acquire({ pod: podRef(p2), pools: ['media'] });
+      assert.equal(a2.addresses[0]!.ip, ipFromOffset(span, 4n), 'skips the ORIP-held .3');
+    } finally { await agent.stop(); }
+  } finally { await w.done(); }
+});
+
+test('start refused (ALLOC_WHEREABOUTS_UNSAFE) when another IPPool overlaps the range', async () => {
+  const w = await world();
+  try {
+    const span = compilePool(w.pool);
+    // whereabouts' pool of a NAD whose range contains ours (a /23 around our /24)
+    const wider = `${ipFromOffset(span, 0n).split('.').slice(0, 2).join('.')}.${Number(ipFromOffset(span, 0n).split('.')[2]) & ~1}.0/23`;
+    const other = ipPoolName(compilePool({ name: 'x', cidr: wider }).range);
+    await w.t.kubeconfig().makeApiClient(CustomObjectsApi).createNamespacedCustomObject({ ...WB, plural: 'ippools',
+      body: { apiVersion: 'whereabouts.cni.cncf.io/v1alpha1', kind: 'IPPool', metadata: { name: other }, spec: { range: compilePool({ name: 'x', cidr: wider }).range, allocations: {} } } });
+    w.extraPools.push(other);
+    const err = await startAgent(w, w.t.nodes[0]!).then(async (a) => { await a.stop(); return undefined; }, (e) => e);
+    assert.ok(isCoded(err, 'ALLOC_WHEREABOUTS_UNSAFE'), String(err));
+    assert.match(err.message, new RegExp(`IPPool ${POOL_NS}/${other.replace(/\./g, '\\.')}`));
+  } finally { await w.done(); }
+});
+
+test('start refused (ALLOC_WHEREABOUTS_UNSAFE) when a NodeSlicePool covers the range', { skip: needsStandIn() }, async () => {
+  const w = await world();
+  try {
+    const span = compilePool(w.pool);
+    w.t.standIn!.store.create('nodeslicepools', { metadata: { name: 'media-slices', namespace: POOL_NS }, spec: { range: `${ipFromOffset(span, 0n).split('.').slice(0, 2).join('.')}.0.0/16`, sliceSize: '/24' } });
+    const err = await startAgent(w, w.t.nodes[0]!).then(async (a) => { await a.stop(); return undefined; }, (e) => e);
+    assert.ok(isCoded(err, 'ALLOC_WHEREABOUTS_UNSAFE'), String(err));
+    assert.match(err.message, /NodeSlicePool kube-system\/media-slices/);
+  } finally { await w.done(); }
+});
+
+test('API requests of a new Acquire on the common path, ORIP check included: 3 (Lease create, ORIP get, IPPool patch)', { skip: needsStandIn() }, async () => {
+  const w = await world();
+  const node = w.t.nodes[0]!;
+  try {
+    const agent = await startAgent(w, node);
+    try {
+      const warm = await w.t.createPod({ name: 'warm', nodeName: node });
+      await agent.reconciler.acquire({ pod: podRef(warm), pools: ['media'] });
+      const pods = await Promise.all([1, 2, 3].map((i) => w.t.createPod({ name: `count-${i}`, nodeName: node })));
+      const api = w.t.standIn!;
+      // the informer has the pods (identity answered from its cache)
+      await waitFor('the informer has the pods', () => pods.every((p) => agent.reconciler.lookup.cached(p.metadata!.namespace!, p.metadata!.name!)));
+      api.requests.reset();
+      for (const p of pods) await agent.reconciler.acquire({ pod: podRef(p), pools: ['media'] });
+      const reqs = api.requests.all().filter((r) => r.verb !== 'watch');
+      assert.deepEqual(reqs.map((r) => `${r.verb} ${r.resource}`), Array.from({ length: 3 }, () => ['get overlappingrangeipreservations', 'create leases', 'patch ippools']).flat());
+    } finally { await agent.stop(); }
+  } finally { await w.done(); }
+});
