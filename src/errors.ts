@@ -174,6 +174,10 @@ const CATALOGUE = {
     message: (d) => `could not persist allocator state to ${s(d.path)}: ${s(d.reason)}`,
     grpc: GrpcStatus.UNAVAILABLE, exit: Exit.CANTCREAT,
   },
+  ALLOC_STATE_DIR_UNWRITABLE: {
+    message: (d) => `allocator state directory ${s(d.dir)} is not writable (${s(d.reason)}); the allocator must persist every allocation there before answering, so it does not start. Mount it read-write (the chart's hostPath) or point --state-file at a writable directory`,
+    grpc: GrpcStatus.UNAVAILABLE, exit: Exit.CANTCREAT,
+  },
   ALLOC_SOCKET_IN_USE: {
     message: (d) => `another allocator is already serving on ${s(d.socket)}; refusing to start a second one on this node`,
     grpc: GrpcStatus.ALREADY_EXISTS, exit: Exit.TEMPFAIL,

@@ -12,7 +12,7 @@ import type { Parsed } from '../config.js';
 import { AllocatorService } from './service.js';
 import { FileStore } from './store-file.js';
 import { ProcKernel, type KernelPort, type ProcFs } from './kernel.js';
-import { startServer, prepareSocket, parseListen, type RunningServer } from './server.js';
+import { startServer, prepareSocket, parseListen, type RunningServer, type TransportLimits } from './server.js';
 import { allocatorMetrics } from './metrics.js';
 import { parseTableRange, type TableRange } from './tables.js';
 import { poolsSchema, type allocatorOptions } from './options.js';
@@ -32,6 +32,8 @@ export interface AllocatorConfig {
   leaseTtlMs: number;
   sweepIntervalMs: number;
   metricsListen?: string;
+  /** gRPC transport limits (idle connections closed, keepalive); default DEFAULT_TRANSPORT. */
+  transport?: Partial<TransportLimits>;
   /** `--store kubernetes`: Leases + whereabouts IPPools, pod identity, reconciliation. */
   kubernetes?: Omit<KubernetesModeConfig, 'node' | 'pools'>;
 }
@@ -84,6 +86,7 @@ export function configFromOptions(o: Parsed<typeof allocatorOptions>): Allocator
     leaseTtlMs: Math.round(o.leaseTtl * 1000),
     sweepIntervalMs: Math.round(o.sweepInterval * 1000),
     metricsListen: o.metricsListen || undefined,
+    transport: { idleTimeoutMs: Math.round(o.idleTimeout * 1000) },
     kubernetes: o.store === 'kubernetes' ? {
       kubeconfig: o.kubeconfig || undefined,
       leaseNamespace: o.leaseNamespace,
@@ -123,7 +126,7 @@ export async function startAllocator(config: AllocatorConfig, deps: AllocatorDep
     // Kubernetes mode: rebuild from the API and resync once before serving; acquire is identity-checked.
     const served = km ? await km.attach(service, { onReclaim: metrics.reclaim }) : service;
     if (km) log.info({ store: 'kubernetes', node: config.node }, 'state rebuilt from the Kubernetes API');
-    server = await startServer(served, { socket: config.socket, tcpListen: config.tcpListen }, log);
+    server = await startServer(served, { socket: config.socket, tcpListen: config.tcpListen, transport: config.transport }, log);
   } catch (e) {
     await km?.stop().catch(() => undefined);
     await service?.drain();

@@ -65,6 +65,8 @@ export class AllocatorClient {
         ? new AllocError(code as never, details)
         : new RtpeK8sError(code as ErrorCode, details);
     }
+    // The server's transport refused the request itself (larger than its limit): a wrong request, not an outage.
+    if (err.code === grpc.status.RESOURCE_EXHAUSTED) return new AllocError('ALLOC_INVALID_ARGUMENT', { field: 'request', reason: `refused by the allocator's transport: ${err.details}` }, { cause: err });
     return new AllocError('ALLOC_UNAVAILABLE', { target: this.target, reason: `${grpc.status[err.code] ?? err.code}: ${err.details}` }, { cause: err });
   }
 

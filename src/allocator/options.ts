@@ -34,6 +34,7 @@ export const allocatorOptions = {
   leaseTtl: opt.number('file store: lease TTL in seconds, an allocation not renewed (Renew RPC) within it is reclaimed; 0 = never. Kubernetes mode has no TTL: the pod lifecycle decides', 60, { min: 0 }),
   sweepInterval: opt.number('seconds between lease/busy-table sweeps', 2, { min: 0.05 }),
   metricsListen: opt.optionalString('serve /metrics and /healthz over HTTP: PORT (loopback) or HOST:PORT'),
+  idleTimeout: opt.number('seconds a gRPC connection with no call in flight stays open (clients reconnect transparently); keepalive pings find dead peers', 120, { min: 0.1 }),
   // Kubernetes mode (docs/kubernetes.md; wiring in reconcile-kube.ts: startKubernetesMode)
   store: opt.enum('where allocations are kept', ['file', 'kubernetes'] as const, 'file'),
   kubeconfig: opt.optionalString('kubeconfig file for --store kubernetes (default: in-cluster / KUBECONFIG search)', { env: 'RTPE_K8S_KUBECONFIG' }),

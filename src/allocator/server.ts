@@ -8,6 +8,7 @@ import type { Logger } from '../log.js';
 import { AllocError, RtpeK8sError } from '../errors.js';
 import { loadProtos, ERROR_CODE_KEY, ERROR_DETAILS_KEY } from './proto.js';
 import { toWire } from './wire.js';
+import { LIMITS, clip } from './limits.js';
 import type { AllocatorService } from './service.js';
 import type { AllocatorHandlers } from '../gen/rtpengine_k8s/v1/Allocator.js';
 import type { HealthHandlers } from '../gen/grpc/health/v1/Health.js';
@@ -38,15 +39,66 @@ export async function prepareSocket(path: string, log: Logger): Promise<void> {
   await fsp.unlink(path);
 }
 
+/** Status message and trailer sizes: a reply never carries more than this much text (a caller's value is quoted as a prefix). */
+const MAX_STATUS_TEXT = 1024;
+const MAX_DETAIL_TEXT = 256;
+
+/** Details for the trailer: every string value cut to a bounded prefix (they may quote a caller). */
+function boundedDetails(d: Record<string, unknown>): string {
+  const out: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(d)) out[k] = typeof v === 'string' ? clip(v, MAX_DETAIL_TEXT) : typeof v === 'object' && v !== null ? clip(JSON.stringify(v), MAX_DETAIL_TEXT) : v;
+  // Metadata values must be printable ASCII: anything else as a JSON \u escape (still the same JSON).
+  return JSON.stringify(out).replace(/[^\x20-\x7e]/g, (ch) => `\\u${ch.charCodeAt(0).toString(16).padStart(4, '0')}`);
+}
+
 function toServiceError(e: unknown, log: Logger): Partial<grpc.StatusObject> {
   const md = new grpc.Metadata();
   if (e instanceof RtpeK8sError) {
     md.set(ERROR_CODE_KEY, e.code);
-    md.set(ERROR_DETAILS_KEY, JSON.stringify(e.details));
-    return { code: e.grpcStatus as grpc.status, details: `[${e.code}] ${e.message}`, metadata: md };
+    md.set(ERROR_DETAILS_KEY, boundedDetails(e.details));
+    return { code: e.grpcStatus as grpc.status, details: clip(`[${e.code}] ${e.message}`, MAX_STATUS_TEXT), metadata: md };
   }
   log.error({ err: e }, 'unexpected failure in a handler');
-  return { code: grpc.status.INTERNAL, details: `internal error: ${(e as Error)?.message ?? String(e)}`, metadata: md };
+  return { code: grpc.status.INTERNAL, details: clip(`internal error: ${(e as Error)?.message ?? String(e)}`, MAX_STATUS_TEXT), metadata: md };
+}
+
+/**
+ * Every caller-supplied string is bounded before any use (issue 14.5): too long → INVALID_ARGUMENT
+ * naming the field and its length, never echoing the value.
+ */
+export function checkBounds(fields: Array<[field: string, value: unknown, max: number]>): void {
+  for (const [field, value, max] of fields) {
+    if (typeof value === 'string' && value.length > max) throw new AllocError('ALLOC_INVALID_ARGUMENT', { field, reason: `is ${value.length} characters long, at most ${max} allowed` });
+  }
+}
+
+const podBounds = (p: { namespace?: string; name?: string; uid?: string } | null | undefined, prefix: string): Array<[string, unknown, number]> => [
+  [`${prefix}namespace`, p?.namespace, LIMITS.namespace], [`${prefix}name`, p?.name, LIMITS.podName], [`${prefix}uid`, p?.uid, LIMITS.uid],
+];
+
+/** Transport limits (issue 14.8): idle connections are closed, dead peers found by keepalive, requests small. */
+export interface TransportLimits {
+  /** Close a connection with no call in flight after this long (ms). */
+  idleTimeoutMs: number;
+  /** Ping a connection after this long without traffic; close it if the ping is not answered within keepaliveTimeoutMs. */
+  keepaliveTimeMs: number;
+  keepaliveTimeoutMs: number;
+  /** Largest request accepted (bytes); our requests are well under 2 KB. */
+  maxRequestBytes: number;
+  /** Concurrent calls per connection. */
+  maxStreamsPerConnection: number;
+}
+
+export const DEFAULT_TRANSPORT: TransportLimits = { idleTimeoutMs: 120_000, keepaliveTimeMs: 60_000, keepaliveTimeoutMs: 20_000, maxRequestBytes: 64 * 1024, maxStreamsPerConnection: 128 };
+
+export function serverOptions(l: TransportLimits): grpc.ServerOptions {
+  return {
+    'grpc.max_connection_idle_ms': l.idleTimeoutMs,
+    'grpc.keepalive_time_ms': l.keepaliveTimeMs,
+    'grpc.keepalive_timeout_ms': l.keepaliveTimeoutMs,
+    'grpc.max_receive_message_length': l.maxRequestBytes,
+    'grpc.max_concurrent_streams': l.maxStreamsPerConnection,
+  };
 }
 
 type Handler<Req, Res> = (req: Req) => Promise<Res> | Res;
@@ -62,6 +114,8 @@ function unary<Req, Res>(fn: Handler<Req, Res>, log: Logger): grpc.handleUnaryCa
 
 export interface ServerOptions {
   socket: string;
+  /** Default DEFAULT_TRANSPORT. */
+  transport?: Partial<TransportLimits>;
   /** `host:port` (or `port`: loopback) for an optional TCP listener. */
   tcpListen?: string;
 }
@@ -83,18 +137,27 @@ export function parseListen(text: string, field: string): { host: string; port: 
 
 export async function startServer(service: AllocatorService, opts: ServerOptions, log: Logger): Promise<RunningServer> {
   const { allocator, health } = loadProtos();
-  const server = new grpc.Server();
+  const server = new grpc.Server(serverOptions({ ...DEFAULT_TRANSPORT, ...opts.transport }));
   const handlers: AllocatorHandlers = {
     Acquire: unary((r) => {
       if (!r.pod) throw new AllocError('ALLOC_INVALID_ARGUMENT', { field: 'pod', reason: 'is required' });
+      if (r.pools.length > LIMITS.poolsPerRequest) throw new AllocError('ALLOC_INVALID_ARGUMENT', { field: 'pools', reason: `names ${r.pools.length} pools, at most ${LIMITS.poolsPerRequest} allowed` });
+      checkBounds([...podBounds(r.pod, 'pod.'), ['interface', r.interface, LIMITS.interface], ...r.pools.map((p, i): [string, unknown, number] => [`pools[${i}]`, p, LIMITS.pool])]);
       return service.acquire({ pod: r.pod, pools: r.pools, interface: r.interface }).then(toWire);
     }, log),
-    Renew: unary((r) => service.renew(r.uid).then(toWire), log),
+    Renew: unary((r) => {
+      checkBounds([['uid', r.uid, LIMITS.uid]]);
+      return service.renew(r.uid).then(toWire);
+    }, log),
     Release: unary(async (r) => {
+      checkBounds([...podBounds(r, ''), ['reason', r.reason, LIMITS.reason]]);
       const res = await service.release({ uid: r.uid, namespace: r.namespace, name: r.name }, r.reason);
       return { found: res.found, allocation: res.allocation ? toWire(res.allocation) : null };
     }, log),
-    Get: unary((r) => toWire(service.get({ uid: r.uid, namespace: r.namespace, name: r.name })), log),
+    Get: unary((r) => {
+      checkBounds(podBounds(r, ''));
+      return toWire(service.get({ uid: r.uid, namespace: r.namespace, name: r.name }));
+    }, log),
     List: unary(() => {
       const l = service.list();
       return { node: l.node, allocations: l.allocations.map(toWire), tablesFree: l.tablesFree, tablesTotal: l.tablesTotal };
@@ -109,7 +172,7 @@ export async function startServer(service: AllocatorService, opts: ServerOptions
   const healthHandlers: HealthHandlers = {
     Check: (call, cb) => {
       const s = status(call.request.service);
-      if (!s) { cb({ code: grpc.status.NOT_FOUND, details: `unknown service '${call.request.service}'` }); return; }
+      if (!s) { cb({ code: grpc.status.NOT_FOUND, details: `unknown service '${clip(call.request.service)}'` }); return; }
       cb(null, { status: s });
     },
     Watch: (call) => {

@@ -133,7 +133,7 @@ export class AllocatorService {
 
   private requirePool(name: string, field: string): AddressPool {
     const p = this.pools.get(name);
-    if (!p) throw new AllocError('ALLOC_UNKNOWN_POOL', { pool: name, field, known: [...this.pools.keys()].join(', ') || '(none)' });
+    if (!p) throw new AllocError('ALLOC_UNKNOWN_POOL', { pool: clip(name), field, known: [...this.pools.keys()].join(', ') || '(none)' });
     return p;
   }
 
@@ -148,14 +148,14 @@ export class AllocatorService {
     const bad = (field: string, reason: string) => new AllocError('ALLOC_INVALID_ARGUMENT', { field, reason });
     if (!pod) throw bad('pod', 'is required');
     if (!pod.uid || pod.uid.length > 128) throw bad('pod.uid', 'is required (1-128 characters)');
-    if (!pod.namespace || !NAME_RE.test(pod.namespace) || pod.namespace.length > 63) throw bad('pod.namespace', `must be a Kubernetes namespace name, got '${pod.namespace ?? ''}'`);
-    if (!pod.name || !NAME_RE.test(pod.name) || pod.name.length > 253) throw bad('pod.name', `must be a Kubernetes pod name, got '${pod.name ?? ''}'`);
+    if (!pod.namespace || !NAME_RE.test(pod.namespace) || pod.namespace.length > 63) throw bad('pod.namespace', `must be a Kubernetes namespace name, got '${clip(pod.namespace)}'`);
+    if (!pod.name || !NAME_RE.test(pod.name) || pod.name.length > 253) throw bad('pod.name', `must be a Kubernetes pod name, got '${clip(pod.name)}'`);
     return { namespace: pod.namespace, name: pod.name, uid: pod.uid };
   }
 
   private wantedPools(req: AcquireInput): string[] {
     const names = req.pools && req.pools.length ? req.pools : (this.cfg.defaultPools ?? [...this.pools.keys()].slice(0, 1));
-    if (new Set(names).size !== names.length) throw new AllocError('ALLOC_INVALID_ARGUMENT', { field: 'pools', reason: `names a pool twice: ${names.join(', ')}` });
+    if (new Set(names).size !== names.length) throw new AllocError('ALLOC_INVALID_ARGUMENT', { field: 'pools', reason: `names a pool twice: ${clip(names.join(', '))}` });
     for (const n of names) this.requirePool(n, 'pools');
     return names;
   }
@@ -290,7 +290,7 @@ export class AllocatorService {
   }
 
   private notFound(sel: Selector): AllocError {
-    return new AllocError('ALLOC_NOT_FOUND', { pod: sel.namespace && sel.name ? `${sel.namespace}/${sel.name}` : '(any)', uid: sel.uid || '(any)', node: this.cfg.node });
+    return new AllocError('ALLOC_NOT_FOUND', { pod: sel.namespace && sel.name ? clip(`${sel.namespace}/${sel.name}`) : '(any)', uid: sel.uid ? clip(sel.uid) : '(any)', node: this.cfg.node });
   }
 
   async renew(uid: string): Promise<AllocationView> {

@@ -4,7 +4,7 @@
 // Cheap steps (open, write to the page cache, close, rename) are synchronous; only the two disk
 // flushes go to the thread pool, so the event loop is never blocked on the disk (docs/allocator.md).
 // One allocator per state file: an flock'd lock file beside it, released by the kernel (ADR 0005).
-import { promises as fsp, openSync, closeSync, unlinkSync, renameSync, readFileSync, readdirSync, readlinkSync, ftruncateSync } from 'node:fs';
+import { promises as fsp, accessSync, constants, openSync, closeSync, unlinkSync, renameSync, readFileSync, readdirSync, readlinkSync, ftruncateSync } from 'node:fs';
 import { spawnSync } from 'node:child_process';
 import { hostname } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -120,6 +120,19 @@ function processStart(pid: number): string {
   } catch { return ''; }
 }
 
+/** errno codes meaning "this directory cannot be written": refused at start with an explained code. */
+const UNWRITABLE = new Set(['EROFS', 'EACCES', 'EPERM']);
+
+/** Why the nearest existing ancestor of `dir` cannot be written (recursive mkdir reports ENOENT on a read-only file system). */
+function ancestorError(dir: string): unknown {
+  for (let d = dir; ; d = dirname(d)) {
+    try { accessSync(d, constants.W_OK); return undefined; } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'ENOENT') return e;
+    }
+    if (dirname(d) === d) return undefined;
+  }
+}
+
 /** flock(1) exits with this when the lock is held (-n -E). */
 const FLOCK_HELD = 75;
 
@@ -171,7 +184,7 @@ export class FileStore implements AllocationStore {
   /** Lock, clear temp files a crash left, read. The lock is held until close(); a failed load releases it. */
   async load(): Promise<StoreState> {
     // The directory first: the lock file lives beside the state file, and the first write cannot fail on it.
-    await fsp.mkdir(dirname(this.path), { recursive: true });
+    try { await fsp.mkdir(dirname(this.path), { recursive: true }); } catch (e) { throw this.unwritable(ancestorError(dirname(this.path)) ?? e, dirname(this.path)); }
     this.lock();
     try {
       this.removeStaleTemps();
@@ -245,6 +258,7 @@ export class FileStore implements AllocationStore {
     if (this.lockFd !== undefined) return;
     let fd: number;
     try { fd = openSync(this.lockPath, 'a+', 0o640); } catch (e) {
+      if (UNWRITABLE.has((e as NodeJS.ErrnoException).code ?? '')) throw this.unwritable(e, this.lockPath);
       throw new AllocError('ALLOC_STATE_WRITE', { path: this.lockPath, reason: `cannot open the lock file: ${(e as Error).message}` }, { cause: e });
     }
     let got: 'locked' | 'held';
@@ -265,6 +279,14 @@ export class FileStore implements AllocationStore {
     const info: LockInfo = { pid: process.pid, pidNs: pidNamespace(), start: processStart(process.pid), host: hostname() };
     try { ftruncateSync(fd, 0); writeFully(fd, `${JSON.stringify(info)}\n`); } catch { /* only a description */ }
     this.lockFd = fd;
+  }
+
+  /** A read-only or forbidden state directory: ALLOC_STATE_DIR_UNWRITABLE; other errors as the write error. */
+  private unwritable(e: unknown, what: string): AllocError {
+    const code = (e as NodeJS.ErrnoException).code ?? '';
+    const reason = `${code === 'EROFS' ? 'EROFS: read-only file system' : (e as Error).message} (at ${what})`;
+    if (UNWRITABLE.has(code)) return new AllocError('ALLOC_STATE_DIR_UNWRITABLE', { dir: dirname(this.path), reason }, { cause: e });
+    return new AllocError('ALLOC_STATE_WRITE', { path: what, reason }, { cause: e });
   }
 
   private unlock(): void {

@@ -4,7 +4,9 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync, statSync, writeFileSync, readFileSync, existsSync } from 'node:fs';
 import { createServer } from 'node:http';
-import { execFile, spawn } from 'node:child_process';
+import http2 from 'node:http2';
+import { connect as netConnect, type Socket } from 'node:net';
+import { execFile, execFileSync, spawn, spawnSync } from 'node:child_process';
 import { promisify } from 'node:util';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -15,6 +17,7 @@ import type { ProcFs } from '../../src/allocator/kernel.js';
 import { silentLogger, createLogger } from '../../src/log.js';
 import { isCoded, GrpcStatus } from '../../src/errors.js';
 import { freePort } from '../support/ports.js';
+import { mountTmpfs } from '../support/small-tmpfs.js';
 
 const run = promisify(execFile);
 
@@ -311,6 +314,103 @@ test('TCP listener, /metrics and /healthz, and ctl list/release through the CLI'
     const m2 = await (await fetch(`http://127.0.0.1:${mport}/metrics`)).text();
     assert.match(m2, /rtpengine_k8s_allocator_table_cleanups_total\{result="busy"\} [1-9]/, "retried while busy");
   } finally {
+    await h.close();
+    w.done();
+  }
+});
+
+test('state: a read-only state directory stops start-up with ALLOC_STATE_DIR_UNWRITABLE and an explained message, also through the CLI (issue 14.7)', { skip: process.getuid?.() === 0 ? false : 'mounting a tmpfs needs root (CI runs as root)' }, async () => {
+  const w = setup();
+  const fs = mountTmpfs(64);
+  try {
+    // A state file written while the directory was writable, then the file system remounted read-only.
+    const stateFile = join(fs.dir, 'state', 'allocator.json');
+    const h = await startAllocator({ ...w.config, stateFile }, { log: silentLogger, procFs: w.proc });
+    await h.close();
+    execFileSync('mount', ['-o', 'remount,ro', fs.dir]);
+    for (const f of [stateFile, join(fs.dir, 'new', 'allocator.json')]) {
+      await assert.rejects(startAllocator({ ...w.config, stateFile: f }, { log: silentLogger, procFs: w.proc }),
+        (e) => isCoded(e, 'ALLOC_STATE_DIR_UNWRITABLE') && /read-only file system/.test(e.message) && e.message.includes(join(fs.dir)) && /Mount it read-write/.test(e.message));
+    }
+    const r = spawnSync(process.execPath, ['--import', 'tsx', 'src/cli.ts', 'allocator', '--socket', w.config.socket, '--state-file', stateFile, '--proc-root', w.proc.root], { encoding: 'utf8' });
+    assert.equal(r.status, 73, `exit ${r.status}: ${r.stderr}`);
+    assert.match(r.stderr + r.stdout, /ALLOC_STATE_DIR_UNWRITABLE/);
+    assert.doesNotMatch(r.stderr + r.stdout, /\n\s+at .*\.ts:\d+/, 'no stack trace');
+  } finally { fs.close(); w.done(); }
+});
+
+test('hostile fields: 1 MB names, UIDs, pools and reasons are refused naming the field, never echoed; the connection keeps working (issue 14.5)', async () => {
+  const w = setup();
+  const h = await startAllocator(w.config, { log: silentLogger, procFs: w.proc });
+  const c = new AllocatorClient({ socket: w.config.socket });
+  try {
+    const mb = 'a'.repeat(1 << 20);
+    const big = 'b'.repeat(40_000); // under the transport limit: the field bound answers
+    const ok = { namespace: 'voice', name: 'rtp-0', uid: 'u-0' };
+    const calls: Array<[string, () => Promise<unknown>, string]> = [
+      ['pod.name', () => c.acquire({ pod: { ...ok, name: big } }), 'pod.name'],
+      ['pod.namespace', () => c.acquire({ pod: { ...ok, namespace: big } }), 'pod.namespace'],
+      ['pod.uid', () => c.acquire({ pod: { ...ok, uid: big } }), 'pod.uid'],
+      ['pool', () => c.acquire({ pod: ok, pools: [big] }), 'pools[0]'],
+      ['many pools', () => c.acquire({ pod: ok, pools: Array.from({ length: 100 }, (_, i) => `p${i}`) }), 'pools'],
+      ['renew uid', () => c.renew(big), 'uid'],
+      ['release uid', () => c.release({ uid: big }), 'uid'],
+      ['release name', () => c.release({ namespace: 'voice', name: big }), 'name'],
+      ['release reason', () => c.release({ uid: 'u-0' }, big), 'reason'],
+      ['get uid', () => c.get({ uid: big }), 'uid'],
+      ['1 MB name', () => c.acquire({ pod: { ...ok, name: mb } }), 'request'],
+      ['1 MB pool', () => c.acquire({ pod: ok, pools: [mb] }), 'request'],
+      // Within the bounds but still not valid: echoed as a bounded prefix only.
+      ['bad name', () => c.acquire({ pod: { ...ok, name: `X${'y'.repeat(250)}` } }), 'pod.name'],
+      ['unknown pool', () => c.acquire({ pod: ok, pools: ['z'.repeat(253)] }), 'pools'],
+      // Not ASCII: gRPC metadata is ASCII only (this once crashed the allocator).
+      ['non-ASCII name', () => c.acquire({ pod: { ...ok, name: 'rtp-é\u0000☎' } }), 'pod.name'],
+    ];
+    for (const [what, call, field] of calls) {
+      await assert.rejects(call(), (e) => {
+        assert.ok(isCoded(e, 'ALLOC_INVALID_ARGUMENT') || isCoded(e, 'ALLOC_UNKNOWN_POOL'), `${what}: ${String(e).slice(0, 300)}`);
+        if (isCoded(e, 'ALLOC_INVALID_ARGUMENT')) assert.equal(e.details.field, field, what);
+        assert.ok(e.message.length < 1200, `${what}: message of ${e.message.length} characters`);
+        assert.ok(JSON.stringify(e.details).length < 1200, `${what}: details of ${JSON.stringify(e.details).length} characters`);
+        return true;
+      });
+      // The same connection still answers.
+      assert.equal(await c.health(), 'SERVING', `after ${what}`);
+    }
+    assert.equal((await c.acquire({ pod: ok })).pod.uid, 'u-0');
+  } finally { c.close(); await h.close(); w.done(); }
+});
+
+test('idle gRPC connections are closed (max_connection_idle), raw sockets too; a client in use reconnects transparently (issue 14.8)', { timeout: 60_000 }, async () => {
+  const w = setup();
+  const h = await startAllocator({ ...w.config, transport: { idleTimeoutMs: 300 } }, { log: silentLogger, procFs: w.proc });
+  const sessions: http2.ClientHttp2Session[] = [];
+  const raw: Socket[] = [];
+  try {
+    const closed: Array<Promise<void>> = [];
+    for (let i = 0; i < 50; i++) {
+      const s = http2.connect('http://localhost', { createConnection: () => netConnect(w.config.socket) });
+      s.on('error', () => undefined);
+      sessions.push(s);
+      closed.push(new Promise((r) => s.once('close', () => r())));
+      const r = netConnect(w.config.socket); // connects, reads, and never speaks HTTP/2
+      r.resume();
+      r.on('error', () => undefined);
+      raw.push(r);
+      closed.push(new Promise((res) => r.once('close', () => res())));
+    }
+    // Every idle connection is closed by the allocator (the test's timeout is the only bound).
+    await Promise.all(closed);
+    assert.ok(sessions.every((s) => s.closed || s.destroyed));
+    const c = new AllocatorClient({ socket: w.config.socket });
+    try {
+      await c.acquire({ pod: { namespace: 'voice', name: 'rtp-0', uid: 'u-0' } });
+      await new Promise<void>((r) => { const s = netConnect(w.config.socket); s.resume(); s.on('error', () => undefined); s.once('close', () => r()); }); // one more idle period passes
+      assert.equal((await c.get({ uid: 'u-0' })).pod.uid, 'u-0', 'the client reconnects after its idle connection was closed');
+    } finally { c.close(); }
+  } finally {
+    for (const s of sessions) s.destroy();
+    for (const r of raw) r.destroy();
     await h.close();
     w.done();
   }
