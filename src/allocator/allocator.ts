@@ -59,8 +59,8 @@ export interface AllocatorHandle {
   close(): Promise<void>;
 }
 
-/** Parsed CLI options → config; reads --pools-file. */
-export function configFromOptions(o: Parsed<typeof allocatorOptions>): AllocatorConfig {
+/** --pools plus the pools of --pools-file (allocator and 'ctl cleanup'). */
+export function poolsFromOptions(o: { pools: PoolConfig[]; poolsFile?: string }): PoolConfig[] {
   const pools: PoolConfig[] = [...o.pools];
   if (o.poolsFile) {
     let raw: unknown;
@@ -74,6 +74,12 @@ export function configFromOptions(o: Parsed<typeof allocatorOptions>): Allocator
     }
     pools.push(...r.data);
   }
+  return pools;
+}
+
+/** Parsed CLI options → config; reads --pools-file. */
+export function configFromOptions(o: Parsed<typeof allocatorOptions>): AllocatorConfig {
+  const pools = poolsFromOptions(o);
   return {
     node: o.nodeName || hostname(),
     socket: o.socket,
@@ -124,7 +130,7 @@ export async function startAllocator(config: AllocatorConfig, deps: AllocatorDep
     if (!(await kernel.available())) log.warn({ procRoot: config.procRoot }, 'no rtpengine kernel module proc tree: nothing to check or clean; pods will forward in userspace');
     metrics.attach(service);
     // Kubernetes mode: rebuild from the API and resync once before serving; acquire is identity-checked.
-    const served = km ? await km.attach(service, { onReclaim: metrics.reclaim }) : service;
+    const served = km ? await km.attach(service, { onReclaim: metrics.reclaim, onSwept: metrics.swept }) : service;
     if (km) log.info({ store: 'kubernetes', node: config.node }, 'state rebuilt from the Kubernetes API');
     server = await startServer(served, { socket: config.socket, tcpListen: config.tcpListen, transport: config.transport }, log);
   } catch (e) {

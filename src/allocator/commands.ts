@@ -1,9 +1,11 @@
-// CLI commands of the allocator program: `allocator` (runs the node service until SIGTERM) and
-// `ctl list` / `ctl release <ns/pod | uid>` for operators, over the same gRPC socket.
-import { defineCommand } from '../command.js';
+// CLI commands of the allocator program: `allocator` (runs the node service until SIGTERM),
+// `ctl list` / `ctl release <ns/pod | uid>` for operators over the same gRPC socket, and
+// `ctl cleanup --yes` (Kubernetes store, uninstall): frees every node's IPPool entries and Leases.
+import { defineCommand, type CommandContext } from '../command.js';
+import type { Parsed } from '../config.js';
 import { ConfigError, Exit } from '../errors.js';
 import { allocatorOptions, ctlOptions } from './options.js';
-import { configFromOptions, startAllocator } from './allocator.js';
+import { configFromOptions, poolsFromOptions, startAllocator } from './allocator.js';
 import { AllocatorClient, type PodSelector } from './client.js';
 import type { AllocationView } from './wire.js';
 
@@ -46,12 +48,13 @@ export function selectorFor(arg: string): PodSelector {
 
 export const ctlCommand = defineCommand({
   name: 'ctl',
-  summary: "operate the node allocator: 'ctl list', 'ctl release <namespace/pod | uid>'",
-  usage: 'ctl list | ctl release <namespace/pod | uid>',
+  summary: "operate the node allocator: 'ctl list', 'ctl release <namespace/pod | uid>', 'ctl cleanup --yes' (uninstall)",
+  usage: 'ctl list | ctl release <namespace/pod | uid> | ctl cleanup --yes --store kubernetes [store options]',
   options: ctlOptions,
   async run(config, positionals, ctx) {
     const [verb, arg] = positionals;
-    if (verb !== 'list' && verb !== 'release') throw new ConfigError('CLI_USAGE', { reason: `ctl needs 'list' or 'release <namespace/pod | uid>', got '${verb ?? ''}'` });
+    if (verb === 'cleanup') return cleanup(config, ctx);
+    if (verb !== 'list' && verb !== 'release') throw new ConfigError('CLI_USAGE', { reason: `ctl needs 'list', 'release <namespace/pod | uid>' or 'cleanup --yes', got '${verb ?? ''}'` });
     if (verb === 'release' && !arg) throw new ConfigError('CLI_USAGE', { reason: "ctl release needs a pod as 'namespace/name' or its UID" });
     const client = new AllocatorClient({ socket: config.socket, address: config.address || undefined, timeoutMs: config.timeout * 1000 });
     try {
@@ -71,3 +74,27 @@ export const ctlCommand = defineCommand({
     }
   },
 });
+
+/**
+ * `ctl cleanup --yes`: what `helm uninstall` would leave — every IPPool entry and table Lease this
+ * installation's allocators hold, on any node, finalizers included, and the node-sweeper Lease.
+ * Prints each object it frees. Needs the allocator's store options (same namespaces and pools).
+ */
+async function cleanup(config: Parsed<typeof ctlOptions>, ctx: CommandContext): Promise<number> {
+  if (config.store !== 'kubernetes') throw new ConfigError('CLI_USAGE', { reason: "ctl cleanup works on the Kubernetes store (--store kubernetes with the allocator's store options); the file store lives on each node and goes with it" });
+  if (!config.yes) throw new ConfigError('CLI_USAGE', { reason: 'ctl cleanup frees every IPPool entry and table Lease of this installation on every node (kernel tables of running pods stay, their records go): confirm with --yes' });
+  const pools = config.ipMode === 'reserve' ? poolsFromOptions(config) : [];
+  // @kubernetes/client-node only here (the rest of ctl runs without it)
+  const { createKubeClient, kubeConfigFrom } = await import('../kube/client.js');
+  const { freeInstallation, SWEEPER_LEASE } = await import('./sweeper.js');
+  const { compilePool } = await import('./pools.js');
+  const kube = createKubeClient(kubeConfigFrom({ kubeconfig: config.kubeconfig }));
+  const freed = await freeInstallation({ kube, leaseNamespace: config.leaseNamespace, poolNamespace: config.poolNamespace,
+    pools: pools.map((p) => ({ span: compilePool(p), networkName: config.networkName || undefined })) }, () => true);
+  for (const f of freed) ctx.stdout.write(`freed ${f.kind} ${f.name} (node ${f.node})\n`);
+  const leader = await kube.deleteLease(config.leaseNamespace, SWEEPER_LEASE);
+  if (leader) ctx.stdout.write(`freed lease ${SWEEPER_LEASE} (node sweeper leader)\n`);
+  const n = (k: string) => freed.filter((f) => f.kind === k).length;
+  ctx.stdout.write(`cleanup: ${n('ippool-entry')} IPPool entr${n('ippool-entry') === 1 ? 'y' : 'ies'} and ${n('lease') + (leader ? 1 : 0)} Lease(s) freed (lease namespace ${config.leaseNamespace}, pool namespace ${config.poolNamespace})\n`);
+  return Exit.OK;
+}

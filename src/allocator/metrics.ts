@@ -7,6 +7,8 @@ import type { AllocatorService, RecoveryCounts } from './service.js';
 export interface AllocatorMetrics {
   observeAcquire(seconds: number, outcome: string): void;
   reclaim(reason: string): void;
+  /** Kubernetes mode: an IPPool entry or Lease of a vanished node freed by the node sweeper. */
+  swept(f: { kind: string }): void;
   cleanup(result: string): void;
   recovery(counts: RecoveryCounts): void;
   attach(service: AllocatorService): void;
@@ -39,6 +41,7 @@ export function allocatorMetrics(registry: Registry): AllocatorMetrics {
     labelNames: ['outcome'], buckets: [0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1], registers: [registry],
   });
   const reclaims = new Counter({ name: `${METRIC_PREFIX}allocator_reclaims_total`, help: 'Allocations reclaimed without a Release', labelNames: ['reason'], registers: [registry] });
+  const swept = new Counter({ name: `${METRIC_PREFIX}allocator_swept_total`, help: 'Kubernetes mode: objects of nodes that no longer exist freed by the node sweeper (the leader allocator), by kind (lease, ippool-entry)', labelNames: ['kind'], registers: [registry] });
   const cleanups = new Counter({ name: `${METRIC_PREFIX}allocator_table_cleanups_total`, help: "Results of 'del N' on /proc/rtpengine/control (ok, absent, busy, failed)", labelNames: ['result'], registers: [registry] });
   const recoveries = new Counter({ name: `${METRIC_PREFIX}allocator_state_recoveries_total`, help: 'Starts from the previous generation of a damaged state file (alert on any)', registers: [registry] });
   const recovered = new Gauge({
@@ -54,6 +57,7 @@ export function allocatorMetrics(registry: Registry): AllocatorMetrics {
     },
     observeAcquire: (s, outcome) => acquire.observe({ outcome }, s),
     reclaim: (reason) => reclaims.inc({ reason }),
+    swept: (f) => swept.inc({ kind: f.kind }),
     cleanup: (result) => cleanups.inc({ result }),
     attach: (s) => { svc = s; },
   };

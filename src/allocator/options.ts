@@ -50,4 +50,16 @@ export const ctlOptions = {
   socket: opt.string('allocator unix socket', DEFAULT_SOCKET),
   address: opt.optionalString('allocator TCP address HOST:PORT instead of the socket'),
   timeout: opt.number('per-call deadline in seconds', 5, { min: 0.1 }),
+  yes: opt.bool("confirm 'ctl cleanup' (it frees every node's allocations of this installation)"),
+  // 'ctl cleanup' takes the allocator's store options unchanged (the chart's pre-delete hook passes them)
+  store: allocatorOptions.store,
+  kubeconfig: allocatorOptions.kubeconfig,
+  leaseNamespace: allocatorOptions.leaseNamespace,
+  poolNamespace: allocatorOptions.poolNamespace,
+  networkName: allocatorOptions.networkName,
+  ipMode: allocatorOptions.ipMode,
+  networkStatusInterface: allocatorOptions.networkStatusInterface,
+  resyncInterval: allocatorOptions.resyncInterval,
+  pools: allocatorOptions.pools,
+  poolsFile: allocatorOptions.poolsFile,
 } satisfies OptionSet;

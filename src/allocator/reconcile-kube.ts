@@ -9,6 +9,7 @@ import type { AllocationView } from './wire.js';
 import { verifyPod, addressFromNetworkStatus, type PodLookup } from './identity.js';
 import { compilePool, offsetKey, type PoolConfig } from './pools.js';
 import { isCoded } from '../errors.js';
+import { NodeSweeper, type Freed } from './sweeper.js';
 
 /** What the reconciler needs of the allocator service (AllocatorService satisfies it). */
 export interface ReconcileTarget {
@@ -219,19 +220,24 @@ export function kubernetesMode(cfg: KubernetesModeConfig, log: Logger, kube?: Ku
     pools: reserve ? cfg.pools.map((p) => ({ span: compilePool(p), networkName: cfg.networkName })) : [],
   });
   let reconciler: KubeReconciler | undefined;
+  let sweeper: NodeSweeper | undefined;
   return {
     store,
     /** Pools the service itself allocates from (none in network-status mode). */
     servicePools: reserve ? cfg.pools : [],
     /** The service's leaseTtlMs in this mode: 0 (pod lifecycle decides) unless configured. */
     leaseTtlMs: cfg.leaseTtlMs ?? 0,
-    async attach<S extends ReconcileTarget>(service: S, hooks: { onReclaim?: (reason: string) => void } = {}): Promise<S> {
+    async attach<S extends ReconcileTarget>(service: S, hooks: { onReclaim?: (reason: string) => void; onSwept?: (f: Freed) => void } = {}): Promise<S> {
       reconciler = new KubeReconciler({ kube: port, node: cfg.node, service, resyncMs: cfg.resyncIntervalMs, log, store, onReclaim: hooks.onReclaim,
         networkStatusPools: reserve ? [] : cfg.pools.map((pool) => ({ pool, interface: cfg.networkStatusInterface })) });
       await reconciler.start();
+      // Leftovers of vanished nodes: one allocator (the Lease holder) sweeps, each resync period (ADR 0013).
+      sweeper = new NodeSweeper({ kube: port, identity: cfg.node, leaseNamespace: cfg.leaseNamespace, poolNamespace: cfg.poolNamespace, log,
+        pools: reserve ? cfg.pools.map((p) => ({ span: compilePool(p), networkName: cfg.networkName })) : [], intervalMs: cfg.resyncIntervalMs, onFreed: hooks.onSwept });
+      sweeper.start();
       return guard(service, reconciler);
     },
-    stop: async () => { await reconciler?.stop(); },
+    stop: async () => { await sweeper?.stop(); await reconciler?.stop(); },
   };
 }
 

@@ -30,6 +30,8 @@ export async function kubeTarget(): Promise<KubeTarget> {
   if (process.env.KUBECONFIG) return clusterTarget();
   const srv = await startKubeApiServer();
   const kc = srv.kubeconfig();
+  // The invented nodes exist as Node objects (the node sweeper frees only what nodes that do not exist left).
+  for (const name of ['node-a', 'node-b']) srv.store.create('nodes', { metadata: { name } });
   return withPods({ kind: 'stand-in', kubeconfig: () => kc, namespace: 'rtpe-test', nodes: ['node-a', 'node-b'], standIn: srv, close: () => srv.close() }, kc);
 }
 

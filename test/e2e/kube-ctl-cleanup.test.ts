@@ -1,0 +1,80 @@
+// `rtpengine-k8s ctl cleanup --yes` through the real CLI (what the chart's pre-delete hook runs):
+// every IPPool entry and table Lease of the installation, any node, finalizers included, and the
+// sweeper Lease are freed and printed; other writers' entries stay; without --yes nothing happens.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { kubeTarget } from '../support/kube-target.js';
+import { createKubeClient, type IPPool, type Pod } from '../../src/kube/client.js';
+import { AllocatorService } from '../../src/allocator/service.js';
+import { ProcKernel } from '../../src/allocator/kernel.js';
+import { KubeStore } from '../../src/allocator/store-kube.js';
+import { KubeReconciler } from '../../src/allocator/reconcile-kube.js';
+import { NodeSweeper, SWEEPER_LEASE } from '../../src/allocator/sweeper.js';
+import { ipPoolName, IPPoolWriter } from '../../src/allocator/ippool.js';
+import { compilePool, type PoolConfig } from '../../src/allocator/pools.js';
+import { systemClock } from '../../src/clock.js';
+import { silentLogger } from '../../src/log.js';
+import { Exit } from '../../src/errors.js';
+import { ProcRtpengine } from '../support/proc-rtpengine.js';
+import { cleanupKube, randomRange } from '../support/kube-cleanup.js';
+
+const POOL_NS = 'kube-system';
+const podRef = (p: Pod) => ({ namespace: p.metadata!.namespace!, name: p.metadata!.name!, uid: p.metadata!.uid! });
+const cli = (args: string[]) => new Promise<{ code: number; out: string; err: string }>((ok) => {
+  execFile(process.execPath, ['--import', 'tsx', 'src/cli.ts', 'ctl', 'cleanup', ...args], { cwd: process.cwd(), timeout: 60_000 },
+    (e, out, err) => ok({ code: e ? Number((e as { code?: number }).code ?? 1) : 0, out, err }));
+});
+
+test('ctl cleanup --yes frees every node\'s IPPool entries and Leases (finalizers included), prints them; without --yes nothing', async () => {
+  const t = await kubeTarget();
+  const pool: PoolConfig = { name: 'media', cidr: randomRange(24) };
+  const span = compilePool(pool);
+  const poolName = ipPoolName(span.range);
+  const dir = mkdtempSync(join(tmpdir(), 'rtpe-cleanup-'));
+  const procs: ProcRtpengine[] = [];
+  const kube = createKubeClient(t.kubeconfig());
+  try {
+    for (const [i, node] of [t.nodes[0]!, `${t.nodes[0]!}-2`].entries()) {
+      const proc = new ProcRtpengine(); procs.push(proc);
+      const store = new KubeStore({ kube, node, leaseNamespace: t.namespace, poolNamespace: POOL_NS, pools: [{ span }] });
+      const service = await AllocatorService.open({ node, tableRange: { min: 0, max: 63 }, pools: [pool], leaseTtlMs: 0 },
+        { store, kernel: new ProcKernel({ root: proc.root, fs: proc }), clock: systemClock, log: silentLogger });
+      const rec = new KubeReconciler({ kube, node, service, store, resyncMs: 0, log: silentLogger });
+      await rec.start();
+      await rec.acquire({ pod: podRef(await t.createPod({ name: `c${i}`, nodeName: node })), pools: ['media'] });
+      await rec.stop(); await service.drain();
+    }
+    // whereabouts' own entry in the same pool, and a sweeper leader Lease
+    await new IPPoolWriter(kube, POOL_NS).reserve(poolName, span.range, '200', { id: 'containerid-1', podref: 'other/pod', ifname: 'net1' });
+    await new NodeSweeper({ kube, identity: t.nodes[0]!, leaseNamespace: t.namespace, poolNamespace: POOL_NS, pools: [], intervalMs: 0 }).lead();
+    const kubeconfigFile = join(dir, 'kubeconfig');
+    writeFileSync(kubeconfigFile, t.kubeconfig().exportConfig());
+    const storeArgs = ['--store', 'kubernetes', '--kubeconfig', kubeconfigFile, '--lease-namespace', t.namespace, '--pool-namespace', POOL_NS, '--pools', JSON.stringify([pool])];
+    const leases = async () => (await kube.listLeases(t.namespace, 'app.kubernetes.io/managed-by=rtpengine-k8s')).length;
+    const ids = async () => Object.values(((await kube.getIPPool(POOL_NS, poolName)) as IPPool).spec.allocations ?? {}).map((e) => e.id).sort();
+    assert.equal(await leases(), 3, 'two table Leases and the sweeper Lease');
+
+    const refused = await cli(storeArgs);
+    assert.equal(refused.code, Exit.USAGE);
+    assert.match(refused.err, /--yes/);
+    assert.equal(await leases(), 3, 'nothing freed without --yes');
+
+    const done = await cli([...storeArgs, '--yes']);
+    assert.equal(done.code, 0, done.err);
+    assert.equal(done.out.match(/^freed ippool-entry /gm)?.length, 2);
+    assert.equal(done.out.match(/^freed lease rtpe-/gm)?.length, 2);
+    assert.match(done.out, new RegExp(`^freed lease ${SWEEPER_LEASE} `, 'm'));
+    assert.match(done.out, /cleanup: 2 IPPool entries and 3 Lease\(s\) freed/);
+    assert.equal(await leases(), 0, 'Leases gone, finalizers and all');
+    assert.deepEqual(await ids(), ['containerid-1'], 'whereabouts\' entry stays');
+  } finally {
+    await cleanupKube(t.kubeconfig(), { poolNamespace: POOL_NS, pools: [poolName], leaseNamespace: t.namespace }).catch(() => undefined);
+    await t.close();
+    for (const p of procs) p.remove();
+    rmSync(dir, { recursive: true, force: true });
+  }
+});

@@ -1,0 +1,84 @@
+// The node sweeper (ADR 0013): what the allocator of a node that no longer exists left in the API —
+// table Leases held by a finalizer and IPPool entries — is freed by the one leader allocator; live
+// nodes' allocations are untouched; the leader Lease moves only when it expires.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { kubeTarget, type KubeTarget } from '../support/kube-target.js';
+import { createKubeClient, type IPPool, type Pod } from '../../src/kube/client.js';
+import { AllocatorService } from '../../src/allocator/service.js';
+import { ProcKernel } from '../../src/allocator/kernel.js';
+import { KubeStore } from '../../src/allocator/store-kube.js';
+import { KubeReconciler } from '../../src/allocator/reconcile-kube.js';
+import { NodeSweeper, SWEEPER_LEASE, type Freed } from '../../src/allocator/sweeper.js';
+import { allocatorMetrics } from '../../src/allocator/metrics.js';
+import { ipPoolName } from '../../src/allocator/ippool.js';
+import { compilePool, type PoolConfig } from '../../src/allocator/pools.js';
+import { createRegistry } from '../../src/metrics.js';
+import { systemClock } from '../../src/clock.js';
+import { silentLogger } from '../../src/log.js';
+import { ProcRtpengine } from '../support/proc-rtpengine.js';
+import { cleanupKube, randomRange } from '../support/kube-cleanup.js';
+
+const POOL_NS = 'kube-system';
+const podRef = (p: Pod) => ({ namespace: p.metadata!.namespace!, name: p.metadata!.name!, uid: p.metadata!.uid! });
+
+async function agent(t: KubeTarget, pool: PoolConfig, node: string, proc: ProcRtpengine) {
+  const kube = createKubeClient(t.kubeconfig());
+  const store = new KubeStore({ kube, node, leaseNamespace: t.namespace, poolNamespace: POOL_NS, pools: [{ span: compilePool(pool) }], ippool: { jitterMs: 2 } });
+  const service = await AllocatorService.open({ node, tableRange: { min: 0, max: 63 }, pools: [pool], leaseTtlMs: 0 },
+    { store, kernel: new ProcKernel({ root: proc.root, fs: proc }), clock: systemClock, log: silentLogger });
+  const reconciler = new KubeReconciler({ kube, node, service, store, resyncMs: 0, log: silentLogger });
+  await reconciler.start();
+  return { reconciler, stop: async () => { await reconciler.stop(); await service.drain(); } };
+}
+
+test('node sweeper: a vanished node\'s Leases (finalizers included) and IPPool entries are freed by the leader; live nodes untouched; counted', async () => {
+  const t = await kubeTarget();
+  const pool: PoolConfig = { name: 'media', cidr: randomRange(24) };
+  const poolName = ipPoolName(compilePool(pool).range);
+  const procGone = new ProcRtpengine();
+  const procLive = new ProcRtpengine();
+  const gone = `vanished-${randomBytes(3).toString('hex')}`;
+  const live = t.nodes[0]!;
+  const kube = createKubeClient(t.kubeconfig());
+  const scope = { kube, leaseNamespace: t.namespace, poolNamespace: POOL_NS, pools: [{ span: compilePool(pool) }], log: silentLogger };
+  try {
+    // The allocator of `gone` hands out two allocations, then its node disappears without cleanup.
+    const a = await agent(t, pool, gone, procGone);
+    for (const name of ['g1', 'g2']) await a.reconciler.acquire({ pod: podRef(await t.createPod({ name, nodeName: gone })), pools: ['media'] });
+    await a.stop();
+    const b = await agent(t, pool, live, procLive);
+    await b.reconciler.acquire({ pod: podRef(await t.createPod({ name: 'l1', nodeName: live })), pools: ['media'] });
+    const leases = async () => (await kube.listLeases(t.namespace, 'app.kubernetes.io/managed-by=rtpengine-k8s,rtpengine-k8s.io/table')).map((l) => l.metadata!.annotations!['rtpengine-k8s.io/node']).sort();
+    const entryNodes = async () => Object.values(((await kube.getIPPool(POOL_NS, poolName)) as IPPool).spec.allocations ?? {}).map((e) => e.id.split('/')[1]).sort();
+    assert.deepEqual(await leases(), [gone, gone, live].sort());
+    assert.deepEqual(await entryNodes(), [gone, gone, live].sort());
+
+    const registry = createRegistry({ defaultMetrics: false });
+    const metrics = allocatorMetrics(registry);
+    const leader = new NodeSweeper({ ...scope, identity: live, intervalMs: 0, onFreed: (f: Freed) => metrics.swept(f) });
+    const freed = await leader.round();
+    assert.deepEqual(freed.map((f) => `${f.kind} ${f.node}`).sort(), [`ippool-entry ${gone}`, `ippool-entry ${gone}`, `lease ${gone}`, `lease ${gone}`]);
+    assert.deepEqual(await leases(), [live], 'the vanished node\'s Leases are gone, finalizers and all');
+    assert.deepEqual(await entryNodes(), [live]);
+    const m = (await registry.getMetricsAsJSON()).find((x) => x.name === 'rtpengine_k8s_allocator_swept_total')!;
+    assert.deepEqual(Object.fromEntries(m.values.map((v) => [v.labels.kind, v.value])), { lease: 2, 'ippool-entry': 2 });
+
+    // Another allocator is not the leader while the Lease is fresh; after it expires it takes over.
+    const other = t.nodes[1] ?? `${live}-other`;
+    assert.equal(await new NodeSweeper({ ...scope, identity: other, intervalMs: 0 }).lead(), false);
+    const later = new NodeSweeper({ ...scope, identity: other, intervalMs: 0, now: () => Date.now() + 3_600_000 });
+    assert.equal(await later.lead(), true);
+    const l = (await kube.getLease(t.namespace, SWEEPER_LEASE))!;
+    assert.equal(l.spec?.holderIdentity, other);
+    assert.equal(l.spec?.leaseTransitions, 1);
+    assert.equal(await leader.lead(), false, 'the old leader sees the new holder');
+    await b.stop();
+  } finally {
+    await kube.deleteLease(t.namespace, SWEEPER_LEASE).catch(() => undefined);
+    await cleanupKube(t.kubeconfig(), { poolNamespace: POOL_NS, pools: [poolName], leaseNamespace: t.namespace }).catch(() => undefined);
+    await t.close();
+    procGone.remove(); procLive.remove();
+  }
+});
