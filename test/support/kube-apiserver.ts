@@ -38,6 +38,7 @@ export const RESOURCES: Record<string, ResourceDef> = {
   endpointslices: { plural: 'endpointslices', group: 'discovery.k8s.io', version: 'v1', kind: 'EndpointSlice', fields: ['metadata.name', 'metadata.namespace', 'addressType'] },
   services: { plural: 'services', group: '', version: 'v1', kind: 'Service', fields: ['metadata.name', 'metadata.namespace', 'spec.clusterIP', 'spec.type'] },
   nodes: { plural: 'nodes', group: '', version: 'v1', kind: 'Node', fields: ['metadata.name', 'spec.unschedulable'], clusterScoped: true },
+  customresourcedefinitions: { plural: 'customresourcedefinitions', group: 'apiextensions.k8s.io', version: 'v1', kind: 'CustomResourceDefinition', fields: ['metadata.name'], clusterScoped: true },
   nodeslicepools: { plural: 'nodeslicepools', group: 'whereabouts.cni.cncf.io', version: 'v1alpha1', kind: 'NodeSlicePool', fields: ['metadata.name', 'metadata.namespace'] },
 };
 export type Resource = keyof typeof RESOURCES & string;
@@ -442,6 +443,15 @@ export async function startKubeApiServer(opts: StandInOptions = {}): Promise<Kub
     return kept;
   }
 
+  /** The apiextensions controller's part: a new CRD's names are accepted and it is Established. */
+  function establish(k: string): void {
+    const cur = objects.get('customresourcedefinitions')!.get(k);
+    if (!cur) return;
+    const now = nowSeconds();
+    const conditions = ['NamesAccepted', 'Established'].map((type) => ({ type, status: 'True', reason: type === 'Established' ? 'InitialNamesAccepted' : 'NoConflicts', message: '', lastTransitionTime: now }));
+    ops.write('customresourcedefinitions', cur, { ...cur, status: { conditions, acceptedNames: cur.spec?.names, storedVersions: (cur.spec?.versions ?? []).filter((v: any) => v.storage).map((v: any) => v.name) } });
+  }
+
   const ops = {
     create(resource: string, namespace: string | undefined, body: KObj | undefined, fieldValidation?: string | null): KObj {
       const def = RESOURCES[resource]!;
@@ -467,6 +477,7 @@ export async function startKubeApiServer(opts: StandInOptions = {}): Promise<Kub
       obj.metadata.resourceVersion = String(++rv);
       m.set(k, obj);
       emit(resource, 'ADDED', obj);
+      if (resource === 'customresourcedefinitions') setImmediate(() => establish(k));
       if (meta.ownerReferences?.length) scheduleGc();
       return clone(obj);
     },
