@@ -266,6 +266,36 @@ const CATALOGUE = {
     grpc: GrpcStatus.UNAVAILABLE, exit: Exit.UNAVAILABLE,
   },
 
+  // --- call persistence (rtpengine --redis; src/persistence) -----------------------------------------
+  PERSISTENCE_REDIS_DOWN: {
+    message: (d) => `Redis ${s(d.redis)} is not reachable: ${s(d.reason)}`,
+    grpc: GrpcStatus.UNAVAILABLE, exit: Exit.UNAVAILABLE,
+  },
+  PERSISTENCE_REDIS_ERROR: {
+    message: (d) => `Redis answered ${s(d.command)} with an error: ${s(d.reason)}`,
+    grpc: GrpcStatus.INTERNAL, exit: Exit.UNAVAILABLE,
+  },
+  PERSISTENCE_REDIS_PROTOCOL: {
+    message: (d) => `unexpected Redis reply: ${s(d.reason)}`,
+    grpc: GrpcStatus.INTERNAL, exit: Exit.SOFTWARE,
+  },
+  PERSISTENCE_OFF_REDIS_DOWN: {
+    message: (d) => `CALL PERSISTENCE IS OFF: Redis ${s(d.redis)} is not reachable at start (${s(d.reason)}). rtpengine runs without --redis, so a crash of rtpengine loses its calls; restart the sidecar once Redis answers`,
+    grpc: GrpcStatus.UNAVAILABLE, exit: Exit.UNAVAILABLE,
+  },
+  PERSISTENCE_FOREIGN_CALLS: {
+    message: (d) => `CALL PERSISTENCE IS OFF: Redis ${s(d.redis)} holds ${s(d.keys)} call(s) of ${s(d.owner)} but this is ${s(d.self)}: they are not restored here (they belong to another table or media IP) and are left untouched. Give each pod its own database, or remove them once that pod is gone (redis-cli -n DB FLUSHDB)`,
+    grpc: GrpcStatus.FAILED_PRECONDITION, exit: Exit.CONFIG,
+  },
+  PERSISTENCE_RESTORE_INCOMPLETE: {
+    message: (d) => `rtpengine restored ${s(d.restored)} of ${s(d.expected)} call(s) from Redis within ${s(d.waitedMs)} ms; ${s(d.pending)} still neither listed by rtpengine nor removed from Redis (first: ${s(d.sample)})`,
+    grpc: GrpcStatus.DEADLINE_EXCEEDED, exit: Exit.TEMPFAIL,
+  },
+  PERSISTENCE_RELEASE_SKIPPED: {
+    message: (d) => `call state in Redis ${s(d.redis)} was not removed at release: ${s(d.reason)}`,
+    grpc: GrpcStatus.FAILED_PRECONDITION, exit: Exit.TEMPFAIL,
+  },
+
   // --- Kubernetes ---------------------------------------------------------------------------------
   KUBE_API: {
     message: (d) => `Kubernetes API ${s(d.verb)} ${s(d.resource)} failed: HTTP ${s(d.status)} ${s(d.reason)}`,
@@ -327,6 +357,9 @@ export class AllocError extends RtpeK8sError {
 }
 export class SidecarError extends RtpeK8sError {
   constructor(code: Prefixed<'RULES_' | 'RTPENGINE_' | 'NET_' | 'DRAIN_' | 'SIDECAR_' | 'KERNEL_'>, details?: Details, options?: { cause?: unknown }) { super(code, details, options); }
+}
+export class PersistenceError extends RtpeK8sError {
+  constructor(code: Prefixed<'PERSISTENCE_'>, details?: Details, options?: { cause?: unknown }) { super(code, details, options); }
 }
 export class KubeError extends RtpeK8sError {
   constructor(code: Prefixed<'KUBE_'>, details?: Details, options?: { cause?: unknown }) { super(code, details, options); }

@@ -6,6 +6,7 @@ import { opt, type OptionSet, type Parsed } from '../config.js';
 import { DEFAULT_SOCKET } from '../allocator/client.js';
 import { ERAS } from './rtpengine.js';
 import { ADDRESS_MODES } from './netaddr.js';
+import { persistenceOptions } from '../persistence/options.js';
 
 const scalar = z.union([z.string(), z.number(), z.boolean()]);
 
@@ -45,6 +46,7 @@ export const sidecarOptions = {
   deletionCost: opt.bool('keep controller.kubernetes.io/pod-deletion-cost in line with the session count', true),
   deletionCostIntervalSeconds: opt.int('write pod-deletion-cost at most this often', 30, { min: 1 }),
   kubeconfig: opt.optionalString('kubeconfig file (default: in-cluster or the usual search)'),
+  ...persistenceOptions,
 } satisfies OptionSet;
 
 export type SidecarConfig = Parsed<typeof sidecarOptions>;

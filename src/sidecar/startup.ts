@@ -15,6 +15,7 @@ import type { SidecarLifecycle } from './lifecycle.js';
 import type { SidecarConfig } from './options.js';
 import type { ProxyConfig } from './proxy-options.js';
 import type { KubePort } from '../kube/client.js';
+import type { PersistenceState } from '../persistence/step.js';
 
 export type FullSidecarConfig = SidecarConfig & ProxyConfig;
 
@@ -46,6 +47,8 @@ export interface StartContext {
   proxy?: NgProxy;
   cost?: DeletionCost;
   control?: ControlServer;
+  /** Set by the persistence step when rtpengine gets --redis (src/persistence). */
+  persistence?: PersistenceState;
   /** Record a step outcome that is not a start-up step (linger, rtpengine stopped, lease). */
   record(step: string, outcome: StepRecord['outcome'], detail: string): void;
   /** The sidecar's status (for the control server). */

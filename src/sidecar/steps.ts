@@ -20,6 +20,7 @@ import { drainedMarkerName, readDrainedMarker, sidecarFileName } from './marker.
 import { writeFileAtomic } from '../fs/atomic-file.js';
 import { unlink } from 'node:fs/promises';
 import { done, skipped, type Step, type StartContext } from './startup.js';
+import { persistenceStep, restoreStep } from '../persistence/step.js';
 
 const version: Step = {
   name: 'rtpengine version',
@@ -116,7 +117,7 @@ const rtpengine: Step = {
     const { cfg } = ctx;
     const opts = rtpengineOptions({
       plan: ctx.plan!, addresses: ctx.mediaIps, interfaceName: cfg.interfaceName || undefined, advertised: cfg.advertisedAddress || undefined,
-      ngHost: ctx.ngUp.host, ngPort: ctx.ngUp.port, portMin: cfg.portMin, portMax: cfg.portMax, extra: { 'delete-delay': cfg.deleteDelaySeconds, ...cfg.rtpengineOptions },
+      ngHost: ctx.ngUp.host, ngPort: ctx.ngUp.port, portMin: cfg.portMin, portMax: cfg.portMax, extra: { 'delete-delay': cfg.deleteDelaySeconds, ...ctx.persistence?.options, ...cfg.rtpengineOptions },
     });
     if (cfg.rtpengineMode === 'config') {
       await writeConfigFile(cfg.rtpengineConfig, renderConfig(opts, `written by rtpengine-k8s sidecar for ${ctx.pod} (uid ${cfg.podUid})`));
@@ -222,6 +223,6 @@ const marker: Step = {
   },
 };
 
-export const START_STEPS: readonly Step[] = [version, acquire, forwarding, address, rules, rtpengine, proxy, deletionCost, control, marker];
+export const START_STEPS: readonly Step[] = [version, acquire, forwarding, address, rules, persistenceStep, rtpengine, proxy, restoreStep, deletionCost, control, marker];
 
 export type { StartContext };
