@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-PACKAGES=(rtpengine-daemon rtpengine-utils rtpengine-iptables kamailio sip-tester util-linux iptables iproute2 iputils-arping)
+PACKAGES=(rtpengine-daemon rtpengine-utils rtpengine-iptables kamailio sip-tester util-linux iptables iproute2 iputils-arping redis-server)
 declare -A NEEDED_BY=(
   [rtpengine-daemon]="test/e2e (ng against real rtpengine, proxy, sidecar, kamailio-sync), npm start, npm run bench"
   [rtpengine-utils]="rtpengine-ctl for drain comparisons by hand"
@@ -16,6 +16,7 @@ declare -A NEEDED_BY=(
   [iptables]="test/e2e forwarding-rule tests in network namespaces"
   [iproute2]="test/e2e network-namespace and media-address tests"
   [iputils-arping]="media-address announcement tests (gratuitous ARP), sidecar lifecycle e2e"
+  [redis-server]="call persistence: test/e2e/persistence-rtpengine and sidecar-persistence (calls survive kill -9 of rtpengine), the persistence bench"
 )
 
 installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'install ok installed'; }
