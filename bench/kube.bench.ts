@@ -38,7 +38,7 @@ const suite: Suite = {
       const s = summarize(lat.sort((a, b) => a - b));
       ctx.log(`kube: ${n - 1} sequential new Acquires, ${perAcquire.toFixed(2)} requests each`);
       const rows: Row[] = [
-        { suite: 'kube', name: 'Acquire (new pod, identity + Lease + IPPool patch), stand-in over HTTP', unit: 'ms', value: s.p50, p99: s.p99 },
+        { suite: 'kube', name: 'Acquire (new pod, identity + ORIP get + Lease + IPPool patch), stand-in over HTTP', unit: 'ms', value: s.p50, p99: s.p99 },
         { suite: 'kube', name: 'API requests per new Acquire (common path, ORIP check included)', unit: 'requests', value: perAcquire, goal: '≤ 3', met: perAcquire <= 3, note: 'Lease create + ORIP get + IPPool patch' },
       ];
       // repeated Acquire of the same pod (restarted sidecar): one Lease replace
