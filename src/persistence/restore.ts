@@ -47,7 +47,8 @@ async function queryAll(ng: RestoreDeps['ng'], ids: readonly string[], concurren
         await ng.command({ command: 'query', 'call-id': ids[i]! });
         out[i] = true;
       } catch (e) {
-        if (!isCoded(e, 'NG_REMOTE_ERROR')) throw e; // "Unknown call-id": not (yet) restored
+        // "Unknown call-id": not (yet) restored; no answer (rtpengine still starting): ask again later.
+        if (!isCoded(e, 'NG_REMOTE_ERROR') && !isCoded(e, 'NG_TIMEOUT') && !isCoded(e, 'NG_SOCKET')) throw e;
       }
     }
   };

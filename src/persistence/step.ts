@@ -10,6 +10,7 @@ import { done, skipped, type Step, type StartContext } from '../sidecar/startup.
 import { RedisClient, parseRedisUrl, rtpengineRedisValue, type RedisTarget } from './resp.js';
 import { OWNER_KEY, describeOwner, inspect, writeOwner, type Decision, type Owner } from './owner.js';
 import { awaitRestore, incomplete } from './restore.js';
+import { waitNgReady } from '../sidecar/rtpengine.js';
 
 export interface PersistenceState { target: RedisTarget; self: Owner; decision: Decision; options: Record<string, string> }
 
@@ -105,10 +106,20 @@ export const restoreStep: Step = {
     const m = metrics(ctx.registry);
     const redis = await RedisClient.connect(st.target);
     const ng = new NgUdpClient({ host: ctx.ngUp.host, port: ctx.ngUp.port, timeoutMs: 500, retries: 2 });
+    const deadlineMs = ctx.cfg.persistenceRestoreSeconds * 1000;
     try {
+      // Config mode: rtpengine is another container and may not be up yet; its restore runs at its start.
+      try {
+        await waitNgReady(ctx.ngUp.host, ctx.ngUp.port, { timeoutMs: deadlineMs, clock: ctx.clock, abort: ctx.signal });
+      } catch (e) {
+        if (!isCoded(e, 'RTPENGINE_NOT_READY')) throw e;
+        ctx.log.warn({ pod: ctx.pod, code: e.code }, `${e.message}: its calls are not re-learned now (the proxy's reconciliation picks them up once it answers)`);
+        if (st.decision.action === 'fresh') await writeOwner(redis, st.self);
+        return skipped(`rtpengine not answering within ${ctx.cfg.persistenceRestoreSeconds} s`);
+      }
       let detail = 'nothing to restore';
       if (st.decision.action === 'restore') {
-        const r = await awaitRestore({ ng, redis, clock: ctx.clock }, st.decision.callIds, { deadlineMs: ctx.cfg.persistenceRestoreSeconds * 1000 });
+        const r = await awaitRestore({ ng, redis, clock: ctx.clock }, st.decision.callIds, { deadlineMs });
         if (r.pending.length) { const e = incomplete(r, st.decision.callIds.length); ctx.log.error({ pod: ctx.pod, code: e.code }, e.message); }
         for (const id of r.restored) ctx.proxy?.sessions.learn(id);
         m.restored.set(r.restored.length);

@@ -156,3 +156,27 @@ test('a database holding another pod\'s calls: refused, left untouched, persiste
     await redis.stop();
   }
 });
+
+test('config mode: rtpengine.conf gets redis and redis-write; the database is marked as this pod\'s', { skip, timeout: 120_000 }, async () => {
+  const redis = await startRedis();
+  const url = redis.url(14);
+  const s = await setup(url);
+  const conf = join(s.dir, 'rtpengine.conf');
+  const config = { ...s.config, rtpengineMode: 'config' as const, rtpengineEra: 'mr11' as const, rtpengineConfig: conf, persistenceRestoreSeconds: 1, rtpengineStopWaitSeconds: 0 };
+  const r = await RedisClient.connect(parseRedisUrl(url)!);
+  try {
+    const h = await startSidecar(config, { log: silentLogger, registry: createRegistry({ defaultMetrics: false }) });
+    try {
+      const text = readFileSync(conf, 'utf8');
+      assert.match(text, new RegExp(`^redis = 127\\.0\\.0\\.1:${redis.port}/14$`, 'm'));
+      assert.match(text, new RegExp(`^redis-write = 127\\.0\\.0\\.1:${redis.port}/14$`, 'm'));
+      assert.equal(JSON.parse((await r.get(OWNER_KEY))!).podUid, s.config.podUid);
+    } finally {
+      await h.stop('test');
+    }
+  } finally {
+    r.close();
+    await s.close();
+    await redis.stop();
+  }
+});
