@@ -4,6 +4,7 @@
 //   node --import tsx bench/grpc-floor.ts <socket>     prints `ready` once serving; SIGTERM stops it
 import * as grpc from '@grpc/grpc-js';
 import { loadProtos } from '../src/allocator/proto.js';
+import { serverOptions, DEFAULT_TRANSPORT } from '../src/allocator/server.js';
 import type { AllocatorHandlers } from '../src/gen/rtpengine_k8s/v1/Allocator.js';
 import type { Allocation } from '../src/gen/rtpengine_k8s/v1/Allocation.js';
 
@@ -26,7 +27,8 @@ const handlers: AllocatorHandlers = {
   Get: (_c, cb) => cb(null, allocation),
   List: (_c, cb) => cb(null, { node: 'bench', allocations: [allocation], tablesFree: 63, tablesTotal: 64 }),
 };
-const server = new grpc.Server();
+// The allocator's own transport options (keepalive, idle limit, message size), so only the logic differs.
+const server = new grpc.Server(serverOptions(DEFAULT_TRANSPORT));
 server.addService(allocator.rtpengine_k8s.v1.Allocator.service, handlers);
 server.bindAsync(`unix:${socket}`, grpc.ServerCredentials.createInsecure(), (err) => {
   if (err) { process.stderr.write(`grpc-floor: ${err.message}\n`); process.exit(1); }

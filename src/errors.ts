@@ -6,7 +6,7 @@
 export const GrpcStatus = {
   OK: 0, CANCELLED: 1, UNKNOWN: 2, INVALID_ARGUMENT: 3, DEADLINE_EXCEEDED: 4, NOT_FOUND: 5,
   ALREADY_EXISTS: 6, PERMISSION_DENIED: 7, RESOURCE_EXHAUSTED: 8, FAILED_PRECONDITION: 9,
-  ABORTED: 10, OUT_OF_RANGE: 11, UNIMPLEMENTED: 12, INTERNAL: 13, UNAVAILABLE: 14,
+  ABORTED: 10, OUT_OF_RANGE: 11, UNIMPLEMENTED: 12, INTERNAL: 13, UNAVAILABLE: 14, DATA_LOSS: 15, UNAUTHENTICATED: 16,
 } as const;
 type Grpc = (typeof GrpcStatus)[keyof typeof GrpcStatus];
 
@@ -153,6 +153,10 @@ const CATALOGUE = {
   ALLOC_PERMISSION_DENIED: {
     message: (d) => `allocation refused for pod ${s(d.pod)}: ${s(d.reason)}`,
     grpc: GrpcStatus.PERMISSION_DENIED, exit: Exit.NOPERM,
+  },
+  ALLOC_UNAUTHENTICATED: {
+    message: (d) => `caller not authenticated: ${s(d.reason)}; in Kubernetes mode a pod calls with its projected service-account token (audience ${s(d.audience)}) as 'authorization: Bearer <token>' (sidecar: --allocator-token-file); operators use the operator socket on the node`,
+    grpc: GrpcStatus.UNAUTHENTICATED, exit: Exit.NOPERM,
   },
   ALLOC_STATE_CORRUPT: {
     message: (d) => `allocator state file ${s(d.path)} is unreadable (${s(d.reason)}); refusing to start over it. Inspect or move it aside by hand — starting empty would hand out tables and IPs that running pods hold`,

@@ -12,7 +12,8 @@ import type { Parsed } from '../config.js';
 import { AllocatorService } from './service.js';
 import { FileStore } from './store-file.js';
 import { ProcKernel, type KernelPort, type ProcFs } from './kernel.js';
-import { startServer, prepareSocket, parseListen, type RunningServer, type TransportLimits } from './server.js';
+import { startServer, prepareSocket, parseListen, tokenAuthentication, type Authenticate, type RunningServer, type TransportLimits } from './server.js';
+import type { TokenReviewer } from '../kube/tokenreview.js';
 import { allocatorMetrics } from './metrics.js';
 import { parseTableRange, type TableRange } from './tables.js';
 import { poolsSchema, type allocatorOptions } from './options.js';
@@ -36,6 +37,14 @@ export interface AllocatorConfig {
   transport?: Partial<TransportLimits>;
   /** `--store kubernetes`: Leases + whereabouts IPPools, pod identity, reconciliation. */
   kubernetes?: Omit<KubernetesModeConfig, 'node' | 'pools'>;
+  /**
+   * Kubernetes mode: every Acquire/Renew/Release carries the pod's projected service-account token,
+   * verified by TokenReview; the token's pod must be the request's pod. Absent: the socket's file
+   * mode is the only boundary (file mode). Needs `kubernetes` (its kubeconfig) or deps.tokenReviewer.
+   */
+  callerAuth?: { audience: string; cacheTtlMs?: number };
+  /** Root-only (0600) socket where calls act as an operator (`ctl release`), logged as such; with callerAuth. */
+  operatorSocket?: string;
 }
 
 export interface AllocatorDeps {
@@ -47,6 +56,8 @@ export interface AllocatorDeps {
   kernel?: KernelPort;
   /** Another store (Kubernetes); default the file store at config.stateFile. */
   store?: AllocationStore;
+  /** TokenReview port for callerAuth; default the Kubernetes API of config.kubernetes. */
+  tokenReviewer?: TokenReviewer;
 }
 
 export interface AllocatorHandle {
@@ -93,6 +104,8 @@ export function configFromOptions(o: Parsed<typeof allocatorOptions>): Allocator
     sweepIntervalMs: Math.round(o.sweepInterval * 1000),
     metricsListen: o.metricsListen || undefined,
     transport: { idleTimeoutMs: Math.round(o.idleTimeout * 1000) },
+    callerAuth: o.store === 'kubernetes' && o.callerAuth === 'token' ? { audience: o.tokenAudience } : undefined,
+    operatorSocket: o.store === 'kubernetes' && o.callerAuth === 'token' ? o.operatorSocket : undefined,
     kubernetes: o.store === 'kubernetes' ? {
       kubeconfig: o.kubeconfig || undefined,
       leaseNamespace: o.leaseNamespace,
@@ -119,7 +132,17 @@ export async function startAllocator(config: AllocatorConfig, deps: AllocatorDep
   const store = deps.store ?? km?.store ?? new FileStore(config.stateFile);
   let service: AllocatorService | undefined;
   let server: RunningServer;
+  let operator: RunningServer | undefined;
+  let mainStarted: RunningServer | undefined;
   try {
+    // Caller authentication before anything is served (TokenReview needs the Kubernetes API).
+    let authenticate: Authenticate | undefined;
+    if (config.callerAuth) {
+      const tr = await import('../kube/tokenreview.js');
+      const reviewer = deps.tokenReviewer ?? await tr.kubeTokenReviewer((await import('../kube/client.js')).kubeConfigFrom({ kubeconfig: config.kubernetes?.kubeconfig }));
+      authenticate = tokenAuthentication(new tr.TokenVerifier(reviewer, { audience: config.callerAuth.audience, cacheTtlMs: config.callerAuth.cacheTtlMs }));
+      if (config.operatorSocket) await prepareSocket(config.operatorSocket, log);
+    }
     const kernel = deps.kernel ?? new ProcKernel({ root: config.procRoot, fs: deps.procFs });
     const metrics = allocatorMetrics(registry);
     // open() loads the store first: the file store's lock refuses a second allocator on one state file here.
@@ -132,8 +155,12 @@ export async function startAllocator(config: AllocatorConfig, deps: AllocatorDep
     // Kubernetes mode: rebuild from the API and resync once before serving; acquire is identity-checked.
     const served = km ? await km.attach(service, { onReclaim: metrics.reclaim, onSwept: metrics.swept }) : service;
     if (km) log.info({ store: 'kubernetes', node: config.node }, 'state rebuilt from the Kubernetes API');
-    server = await startServer(served, { socket: config.socket, tcpListen: config.tcpListen, transport: config.transport }, log);
+    server = await startServer(served, { socket: config.socket, tcpListen: config.tcpListen, transport: config.transport, authenticate }, log);
+    mainStarted = server;
+    if (authenticate && config.operatorSocket) operator = await startServer(served, { socket: config.operatorSocket, transport: config.transport, operator: true }, log);
+    log.info({ callerAuth: authenticate ? `token (audience ${config.callerAuth!.audience})` : 'none: the socket file mode is the only boundary', operatorSocket: operator?.socket }, 'caller authentication');
   } catch (e) {
+    await mainStarted?.close().catch(() => undefined);
     await km?.stop().catch(() => undefined);
     await service?.drain();
     await store.close().catch(() => undefined);
@@ -156,6 +183,7 @@ export async function startAllocator(config: AllocatorConfig, deps: AllocatorDep
       await new Promise<void>((resolve, reject) => { http!.once('error', reject); http!.listen(port, host, () => resolve()); });
     } catch (e) {
       await server.close();
+      await operator?.close();
       await km?.stop().catch(() => undefined);
       await store.close().catch(() => undefined);
       throw new AllocError('ALLOC_UNAVAILABLE', { target: config.metricsListen, reason: `cannot listen: ${(e as Error).message}` });
@@ -176,6 +204,7 @@ export async function startAllocator(config: AllocatorConfig, deps: AllocatorDep
       closed ??= (async () => {
         timer.cancel();
         await server.close();
+        await operator?.close();
         await km?.stop();
         await service.drain();
         await store.close();

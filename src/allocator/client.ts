@@ -1,6 +1,7 @@
 // Typed gRPC client for the allocator (used by the sidecar and `ctl`): unix socket by default,
 // promises instead of callbacks, and failures mapped back to coded AllocErrors.
 import * as grpc from '@grpc/grpc-js';
+import { readFileSync } from 'node:fs';
 import { AllocError, RtpeK8sError, type ErrorCode } from '../errors.js';
 import { loadProtos, ERROR_CODE_KEY, ERROR_DETAILS_KEY } from './proto.js';
 import { fromWire, type AllocationView } from './wire.js';
@@ -20,6 +21,11 @@ export interface AllocatorClientOptions {
   address?: string;
   /** Per-call deadline (default 5000 ms). */
   timeoutMs?: number;
+  /**
+   * Kubernetes mode: the pod's projected service-account token, re-read on every call (the kubelet
+   * rotates it) and sent as `authorization: Bearer <token>`.
+   */
+  tokenFile?: string;
 }
 
 export interface AcquireRequest { pod: PodRef; pools?: string[]; interface?: string }
@@ -33,8 +39,10 @@ export class AllocatorClient {
   private readonly raw: RawClient;
   private readonly healthRaw: HealthClient;
   private readonly timeoutMs: number;
+  private readonly tokenFile: string | undefined;
 
   constructor(opts: AllocatorClientOptions = {}) {
+    this.tokenFile = opts.tokenFile;
     this.target = opts.address ? opts.address : `unix:${opts.socket ?? DEFAULT_SOCKET}`;
     this.timeoutMs = opts.timeoutMs ?? 5000;
     const { allocator, health } = loadProtos();
@@ -44,10 +52,23 @@ export class AllocatorClient {
     this.healthRaw = new health.grpc.health.v1.Health(this.target, creds, { channelOverride: this.raw.getChannel() });
   }
 
+  /** Call metadata: the token, read now (a missing or empty file → ALLOC_UNAUTHENTICATED, no call made). */
+  private metadata(): grpc.Metadata {
+    const md = new grpc.Metadata();
+    if (!this.tokenFile) return md;
+    let token: string;
+    try { token = readFileSync(this.tokenFile, 'utf8').trim(); } catch (e) {
+      throw new AllocError('ALLOC_UNAUTHENTICATED', { reason: `cannot read the token file ${this.tokenFile}: ${(e as Error).message}`, audience: '(as projected)' });
+    }
+    if (!token) throw new AllocError('ALLOC_UNAUTHENTICATED', { reason: `the token file ${this.tokenFile} is empty`, audience: '(as projected)' });
+    md.set('authorization', `Bearer ${token}`);
+    return md;
+  }
+
   /** One unary call with our deadline; `invoke` picks the generated method (typed request and reply). */
-  private call<Res>(invoke: (opts: grpc.CallOptions, cb: grpc.requestCallback<Res>) => void): Promise<Res> {
+  private call<Res>(invoke: (md: grpc.Metadata, opts: grpc.CallOptions, cb: grpc.requestCallback<Res>) => void): Promise<Res> {
     return new Promise((resolve, reject) => {
-      invoke({ deadline: Date.now() + this.timeoutMs }, (err, res) => {
+      invoke(this.metadata(), { deadline: Date.now() + this.timeoutMs }, (err, res) => {
         if (err) reject(this.mapError(err));
         else if (res === undefined) reject(new AllocError('ALLOC_UNAVAILABLE', { target: this.target, reason: 'empty reply' }));
         else resolve(res);
@@ -72,24 +93,24 @@ export class AllocatorClient {
 
   async acquire(req: AcquireRequest): Promise<AllocationView> {
     const msg = { pod: req.pod, pools: req.pools ?? [], interface: req.interface ?? '' };
-    return fromWire(await this.call<Allocation__Output>((o, cb) => this.raw.Acquire(msg, o, cb)));
+    return fromWire(await this.call<Allocation__Output>((md, o, cb) => this.raw.Acquire(msg, md, o, cb)));
   }
 
   async renew(uid: string): Promise<AllocationView> {
-    return fromWire(await this.call<Allocation__Output>((o, cb) => this.raw.Renew({ uid }, o, cb)));
+    return fromWire(await this.call<Allocation__Output>((md, o, cb) => this.raw.Renew({ uid }, md, o, cb)));
   }
 
   async release(sel: PodSelector, reason = ''): Promise<ReleaseResult> {
-    const res = await this.call<ReleaseResponse__Output>((o, cb) => this.raw.Release({ ...sel, reason }, o, cb));
+    const res = await this.call<ReleaseResponse__Output>((md, o, cb) => this.raw.Release({ ...sel, reason }, md, o, cb));
     return { found: res.found, allocation: res.allocation ? fromWire(res.allocation) : undefined };
   }
 
   async get(sel: PodSelector): Promise<AllocationView> {
-    return fromWire(await this.call<Allocation__Output>((o, cb) => this.raw.Get(sel, o, cb)));
+    return fromWire(await this.call<Allocation__Output>((md, o, cb) => this.raw.Get(sel, md, o, cb)));
   }
 
   async list(): Promise<ListResult> {
-    const res = await this.call<ListResponse__Output>((o, cb) => this.raw.List({}, o, cb));
+    const res = await this.call<ListResponse__Output>((md, o, cb) => this.raw.List({}, md, o, cb));
     return { node: res.node, allocations: res.allocations.map(fromWire), tablesFree: res.tablesFree, tablesTotal: res.tablesTotal };
   }
 

@@ -9,6 +9,7 @@ import { AllocError, RtpeK8sError } from '../errors.js';
 import { loadProtos, ERROR_CODE_KEY, ERROR_DETAILS_KEY } from './proto.js';
 import { toWire } from './wire.js';
 import { LIMITS, clip } from './limits.js';
+import type { PodIdentity, TokenVerifier } from '../kube/tokenreview.js';
 import type { AllocatorService } from './service.js';
 import type { AllocatorHandlers } from '../gen/rtpengine_k8s/v1/Allocator.js';
 import type { HealthHandlers } from '../gen/grpc/health/v1/Health.js';
@@ -101,19 +102,48 @@ export function serverOptions(l: TransportLimits): grpc.ServerOptions {
   };
 }
 
-type Handler<Req, Res> = (req: Req) => Promise<Res> | Res;
+type Handler<Req, Res> = (req: Req, md: grpc.Metadata) => Promise<Res> | Res;
 
 /** Validate → one domain call → map. The callback is called exactly once. */
 function unary<Req, Res>(fn: Handler<Req, Res>, log: Logger): grpc.handleUnaryCall<Req, Res> {
   return (call, callback) => {
     let p: Promise<Res>;
-    try { p = Promise.resolve(fn(call.request)); } catch (e) { callback(toServiceError(e, log)); return; }
+    try { p = Promise.resolve(fn(call.request, call.metadata)); } catch (e) { callback(toServiceError(e, log)); return; }
     p.then((res) => callback(null, res), (e) => callback(toServiceError(e, log)));
   };
 }
 
+/**
+ * Who a call acts as: a pod proven by its token (Kubernetes mode), an operator (the operator
+ * socket), or whoever could open the socket (file mode: its file mode is the only boundary).
+ */
+export type Caller = { kind: 'pod'; pod: PodIdentity } | { kind: 'operator' } | { kind: 'socket' };
+export type Authenticate = (md: grpc.Metadata) => Promise<Caller>;
+
+/** Kubernetes mode: the `authorization: Bearer <token>` metadata, verified by TokenReview. */
+export const tokenAuthentication = (v: TokenVerifier): Authenticate => async (md) => {
+  const h = md.get('authorization');
+  return { kind: 'pod', pod: await v.verifyHeader(h.length === 1 && typeof h[0] === 'string' ? h[0] : undefined) };
+};
+
+/** A pod may act only for itself: the request's pod must be the token's pod (PERMISSION_DENIED otherwise). */
+function mustBe(c: Caller, want: { namespace?: string; name?: string; uid?: string }): void {
+  if (c.kind !== 'pod') return;
+  const p = c.pod;
+  const bad = (want.uid && want.uid !== p.uid) || (want.namespace && want.namespace !== p.namespace) || (want.name && want.name !== p.name);
+  if (!bad) return;
+  throw new AllocError('ALLOC_PERMISSION_DENIED', {
+    pod: want.namespace || want.name ? clip(`${want.namespace ?? ''}/${want.name ?? ''}`) : `uid ${clip(want.uid)}`,
+    reason: `the caller's token was issued for pod ${p.namespace}/${p.name} (uid ${p.uid}); a pod may act only for itself (operators: the operator socket on the node)`,
+  });
+}
+
 export interface ServerOptions {
   socket: string;
+  /** Default: file mode (no check beyond the socket's file mode). */
+  authenticate?: Authenticate;
+  /** The operator socket: mode 0600, every caller is an operator, releases are logged as operator actions. */
+  operator?: boolean;
   /** Default DEFAULT_TRANSPORT. */
   transport?: Partial<TransportLimits>;
   /** `host:port` (or `port`: loopback) for an optional TCP listener. */
@@ -138,19 +168,27 @@ export function parseListen(text: string, field: string): { host: string; port: 
 export async function startServer(service: AllocatorService, opts: ServerOptions, log: Logger): Promise<RunningServer> {
   const { allocator, health } = loadProtos();
   const server = new grpc.Server(serverOptions({ ...DEFAULT_TRANSPORT, ...opts.transport }));
+  const authenticate: Authenticate = opts.operator ? async () => ({ kind: 'operator' }) : opts.authenticate ?? (async () => ({ kind: 'socket' }));
   const handlers: AllocatorHandlers = {
-    Acquire: unary((r) => {
+    Acquire: unary(async (r, md) => {
       if (!r.pod) throw new AllocError('ALLOC_INVALID_ARGUMENT', { field: 'pod', reason: 'is required' });
       if (r.pools.length > LIMITS.poolsPerRequest) throw new AllocError('ALLOC_INVALID_ARGUMENT', { field: 'pools', reason: `names ${r.pools.length} pools, at most ${LIMITS.poolsPerRequest} allowed` });
       checkBounds([...podBounds(r.pod, 'pod.'), ['interface', r.interface, LIMITS.interface], ...r.pools.map((p, i): [string, unknown, number] => [`pools[${i}]`, p, LIMITS.pool])]);
-      return service.acquire({ pod: r.pod, pools: r.pools, interface: r.interface }).then(toWire);
+      // Kubernetes mode: the token's pod, exactly (namespace, name and UID).
+      const caller = await authenticate(md);
+      if (caller.kind === 'pod') mustBe(caller, { namespace: r.pod.namespace || '\u0000', name: r.pod.name || '\u0000', uid: r.pod.uid || '\u0000' });
+      return toWire(await service.acquire({ pod: r.pod, pools: r.pools, interface: r.interface }));
     }, log),
-    Renew: unary((r) => {
+    Renew: unary(async (r, md) => {
       checkBounds([['uid', r.uid, LIMITS.uid]]);
-      return service.renew(r.uid).then(toWire);
+      mustBe(await authenticate(md), { uid: r.uid || '\u0000' });
+      return toWire(await service.renew(r.uid));
     }, log),
-    Release: unary(async (r) => {
+    Release: unary(async (r, md) => {
       checkBounds([...podBounds(r, ''), ['reason', r.reason, LIMITS.reason]]);
+      const caller = await authenticate(md);
+      mustBe(caller, r.uid ? { uid: r.uid } : { namespace: r.namespace || '\u0000', name: r.name || '\u0000' });
+      if (caller.kind === 'operator') log.warn({ decision: 'operator-release', uid: clip(r.uid), pod: r.namespace || r.name ? clip(`${r.namespace}/${r.name}`) : undefined, reason: clip(r.reason), socket: opts.socket }, 'operator action: release through the operator socket');
       const res = await service.release({ uid: r.uid, namespace: r.namespace, name: r.name }, r.reason);
       return { found: res.found, allocation: res.allocation ? toWire(res.allocation) : null };
     }, log),
@@ -193,7 +231,7 @@ export async function startServer(service: AllocatorService, opts: ServerOptions
     // Lost a start-up race with another allocator on the same path.
     throw new AllocError('ALLOC_SOCKET_IN_USE', { socket: opts.socket, reason: (e as Error).message });
   }
-  await fsp.chmod(opts.socket, 0o660);
+  await fsp.chmod(opts.socket, opts.operator ? 0o600 : 0o660);
   let tcpAddress: string | undefined;
   if (opts.tcpListen) {
     const { host, port } = parseListen(opts.tcpListen, 'tcp-listen');

@@ -166,7 +166,7 @@ export async function startSidecar(cfg: FullSidecarConfig, deps: SidecarDeps): P
     writeMarker: (trigger) => writeDrainedMarker(cfg.runDir, { pod, uid: cfg.podUid, trigger, at: clock.now() }),
   });
   const undo = new UndoStack();
-  const allocator = deps.allocator ?? new AllocatorClient({ socket: cfg.allocatorSocket });
+  const allocator = deps.allocator ?? new AllocatorClient({ socket: cfg.allocatorSocket, tokenFile: cfg.allocatorTokenFile || undefined });
   if (!deps.allocator) undo.push('close allocator client', async () => (allocator as AllocatorClient).close());
   const ctx: StartContext = {
     cfg, log, registry: deps.registry, clock, runner: deps.runner ?? processRunner, allocator, kube: deps.kube, signal: deps.signal,

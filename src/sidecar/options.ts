@@ -17,6 +17,7 @@ export const sidecarOptions = {
   nodeName: opt.string('the node (downward API spec.nodeName)', undefined, { env: 'NODE_NAME' }),
 
   allocatorSocket: opt.string("the node allocator's unix socket", DEFAULT_SOCKET),
+  allocatorTokenFile: opt.optionalString("Kubernetes mode: this pod's projected service-account token for the allocator (audience rtpengine-k8s-allocator), re-read on every call and sent as 'authorization: Bearer'; empty = none (file mode)"),
   pools: opt.list('address pools to take a media IP from (empty = the allocator default)', []),
   acquireTimeoutSeconds: opt.int('give up acquiring after this long (then exit, and the kubelet restarts us)', 120, { min: 1 }),
 

@@ -34,7 +34,7 @@ function startChild(config: AllocatorConfig, prefix: string[] = []): Promise<Chi
 
 const kill9 = (c: ChildProcess) => new Promise<void>((r) => { if (c.exitCode !== null || c.signalCode) return r(); c.once('exit', () => r()); c.kill('SIGKILL'); });
 
-test('kill -9 at random points during 1,000 mixed operations loses no acknowledged Acquire and never double-allocates', { timeout: 240_000 }, async (t) => {
+test('25 kill -9 restarts at random points during 1,000 mixed operations: no acknowledged Acquire lost, never a table or IP twice, state file equal to List after every restart', { timeout: 240_000 }, async (t) => {
   const dir = mkdtempSync(join(tmpdir(), 'alloc-crash-'));
   const proc = new ProcRtpengine();
   const config: AllocatorConfig = {
@@ -60,10 +60,10 @@ test('kill -9 at random points during 1,000 mixed operations loses no acknowledg
   let acked = 0;
   const TOTAL = 1000;
   /**
-   * Eight kill points at random operation counts (plus one at the end), one per slot of SLOT
-   * operations and more than MAX_BATCH apart, so no two fall into one batch: exactly 8 + 1 kills.
+   * 24 kill points at random operation counts (plus one at the end: 25 kill -9 restarts, as measured in issue 14), one per slot of SLOT
+   * operations and more than MAX_BATCH apart, so no two fall into one batch: exactly 24 + 1 kills.
    */
-  const KILLS = 8;
+  const KILLS = 24;
   const MAX_BATCH = 8;
   const SLOT = Math.floor((TOTAL - 60) / KILLS);
   const killAt = Array.from({ length: KILLS }, (_, i) => 30 + i * SLOT + rnd(SLOT - MAX_BATCH));
@@ -82,6 +82,11 @@ test('kill -9 at random points during 1,000 mixed operations loses no acknowledg
       assert.deepEqual({ table: got.table, ip: got.addresses[0]!.ip }, want, `seed ${seed}: ${uid} changed`);
     }
     for (const a of l.allocations) assert.ok(held.has(a.pod.uid) || maybe.has(a.pod.uid), `seed ${seed}: ${a.pod.uid} exists but was never acquired`);
+    // The state file says exactly what List says (read right after a restart, before any new write).
+    const file = JSON.parse(readFileSync(config.stateFile, 'utf8')) as { allocations: Record<string, { table: number; state: string; addresses: Array<{ ip: string }> }> };
+    const fromFile = Object.entries(file.allocations).map(([uid, a]) => [uid, a.table, a.addresses[0]!.ip, a.state].join(' ')).sort();
+    const fromList = l.allocations.map((a) => [a.pod.uid, a.table, a.addresses[0]!.ip, a.state].join(' ')).sort();
+    assert.deepEqual(fromFile, fromList, `seed ${seed}: state file differs from List`);
     // Settle unknowns into facts so later checks are exact.
     for (const uid of maybe) { const a = byUid.get(uid); if (a) held.set(uid, { table: a.table, ip: a.addresses[0]!.ip }); }
     maybe.clear();

@@ -16,6 +16,7 @@ import { configFromOptions, startAllocator } from '../../src/allocator/allocator
 import { AllocatorClient } from '../../src/allocator/client.js';
 import { leaseName } from '../../src/allocator/store-kube.js';
 import { createKubeClient } from '../../src/kube/client.js';
+import { CoreV1Api } from '../../src/kube/k8s.js';
 import { silentLogger } from '../../src/log.js';
 import { isCoded } from '../../src/errors.js';
 
@@ -31,15 +32,21 @@ test('allocator --store kubernetes: identity-checked Acquire records a Lease and
     const { config } = parseOptions(allocatorOptions, [
       '--store', 'kubernetes', '--kubeconfig', kubeconfigFile, '--socket', join(dir, 'alloc.sock'),
       '--lease-namespace', t.namespace, '--pools', JSON.stringify([{ name: 'media', cidr: range }]),
-      '--proc-root', join(dir, 'no-proc'), '--lease-ttl', '0',
+      '--proc-root', join(dir, 'no-proc'), '--lease-ttl', '0', '--operator-socket', join(dir, 'operator.sock'),
     ], { NODE_NAME: node });
     const cfg = configFromOptions(config);
     assert.equal(cfg.kubernetes?.leaseNamespace, t.namespace);
+    assert.deepEqual(cfg.callerAuth, { audience: 'rtpengine-k8s-allocator' }, 'callers are authenticated by default in this mode');
     const alloc = await startAllocator(cfg, { log: silentLogger });
-    const client = new AllocatorClient({ socket: join(dir, 'alloc.sock') });
+    // The sidecar's projected token (issue 14.4; test/e2e/allocator-auth.test.ts covers refusals).
+    const tokenFile = join(dir, 'token');
+    const client = new AllocatorClient({ socket: join(dir, 'alloc.sock'), tokenFile });
     try {
       const pod = await t.createPod({ name: 'rtpe-kmode', nodeName: node });
       const ref = { namespace: pod.metadata!.namespace!, name: pod.metadata!.name!, uid: pod.metadata!.uid! };
+      const tr = await t.kubeconfig().makeApiClient(CoreV1Api).createNamespacedServiceAccountToken({ name: 'default', namespace: ref.namespace,
+        body: { spec: { audiences: ['rtpengine-k8s-allocator'], expirationSeconds: 600, boundObjectRef: { kind: 'Pod', apiVersion: 'v1', name: ref.name, uid: ref.uid } } } });
+      writeFileSync(tokenFile, tr.status?.token ?? '');
       const a = await client.acquire({ pod: ref });
       assert.equal(a.node, node);
       assert.equal(a.addresses[0]!.ip, ipFromOffset(span, span.first));

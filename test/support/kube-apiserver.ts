@@ -8,6 +8,7 @@ import { randomUUID } from 'node:crypto';
 import { KubeConfig } from '../../src/kube/k8s.js';
 import { dropUnknownFields, preloadSchemas, statusFor, validateObjectSync, warningsFor } from './k8s-schema.js';
 import { MANAGED_BY, SERVICE_NAME_LABEL, desiredSlices } from './kube-endpointslice-controller.js';
+import { tokenAuthority } from './kube-tokenreview.js';
 
 /** A stored object: plain JSON as the API would return it. */
 export type KObj = { apiVersion?: string; kind?: string; metadata: KMeta; [k: string]: any };
@@ -320,6 +321,7 @@ export async function startKubeApiServer(opts: StandInOptions = {}): Promise<Kub
   let down = false;
   let delayMs = 0;
   const graceTimers = new Set<NodeJS.Timeout>();
+  const tokens = tokenAuthority(() => store);
 
   const key = (ns: string | undefined, name: string) => `${ns ?? ''}/${name}`;
   const decorate = (resource: string, o: KObj): KObj => {
@@ -625,6 +627,7 @@ export async function startKubeApiServer(opts: StandInOptions = {}): Promise<Kub
         if (rule.status === 429) { res.setHeader('Retry-After', '1'); throw new HttpError(429, 'TooManyRequests', 'Too many requests, please try again later.', { retryAfterSeconds: 1 }); }
         throw new HttpError(rule.status, rule.status === 503 ? 'ServiceUnavailable' : 'InternalError', `injected fault (${rule.status})`);
       }
+      const tok = await tokens.route(method, url.pathname, () => readBody(req)); if (tok) return sendJson(res, tok.status, tok.body); // TokenRequest / TokenReview: kube-tokenreview.ts
       if (!r && method === 'GET' && url.pathname === '/version') {
         const [major, minor] = serverVersion.split('.');
         return sendJson(res, 200, { major, minor, gitVersion: `v${serverVersion}.0`, platform: 'linux/amd64' });
