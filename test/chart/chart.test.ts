@@ -291,6 +291,34 @@ test('optional admission policy: the sidecar account may change only its own pod
   assert.equal(kind(renderChart({ sidecar: { admissionPolicy: { enabled: true }, deletionCost: { enabled: false } } }), 'ValidatingAdmissionPolicy').length, 0);
 });
 
+test('uninstall: a pre-delete hook Job runs ctl cleanup --yes with the allocator\'s store options (kubernetes store only)', () => {
+  const storeEnv = ['RTPE_K8S_STORE', 'RTPE_K8S_POOLS', 'RTPE_K8S_IP_MODE', 'RTPE_K8S_NETWORK_STATUS_INTERFACE', 'RTPE_K8S_LEASE_NAMESPACE', 'RTPE_K8S_POOL_NAMESPACE', 'RTPE_K8S_KUBECONFIG', 'RTPE_K8S_NETWORK_NAME'];
+  for (const name of ['defaults', 'multus', 'full']) {
+    const r = renders[name]!;
+    const jobs = kind(r, 'Job');
+    assert.equal(jobs.length, 1, name);
+    const job = jobs[0];
+    assert.equal(job.metadata.annotations['helm.sh/hook'], 'pre-delete', name);
+    assert.match(job.metadata.annotations['helm.sh/hook-delete-policy'], /before-hook-creation/);
+    const spec = job.spec.template.spec;
+    assert.equal(spec.restartPolicy, 'Never');
+    const ds = kind(r, 'DaemonSet')[0]!.spec.template.spec;
+    assert.equal(spec.serviceAccountName, ds.serviceAccountName, `${name}: the allocator's account and RBAC`);
+    const [c] = spec.containers;
+    assert.deepEqual(c.args, ['ctl', 'cleanup', '--yes']);
+    assert.equal(c.image, ds.containers[0].image);
+    const pick = (env: any[]) => env.filter((e) => storeEnv.includes(e.name));
+    assert.deepEqual(pick(c.env), pick(ds.containers[0].env), `${name}: same store options as the allocator`);
+    assert.ok(pick(c.env).some((e: any) => e.name === 'RTPE_K8S_STORE' && e.value === 'kubernetes'));
+    assert.equal(c.securityContext.runAsNonRoot, true, 'API calls only: no root');
+    assert.match(r.files['NOTES.txt']!, /ctl cleanup --yes/);
+  }
+  for (const name of ['fileStore', 'noAllocator']) assert.equal(kind(renders[name]!, 'Job').length, 0, name);
+  const off = renderChart({ allocator: { cleanupOnUninstall: false } });
+  assert.equal(kind(off, 'Job').length, 0);
+  assert.match(off.files['NOTES.txt']!, /before `helm uninstall`, free them with\n\s+kubectl exec .* ctl cleanup --yes/);
+});
+
 test('allocator: privileged only when asked, hostPath socket shared with the sidecars', () => {
   const ds = kind(renders.defaults!, 'DaemonSet')[0]!.spec.template.spec;
   assert.equal(ds.containers[0].securityContext.privileged, undefined);
@@ -425,7 +453,7 @@ function commandOf(c: any): string | undefined {
 test('every env var the chart sets is accepted by that container\'s command', () => {
   const problems = new Set<string>();
   for (const r of Object.values(renders)) {
-    for (const o of r.objects.filter((x) => x.kind === 'Deployment' || x.kind === 'DaemonSet')) {
+    for (const o of r.objects.filter((x) => x.kind === 'Deployment' || x.kind === 'DaemonSet' || x.kind === 'Job')) {
       const spec = o.spec.template.spec;
       for (const c of [...(spec.initContainers ?? []), ...spec.containers]) {
         const cmd = commandOf(c);

@@ -29,7 +29,7 @@ test('every rendered object of every value set is valid against its published sc
   // The check covered every kind the chart can emit (a kind without a schema is an issue above).
   for (const k of ['apps/v1 Deployment', 'apps/v1 DaemonSet', 'v1 Service', 'v1 ServiceAccount', 'rbac.authorization.k8s.io/v1 ClusterRole',
     'autoscaling/v2 HorizontalPodAutoscaler', 'policy/v1 PodDisruptionBudget', 'keda.sh/v1alpha1 ScaledObject', 'monitoring.coreos.com/v1 ServiceMonitor',
-    'k8s.cni.cncf.io/v1 NetworkAttachmentDefinition', 'admissionregistration.k8s.io/v1 ValidatingAdmissionPolicy']) {
+    'k8s.cni.cncf.io/v1 NetworkAttachmentDefinition', 'admissionregistration.k8s.io/v1 ValidatingAdmissionPolicy', 'batch/v1 Job']) {
     assert.ok(kinds.has(k), `no value set renders ${k}`);
   }
 });

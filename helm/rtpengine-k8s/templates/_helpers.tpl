@@ -117,3 +117,25 @@ httpGet:
 {{- include "rtpengine-k8s.preStopDrain" . -}}
 {{- end -}}
 {{- end -}}
+
+{{/* The allocator's store options: the allocator DaemonSet and the uninstall cleanup Job
+     (`ctl cleanup --yes`) both use exactly these, so the cleanup frees what the allocators wrote. */}}
+{{- define "rtpengine-k8s.allocatorStoreEnv" -}}
+- name: RTPE_K8S_STORE
+  value: {{ .Values.allocator.store | quote }}
+- name: RTPE_K8S_POOLS
+  value: {{ toJson .Values.pools | quote }}
+- name: RTPE_K8S_IP_MODE
+  value: {{ .Values.allocator.ipMode | quote }}
+{{- if eq .Values.allocator.ipMode "network-status" }}
+- name: RTPE_K8S_NETWORK_STATUS_INTERFACE
+  value: {{ .Values.multus.interfaceName | quote }}
+{{- end }}
+{{- if eq .Values.allocator.store "kubernetes" }}
+# Leases live beside the rtpengine pods so they can be owner-referenced to them.
+- name: RTPE_K8S_LEASE_NAMESPACE
+  value: {{ .Release.Namespace | quote }}
+- name: RTPE_K8S_POOL_NAMESPACE
+  value: {{ .Values.allocator.ippoolNamespace | quote }}
+{{- end }}
+{{- end -}}
