@@ -148,7 +148,7 @@ export async function startAllocator(config: AllocatorConfig, deps: AllocatorDep
     // open() loads the store first: the file store's lock refuses a second allocator on one state file here.
     service = await AllocatorService.open(
       { node: config.node, tableRange: config.tableRange, pools: km ? km.servicePools : config.pools, defaultPools: config.defaultPools, leaseTtlMs: km ? km.leaseTtlMs : config.leaseTtlMs },
-      { store, kernel, clock, log, onAcquire: metrics.observeAcquire, onReclaim: metrics.reclaim, onCleanup: metrics.cleanup, onRecovery: metrics.recovery },
+      { store, kernel, clock, log, onAcquire: metrics.observeAcquire, onReclaim: metrics.reclaim, onCleanup: metrics.cleanup, onRecovery: metrics.recovery, onReadopt: metrics.readopt },
     );
     if (!(await kernel.available())) log.warn({ procRoot: config.procRoot }, 'no rtpengine kernel module proc tree: nothing to check or clean; pods will forward in userspace');
     metrics.attach(service);

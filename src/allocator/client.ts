@@ -4,7 +4,7 @@ import * as grpc from '@grpc/grpc-js';
 import { readFileSync } from 'node:fs';
 import { AllocError, RtpeK8sError, type ErrorCode } from '../errors.js';
 import { loadProtos, ERROR_CODE_KEY, ERROR_DETAILS_KEY } from './proto.js';
-import { fromWire, type AllocationView } from './wire.js';
+import { fromWire, toWire, type AllocationView } from './wire.js';
 import type { AllocatorClient as RawClient } from '../gen/rtpengine_k8s/v1/Allocator.js';
 import type { HealthClient } from '../gen/grpc/health/v1/Health.js';
 import type { Allocation__Output } from '../gen/rtpengine_k8s/v1/Allocation.js';
@@ -96,8 +96,9 @@ export class AllocatorClient {
     return fromWire(await this.call<Allocation__Output>((md, o, cb) => this.raw.Acquire(msg, md, o, cb)));
   }
 
-  async renew(uid: string): Promise<AllocationView> {
-    return fromWire(await this.call<Allocation__Output>((md, o, cb) => this.raw.Renew({ uid }, md, o, cb)));
+  /** `held`: the allocation this pod holds, so an allocator that lost it with a damaged state file can re-adopt it. */
+  async renew(uid: string, held?: AllocationView): Promise<AllocationView> {
+    return fromWire(await this.call<Allocation__Output>((md, o, cb) => this.raw.Renew({ uid, held: held ? toWire(held) : null }, md, o, cb)));
   }
 
   async release(sel: PodSelector, reason = ''): Promise<ReleaseResult> {

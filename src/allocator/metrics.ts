@@ -11,6 +11,7 @@ export interface AllocatorMetrics {
   swept(f: { kind: string }): void;
   cleanup(result: string): void;
   recovery(counts: RecoveryCounts): void;
+  readopt(): void;
   attach(service: AllocatorService): void;
 }
 
@@ -45,11 +46,13 @@ export function allocatorMetrics(registry: Registry): AllocatorMetrics {
   const cleanups = new Counter({ name: `${METRIC_PREFIX}allocator_table_cleanups_total`, help: "Results of 'del N' on /proc/rtpengine/control (ok, absent, busy, failed)", labelNames: ['result'], registers: [registry] });
   const recoveries = new Counter({ name: `${METRIC_PREFIX}allocator_state_recoveries_total`, help: 'Starts from the previous generation of a damaged state file (alert on any)', registers: [registry] });
   const recovered = new Gauge({
-    name: `${METRIC_PREFIX}allocator_state_recovery_allocations`, help: 'At the last start from a previous generation: allocations recovered, dropped (readable only in the damaged file), and kernel tables held by daemons with no record',
+    name: `${METRIC_PREFIX}allocator_state_recovery_allocations`, help: 'At the last start from a previous generation: allocations recovered, dropped (readable only in the damaged file), kernel tables held by daemons with no record, and allocations re-adopted since from their sidecars\' renewals',
     labelNames: ['outcome'], registers: [registry],
   });
   return {
+    readopt: () => recovered.inc({ outcome: 'readopted' }),
     recovery: (c) => {
+      recovered.set({ outcome: 'readopted' }, 0);
       recoveries.inc();
       recovered.set({ outcome: 'recovered' }, c.recovered);
       recovered.set({ outcome: 'dropped' }, c.dropped);

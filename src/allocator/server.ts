@@ -7,7 +7,9 @@ import { dirname } from 'node:path';
 import type { Logger } from '../log.js';
 import { AllocError, RtpeK8sError } from '../errors.js';
 import { loadProtos, ERROR_CODE_KEY, ERROR_DETAILS_KEY } from './proto.js';
-import { toWire } from './wire.js';
+import { toWire, fromWire } from './wire.js';
+import type { Allocation__Output } from '../gen/rtpengine_k8s/v1/Allocation.js';
+import type { HeldAllocation } from './service.js';
 import { LIMITS, clip } from './limits.js';
 import type { PodIdentity, TokenVerifier } from '../kube/tokenreview.js';
 import type { AllocatorService } from './service.js';
@@ -138,6 +140,14 @@ function mustBe(c: Caller, want: { namespace?: string; name?: string; uid?: stri
   });
 }
 
+/** Renew's claim, bounded like any request field. */
+function heldFromWire(h: Allocation__Output): HeldAllocation {
+  if (h.addresses.length > LIMITS.poolsPerRequest) throw new AllocError('ALLOC_INVALID_ARGUMENT', { field: 'held.addresses', reason: `has ${h.addresses.length} entries, at most ${LIMITS.poolsPerRequest} allowed` });
+  checkBounds([...podBounds(h.pod, 'held.pod.'), ...h.addresses.flatMap((x, i): Array<[string, unknown, number]> => [[`held.addresses[${i}].pool`, x.pool, LIMITS.pool], [`held.addresses[${i}].ip`, x.ip, 64], [`held.addresses[${i}].offset`, x.offset, 40]])]);
+  const v = fromWire(h);
+  return { pod: v.pod, table: v.table, addresses: v.addresses, createdAt: v.createdAt };
+}
+
 export interface ServerOptions {
   socket: string;
   /** Default: file mode (no check beyond the socket's file mode). */
@@ -181,8 +191,9 @@ export async function startServer(service: AllocatorService, opts: ServerOptions
     }, log),
     Renew: unary(async (r, md) => {
       checkBounds([['uid', r.uid, LIMITS.uid]]);
+      const held = r.held ? heldFromWire(r.held) : undefined;
       mustBe(await authenticate(md), { uid: r.uid || '\u0000' });
-      return toWire(await service.renew(r.uid));
+      return toWire(await service.renew(r.uid, held));
     }, log),
     Release: unary(async (r, md) => {
       checkBounds([...podBounds(r, ''), ['reason', r.reason, LIMITS.reason]]);

@@ -287,3 +287,14 @@ test('service: UIDs __proto__, constructor and toString are ordinary pods throug
     assert.equal(s.list().allocations.length, 0);
   } finally { await w.done(); }
 });
+
+test('service: a Renew carrying a held allocation never revives a released record outside a recovery (ADR 0001 kept)', async () => {
+  const w = await world();
+  try {
+    const s = await w.open();
+    const a = await s.acquire({ pod: pod(1) });
+    await s.release({ uid: a.pod.uid });
+    await assert.rejects(s.renew(a.pod.uid, a), (e) => isCoded(e, 'ALLOC_NOT_FOUND'));
+    assert.equal(s.list().allocations.length, 0);
+  } finally { await w.done(); }
+});

@@ -32,9 +32,14 @@ export interface ServiceDeps {
   onCleanup?: (result: string) => void;
   /** A start from a damaged state's previous generation: how many allocations were recovered, dropped, … */
   onRecovery?: (counts: RecoveryCounts) => void;
+  /** A lost allocation re-adopted from its sidecar's Renew. */
+  onReadopt?: () => void;
 }
 
 export interface RecoveryCounts { recovered: number; dropped: number; unknownKernelTables: number }
+
+/** What a sidecar says it holds (Renew's optional claim). */
+export type HeldAllocation = Pick<Allocation, 'pod' | 'table' | 'addresses' | 'createdAt'>;
 
 export interface AcquireInput { pod: PodRef; pools?: string[]; interface?: string }
 export type Selector = { uid?: string; namespace?: string; name?: string };
@@ -57,6 +62,13 @@ export class AllocatorService {
   /** Leftover tables (listed, not ours, no holder) seen by the last sweep: deleted when seen unheld again. */
   private leftoverSeen = new Set<number>();
   private sweeping: Promise<void> | undefined;
+  /**
+   * After a start from a damaged state's previous generation: until this time (ms), a Renew that
+   * carries the allocation its sidecar holds re-adopts a record the recovery lost (0 = never).
+   */
+  private readoptUntil = 0;
+  /** UIDs released or reclaimed by this process during the re-adoption window: never revived. */
+  private readonly releasedSinceStart = new Set<string>();
 
   private constructor(cfg: ServiceConfig, deps: ServiceDeps) {
     this.cfg = cfg;
@@ -129,6 +141,41 @@ export class AllocatorService {
     for (const a of dropped) this.log.error({ decision: 'state-recovery-dropped', ...brief(a) }, 'allocation lost with the damaged state file: its table stays out of use while a daemon holds it; its address may be handed out again');
     for (const u of unknown) this.log.error({ decision: 'state-recovery-unknown-table', ...u }, 'kernel table held by a daemon no recovered allocation names: kept out of use');
     this.d.onRecovery?.({ recovered: this.byUid.size, dropped: dropped.length, unknownKernelTables: unknown.length });
+    // The sidecars of lost records renew within a TTL (every TTL/3): accept their claims for two TTLs (≥ 2 min).
+    this.readoptUntil = this.d.clock.now() + 2 * Math.max(this.cfg.leaseTtlMs, 60_000);
+  }
+
+  /**
+   * A Renew for a UID we do not know, carrying what its sidecar holds, during the window after a
+   * recovery: recreate that record if it is consistent (our range, configured pools, offsets that
+   * give these IPs) and nobody holds its table or addresses meanwhile. Otherwise undefined.
+   */
+  private async readopt(uid: string, held: HeldAllocation): Promise<AllocationView | undefined> {
+    const now = this.d.clock.now();
+    if (now >= this.readoptUntil || this.releasedSinceStart.has(uid) || held.pod.uid !== uid) return undefined;
+    const pod = this.validatePod(held.pod);
+    const facts = { pod: clip(podKey(pod)), uid: clip(uid), table: held.table, ip: held.addresses.map((x) => clip(x.ip)) };
+    const refuse = (why: string) => { this.log.error({ decision: 'readopt-refused', ...facts, why }, 'lost allocation claimed by its sidecar cannot be re-adopted'); return undefined; };
+    const { min, max } = this.cfg.tableRange;
+    if (!Number.isInteger(held.table) || held.table < min || held.table > max) return refuse('table outside the range');
+    if (this.tableOwner.has(held.table) || this.foreignTables.has(held.table)) return refuse(`table ${held.table} is held by another allocation`);
+    const addresses: AllocatedAddress[] = [];
+    for (const x of held.addresses) {
+      const pool = this.pools.get(x.pool);
+      if (!pool || !/^\d{1,40}$/.test(x.offset)) return refuse(`address ${clip(x.ip)}: unknown pool or bad offset`);
+      const o = BigInt(x.offset);
+      if (!pool.isFree(o) || ipFromOffset(pool.span, o) !== x.ip) return refuse(`address ${clip(x.ip)} is taken or does not match pool ${clip(x.pool)}`);
+      addresses.push({ pool: x.pool, ip: x.ip, prefixLength: pool.span.prefixLength, gateway: pool.span.gateway, offset: x.offset });
+    }
+    if (this.pendingAcquire.has(uid) || this.byUid.has(uid)) return undefined;
+    const a: Allocation = { pod, node: this.cfg.node, table: held.table, addresses, state: 'active', createdAt: held.createdAt || now, renewedAt: now, leaseExpiresAt: this.expiry(now) };
+    this.tableOwner.set(a.table, uid);
+    this.byUid.set(uid, a);
+    for (const x of addresses) this.pools.get(x.pool)!.take(BigInt(x.offset));
+    try { await this.d.store.create(a); } catch (e) { this.unreserve(a); throw e; }
+    this.log.warn({ decision: 'readopt', ...facts }, 'allocation lost with the damaged state file re-adopted from its sidecar\'s renewal');
+    this.d.onReadopt?.();
+    return this.view(a);
   }
 
   private requirePool(name: string, field: string): AddressPool {
@@ -293,8 +340,12 @@ export class AllocatorService {
     return new AllocError('ALLOC_NOT_FOUND', { pod: sel.namespace && sel.name ? clip(`${sel.namespace}/${sel.name}`) : '(any)', uid: sel.uid ? clip(sel.uid) : '(any)', node: this.cfg.node });
   }
 
-  async renew(uid: string): Promise<AllocationView> {
+  async renew(uid: string, held?: HeldAllocation): Promise<AllocationView> {
     const [a] = this.find({ uid });
+    if (!a && held && !this.pendingRelease.has(uid)) {
+      const v = await this.readopt(uid, held);
+      if (v) return v;
+    }
     // Explicitly released pods stay released; a lease-expired one whose daemon still holds its table revives.
     if (!a || (a.state !== 'active' && a.releaseReason !== 'lease-expired')) throw this.notFound({ uid });
     const pendingRel = this.pendingRelease.get(uid);
@@ -358,6 +409,7 @@ export class AllocatorService {
     let failure: string | undefined;
     try { result = await this.d.kernel.deleteTable(a.table); } catch (e) { result = 'failed'; failure = (e as Error).message; }
     this.d.onCleanup?.(result);
+    if (this.readoptUntil > now) this.releasedSinceStart.add(a.pod.uid);
     if (result === 'ok' || result === 'absent') {
       await this.d.store.remove(a, now);
       this.kernelTables.delete(a.table);

@@ -53,14 +53,15 @@ export async function acquireWithRetry(deps: AcquireDeps, req: AcquireRequest, p
   }
 }
 
-/** Renews the lease every third of its TTL; failures are logged and retried at the next tick. */
-export function keepLease(deps: AcquireDeps, uid: string, leaseTtlMs: number): { stop(): void } {
+/** Renews the lease every third of its TTL (sending the allocation held); failures are logged and retried at the next tick. */
+export function keepLease(deps: AcquireDeps, uid: string, leaseTtlMs: number, held?: AllocationView): { stop(): void } {
   const every = Math.max(1000, Math.floor(leaseTtlMs / 3));
   let timer: Timer | undefined;
   let stopped = false;
   const tick = async () => {
     try {
-      await deps.allocator.renew(uid);
+      // What we hold travels along: an allocator that lost it with a damaged state file re-adopts it.
+      await deps.allocator.renew(uid, held);
     } catch (e) {
       deps.log.warn({ uid, err: (e as Error).message, retryInMs: every }, 'lease renewal failed');
     }

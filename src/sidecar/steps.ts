@@ -44,7 +44,7 @@ const acquire: Step = {
       { timeoutMs: cfg.acquireTimeoutSeconds * 1000, initialDelayMs: 200, maxDelayMs: 5000 }, ctx.signal);
     ctx.allocation = a;
     ctx.mediaIps = a.addresses.map((x) => x.ip);
-    const lease = keepLease(adeps, cfg.podUid, a.leaseTtlMs);
+    const lease = keepLease(adeps, cfg.podUid, a.leaseTtlMs, a);
     return done(`table ${a.table}, ${ctx.mediaIps.join(', ') || 'no address'}`, async () => {
       lease.stop();
       await releaseAllocation(adeps, cfg.podUid, ctx.releaseReason);

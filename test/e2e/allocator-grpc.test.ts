@@ -264,6 +264,15 @@ test('state: one bad byte → start from the previous generation, reconciled wit
     assert.match(m, /rtpengine_k8s_allocator_state_recovery_allocations\{outcome="recovered"\} 2/);
     assert.match(m, /rtpengine_k8s_allocator_state_recovery_allocations\{outcome="dropped"\} 1/);
     assert.match(m, /rtpengine_k8s_allocator_state_recovery_allocations\{outcome="unknown_kernel_table"\} 1/);
+    // The lost pod's sidecar renews with what it holds: re-adopted (same table and IP), counted.
+    await assert.rejects(c2.renew('uid-c'), (e) => isCoded(e, 'ALLOC_NOT_FOUND'), 'a plain Renew of a lost record is not found');
+    await assert.rejects(c2.renew('uid-z', { ...lost, pod: pod('z'), table: a.table }), (e) => isCoded(e, 'ALLOC_NOT_FOUND'), 'a claim on a held table is refused');
+    const back = await c2.renew('uid-c', lost);
+    assert.deepEqual([back.table, back.addresses[0]!.ip, back.state], [lost.table, lost.addresses[0]!.ip, 'active']);
+    assert.ok(cap.lines.some((x) => x.decision === 'readopt' && x.uid === 'uid-c'));
+    assert.ok(cap.lines.some((x) => x.decision === 'readopt-refused' && x.uid === 'uid-z'));
+    const m2 = await (await fetch(`http://127.0.0.1:${mport}/metrics`)).text();
+    assert.match(m2, /rtpengine_k8s_allocator_state_recovery_allocations\{outcome="readopted"\} 1/);
     // The lost pod's table stays out of use while its daemon holds it.
     const d = await c2.acquire({ pod: pod('d') });
     assert.notEqual(d.table, lost.table);
