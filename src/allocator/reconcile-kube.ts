@@ -133,6 +133,12 @@ export class KubeReconciler {
     }
     // Other writers' IPPool entries come and go: replace the service's view of them.
     try { await this.o.store?.refreshForeign(); } catch (e) { this.log.error({ error: (e as Error).message }, 'refreshing foreign IPPool entries failed; retried next round'); }
+    // A NAD added since start may make the setup unsafe (ADR 0012): refusing now would strand running
+    // pods, so it is an error in the log each round until fixed (the next start refuses).
+    try { await this.o.store?.checkWhereaboutsSetup(); } catch (e) {
+      if (isCoded(e, 'ALLOC_WHEREABOUTS_UNSAFE')) this.log.error({ code: e.code, ...e.details }, `${e.message} (appeared after start: duplicates with whereabouts are possible until fixed)`);
+      else this.log.warn({ error: (e as Error).message }, 'whereabouts setup check failed; retried next round');
+    }
     return n;
   }
 

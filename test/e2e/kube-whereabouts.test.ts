@@ -14,7 +14,7 @@ import { KubeReconciler } from '../../src/allocator/reconcile-kube.js';
 import { ipPoolName, oripName } from '../../src/allocator/ippool.js';
 import { compilePool, ipFromOffset, type PoolConfig } from '../../src/allocator/pools.js';
 import { systemClock } from '../../src/clock.js';
-import { silentLogger } from '../../src/log.js';
+import { createLogger, silentLogger } from '../../src/log.js';
 import { isCoded } from '../../src/errors.js';
 import { ProcRtpengine } from '../support/proc-rtpengine.js';
 import { cleanupKube, randomRange } from '../support/kube-cleanup.js';
@@ -40,12 +40,12 @@ async function world(): Promise<World> {
   return w;
 }
 
-async function startAgent(w: World, node: string) {
+async function startAgent(w: World, node: string, log = silentLogger) {
   const kube = createKubeClient(w.t.kubeconfig(), { retryMinMs: 50, retryMaxMs: 500 });
   const store = new KubeStore({ kube, node, leaseNamespace: w.t.namespace, poolNamespace: POOL_NS, pools: [{ span: compilePool(w.pool) }], ippool: { jitterMs: 2 } });
   const service = await AllocatorService.open({ node, tableRange: { min: 0, max: 63 }, pools: [w.pool], leaseTtlMs: 0 },
     { store, kernel: new ProcKernel({ root: w.proc.root, fs: w.proc }), clock: systemClock, log: silentLogger });
-  const reconciler = new KubeReconciler({ kube, node, service, store, resyncMs: 0, log: silentLogger });
+  const reconciler = new KubeReconciler({ kube, node, service, store, resyncMs: 0, log });
   await reconciler.start();
   return { service, reconciler, store, stop: async () => { await reconciler.stop(); await service.drain(); } };
 }
@@ -92,6 +92,29 @@ test('start refused (ALLOC_WHEREABOUTS_UNSAFE) when another IPPool overlaps the 
     const err = await startAgent(w, w.t.nodes[0]!).then(async (a) => { await a.stop(); return undefined; }, (e) => e);
     assert.ok(isCoded(err, 'ALLOC_WHEREABOUTS_UNSAFE'), String(err));
     assert.match(err.message, new RegExp(`IPPool ${POOL_NS}/${other.replace(/\./g, '\\.')}`));
+  } finally { await w.done(); }
+});
+
+test('an overlapping IPPool that appears after start is an error in the log at every resync', async () => {
+  const w = await world();
+  const lines: string[] = [];
+  const log = createLogger({ level: 'info' }, { write: (l: string) => { lines.push(l); } });
+  try {
+    const agent = await startAgent(w, w.t.nodes[0]!, log);
+    try {
+      const span = compilePool(w.pool);
+      const wider = `${ipFromOffset(span, 0n).split('.').slice(0, 2).join('.')}.${Number(ipFromOffset(span, 0n).split('.')[2]) & ~1}.0/23`;
+      const other = ipPoolName(compilePool({ name: 'x', cidr: wider }).range);
+      await w.t.kubeconfig().makeApiClient(CustomObjectsApi).createNamespacedCustomObject({ ...WB, plural: 'ippools',
+        body: { apiVersion: 'whereabouts.cni.cncf.io/v1alpha1', kind: 'IPPool', metadata: { name: other }, spec: { range: compilePool({ name: 'x', cidr: wider }).range, allocations: {} } } });
+      w.extraPools.push(other);
+      assert.equal(lines.filter((l) => l.includes('ALLOC_WHEREABOUTS_UNSAFE')).length, 0);
+      await agent.reconciler.resync();
+      const err = lines.map((l) => JSON.parse(l)).find((l) => l.code === 'ALLOC_WHEREABOUTS_UNSAFE');
+      assert.ok(err, 'logged');
+      assert.equal(err.level, 50);
+      assert.match(err.msg, /appeared after start/);
+    } finally { await agent.stop(); }
   } finally { await w.done(); }
 });
 
