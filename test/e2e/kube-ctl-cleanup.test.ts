@@ -24,8 +24,8 @@ import { cleanupKube, randomRange } from '../support/kube-cleanup.js';
 
 const POOL_NS = 'kube-system';
 const podRef = (p: Pod) => ({ namespace: p.metadata!.namespace!, name: p.metadata!.name!, uid: p.metadata!.uid! });
-const cli = (args: string[]) => new Promise<{ code: number; out: string; err: string }>((ok) => {
-  execFile(process.execPath, ['--import', 'tsx', 'src/cli.ts', 'ctl', 'cleanup', ...args], { cwd: process.cwd(), timeout: 60_000 },
+const cli = (args: string[], env: Record<string, string> = {}) => new Promise<{ code: number; out: string; err: string }>((ok) => {
+  execFile(process.execPath, ['--import', 'tsx', 'src/cli.ts', 'ctl', 'cleanup', ...args], { cwd: process.cwd(), timeout: 60_000, env: { ...process.env, ...env } },
     (e, out, err) => ok({ code: e ? Number((e as { code?: number }).code ?? 1) : 0, out, err }));
 });
 
@@ -63,7 +63,12 @@ test('ctl cleanup --yes frees every node\'s IPPool entries and Leases (finalizer
     assert.match(refused.err, /--yes/);
     assert.equal(await leases(), 3, 'nothing freed without --yes');
 
-    const done = await cli([...storeArgs, '--yes']);
+    // exactly as the chart's pre-delete hook Job runs it: args `ctl cleanup --yes`, store options
+    // in the environment (helm/…/cleanup-hook.yaml, allocatorStoreEnv)
+    const done = await cli(['--yes'], {
+      RTPE_K8S_STORE: 'kubernetes', RTPE_K8S_POOLS: JSON.stringify([pool]), RTPE_K8S_IP_MODE: 'reserve',
+      RTPE_K8S_LEASE_NAMESPACE: t.namespace, RTPE_K8S_POOL_NAMESPACE: POOL_NS, RTPE_K8S_KUBECONFIG: kubeconfigFile,
+    });
     assert.equal(done.code, 0, done.err);
     assert.equal(done.out.match(/^freed ippool-entry /gm)?.length, 2);
     assert.equal(done.out.match(/^freed lease rtpe-/gm)?.length, 2);
