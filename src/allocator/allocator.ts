@@ -7,7 +7,7 @@ import type { Registry } from 'prom-client';
 import type { Logger } from '../log.js';
 import { createRegistry } from '../metrics.js';
 import { systemClock, type Clock, type Timer } from '../clock.js';
-import { AllocError } from '../errors.js';
+import { AllocError, isCoded } from '../errors.js';
 import type { Parsed } from '../config.js';
 import { AllocatorService } from './service.js';
 import { FileStore } from './store-file.js';
@@ -141,7 +141,6 @@ export async function startAllocator(config: AllocatorConfig, deps: AllocatorDep
       const tr = await import('../kube/tokenreview.js');
       const reviewer = deps.tokenReviewer ?? await tr.kubeTokenReviewer((await import('../kube/client.js')).kubeConfigFrom({ kubeconfig: config.kubernetes?.kubeconfig }));
       authenticate = tokenAuthentication(new tr.TokenVerifier(reviewer, { audience: config.callerAuth.audience, cacheTtlMs: config.callerAuth.cacheTtlMs }));
-      if (config.operatorSocket) await prepareSocket(config.operatorSocket, log);
     }
     const kernel = deps.kernel ?? new ProcKernel({ root: config.procRoot, fs: deps.procFs });
     const metrics = allocatorMetrics(registry);
@@ -157,7 +156,16 @@ export async function startAllocator(config: AllocatorConfig, deps: AllocatorDep
     if (km) log.info({ store: 'kubernetes', node: config.node }, 'state rebuilt from the Kubernetes API');
     server = await startServer(served, { socket: config.socket, tcpListen: config.tcpListen, transport: config.transport, authenticate }, log);
     mainStarted = server;
-    if (authenticate && config.operatorSocket) operator = await startServer(served, { socket: config.operatorSocket, transport: config.transport, operator: true }, log);
+    if (authenticate && config.operatorSocket) {
+      // A convenience for operators, not a reason to leave the node without an allocator: without
+      // a writable place for it (e.g. a read-only root file system and no volume there) it is off, loudly.
+      try {
+        operator = await startServer(served, { socket: config.operatorSocket, transport: config.transport, operator: true }, log);
+      } catch (e) {
+        if (isCoded(e, 'ALLOC_SOCKET_IN_USE')) throw e;
+        log.error({ operatorSocket: config.operatorSocket, error: (e as Error).message }, 'operator socket not available: ctl release on this node needs --operator-socket in a writable directory that is not mounted into pods (chart: the allocator state hostPath); pods still act only for themselves');
+      }
+    }
     log.info({ callerAuth: authenticate ? `token (audience ${config.callerAuth!.audience})` : 'none: the socket file mode is the only boundary', operatorSocket: operator?.socket }, 'caller authentication');
   } catch (e) {
     await mainStarted?.close().catch(() => undefined);

@@ -151,3 +151,30 @@ test('API stand-in: TokenRequest and TokenReview refuse what the real server ref
     assert.match((await review({ token, audiences: ['x'] })).body.status.error, /has been deleted/);
   } finally { await t.close(); }
 });
+
+test('kubernetes mode: an operator socket that cannot be created (read-only place) is reported, and the allocator still serves with token checks', { timeout: 60_000 }, async () => {
+  const t = await kubeTarget();
+  const dir = mkdtempSync(join(tmpdir(), 'rtpe-auth-ro-'));
+  const kubeconfig = join(dir, 'kubeconfig');
+  writeFileSync(kubeconfig, t.kubeconfig().exportConfig());
+  writeFileSync(join(dir, 'not-a-dir'), '');
+  const lines: Array<Record<string, unknown>> = [];
+  const log = createLogger({ level: 'info' }, { write: (s: string) => { lines.push(JSON.parse(s) as Record<string, unknown>); } });
+  const h = await startAllocator({
+    node: t.nodes[0]!, socket: join(dir, 'alloc.sock'), tableRange: { min: 0, max: 63 }, pools: [], stateFile: join(dir, 'unused.json'),
+    procRoot: join(dir, 'no-proc'), leaseTtlMs: 0, sweepIntervalMs: 1000,
+    kubernetes: { kubeconfig, leaseNamespace: t.namespace, poolNamespace: 'kube-system', ipMode: 'reserve', networkStatusInterface: 'net1', resyncIntervalMs: 0 },
+    callerAuth: { audience: DEFAULT_TOKEN_AUDIENCE },
+    operatorSocket: join(dir, 'not-a-dir', 'operator.sock'), // its parent is a file: cannot be created
+  }, { log });
+  const c = new AllocatorClient({ socket: join(dir, 'alloc.sock') });
+  try {
+    assert.ok(lines.some((l) => l.level === 50 && /operator socket not available/.test(String(l.msg))));
+    await assert.rejects(c.acquire({ pod: { namespace: t.namespace, name: 'x', uid: 'y' } }), (e) => isCoded(e, 'ALLOC_UNAUTHENTICATED'));
+  } finally {
+    c.close();
+    await h.close();
+    await t.close();
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
