@@ -319,6 +319,29 @@ test('uninstall: a pre-delete hook Job runs ctl cleanup --yes with the allocator
   assert.match(off.files['NOTES.txt']!, /before `helm uninstall`, free them with\n\s+kubectl exec .* ctl cleanup --yes/);
 });
 
+test('allocator caller authentication: the sidecar sends its projected token; the operator socket has a directory no pod mounts', () => {
+  for (const [name, r] of Object.entries(renders)) {
+    const pod = deployment(r);
+    const sidecar = [...(pod.initContainers ?? []), ...pod.containers].find((c: any) => c.name === 'sidecar');
+    const file = sidecar.env.find((e: any) => e.name === 'RTPE_K8S_ALLOCATOR_TOKEN_FILE')?.value;
+    const mount = sidecar.volumeMounts.find((m: any) => m.name === 'allocator-token');
+    const source = pod.volumes.find((v: any) => v.name === 'allocator-token').projected.sources[0].serviceAccountToken;
+    assert.equal(file, `${mount.mountPath}/${source.path}`, `${name}: the token file is the projected one`);
+    const ds = kind(r, 'DaemonSet')[0]?.spec.template.spec;
+    if (!ds) continue;
+    const c = ds.containers[0];
+    const store = c.env.find((e: any) => e.name === 'RTPE_K8S_STORE').value;
+    if (store !== 'kubernetes') continue;
+    const op = c.env.find((e: any) => e.name === 'RTPE_K8S_OPERATOR_SOCKET')?.value as string;
+    assert.ok(op, `${name}: operator socket set`);
+    const opMount = c.volumeMounts.find((m: any) => op.startsWith(`${m.mountPath}/`));
+    assert.ok(opMount && !opMount.readOnly, `${name}: the operator socket's directory is a writable volume (the root fs is read-only)`);
+    const opPath = ds.volumes.find((v: any) => v.name === opMount.name).hostPath?.path;
+    assert.ok(!pod.volumes.some((v: any) => v.hostPath?.path === opPath), `${name}: no rtpengine pod mounts the operator socket's directory`);
+  }
+  assert.throws(() => renderChart({ allocator: { stateDir: '/run/rtpengine-k8s' } }), /stateDir must differ from socketDir/);
+});
+
 test('allocator: privileged only when asked, hostPath socket shared with the sidecars', () => {
   const ds = kind(renders.defaults!, 'DaemonSet')[0]!.spec.template.spec;
   assert.equal(ds.containers[0].securityContext.privileged, undefined);

@@ -19,6 +19,10 @@
       value: {{ .Values.logLevel | quote }}
     - name: RTPE_K8S_ALLOCATOR_SOCKET
       value: {{ printf "%s/allocator.sock" .Values.socketDir | quote }}
+    # This pod's projected token (volume allocator-token): the allocator checks every Acquire,
+    # Renew and Release comes from the pod it names (kubernetes store; ignored by the file store).
+    - name: RTPE_K8S_ALLOCATOR_TOKEN_FILE
+      value: "/var/run/secrets/rtpengine-k8s/allocator-token/token"
     - name: RTPE_K8S_POOLS
       value: {{ (index .Values.pools 0).name | quote }}
     - name: RTPE_K8S_RTPENGINE_MODE
