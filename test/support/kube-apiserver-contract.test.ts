@@ -64,6 +64,24 @@ test('wrong type 400, missing required 422 (built-in and CRD), unknown field dro
   assert.match(strict.body.message, /strict decoding error: unknown field "spec.holder"/);
 });
 
+test('object meta as apimachinery validates it: names, label keys and values, annotation size, finalizers → 422', async () => {
+  const lease = (metadata: Record<string, unknown>) => raw('POST', '/apis/coordination.k8s.io/v1/namespaces/meta/leases', { metadata, spec: {} });
+  for (const [bad, field] of [
+    [{ name: 'Upper' }, 'metadata.name'],
+    [{ name: 'a'.repeat(254) }, 'metadata.name'],
+    [{ name: 'ok', labels: { 'rtpengine-k8s.io/node': 'x'.repeat(64) } }, 'metadata.labels'],
+    [{ name: 'ok', labels: { 'bad key!': 'v' } }, 'metadata.labels'],
+    [{ name: 'ok', annotations: { big: 'x'.repeat(262_145) } }, 'metadata.annotations'],
+    [{ name: 'ok', finalizers: ['not a name'] }, 'metadata.finalizers'],
+  ] as const) {
+    const r = await lease(bad);
+    assert.equal(r.status, 422, JSON.stringify(bad).slice(0, 80));
+    assert.equal(r.body.details.causes[0].field, field);
+  }
+  assert.equal((await lease({ name: 'rtpe-node-a.example.com-t0', labels: { 'rtpengine-k8s.io/node': 'h-' + 'a'.repeat(40) }, finalizers: ['rtpengine-k8s.io/release'] })).status, 201);
+  assert.equal((await raw('POST', '/api/v1/namespaces/meta/services', { metadata: { name: '1svc' }, spec: { ports: [{ port: 1 }] } })).status, 422, 'Service names are DNS-1035 labels');
+});
+
 test('no-op writes keep the resourceVersion and emit no MODIFIED', async () => {
   const co = srv.kubeconfig().makeApiClient(CoordinationV1Api);
   const l = await co.createNamespacedLease({ namespace: 'noop', body: { metadata: { name: 'n', annotations: { a: '1' } }, spec: { holderIdentity: 'h' } } });

@@ -173,6 +173,23 @@ const fieldGetter = (o: KObj) => (k: string): string | undefined => {
   return cur === undefined || cur === null ? '' : String(cur);
 };
 
+// ---------------------------------------------------------------- object meta (apimachinery validation)
+const DNS_LABEL = '[a-z0-9]([-a-z0-9]*[a-z0-9])?';
+const DNS_SUBDOMAIN_RE = new RegExp(`^${DNS_LABEL}(\\.${DNS_LABEL})*$`);
+const DNS_SUBDOMAIN_MSG = "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character";
+const QUALIFIED_NAME_MSG = "name part must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (an optional DNS subdomain prefix and '/')";
+const LABEL_VALUE_MSG = "a valid label must be an empty string or consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (at most 63)";
+export const isDnsSubdomain = (s: string) => s.length <= 253 && DNS_SUBDOMAIN_RE.test(s);
+const NAME_PART = /^([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]$/;
+export function isQualifiedName(s: string): boolean {
+  const parts = s.split('/');
+  if (parts.length > 2) return false;
+  const [prefix, name] = parts.length === 2 ? parts : [undefined, parts[0]!];
+  if (prefix !== undefined && (!prefix || !isDnsSubdomain(prefix))) return false;
+  return !!name && name.length <= 63 && NAME_PART.test(name);
+}
+export const isLabelValue = (v: string) => v === '' || (v.length <= 63 && NAME_PART.test(v));
+
 // ---------------------------------------------------------------- JSON patch / merge patch
 class HttpError extends Error {
   constructor(readonly status: number, readonly reason: string, message: string, readonly details?: Record<string, unknown>) { super(message); }
@@ -562,9 +579,24 @@ export async function startKubeApiServer(opts: StandInOptions = {}): Promise<Kub
       const n = Number(cost);
       if (!/^-?\d+$/.test(cost) || n < -2147483648 || n > 2147483647) throw new HttpError(422, 'Invalid', `Pod "${o.metadata.name}" is invalid: metadata.annotations: Invalid value: "${cost}": must be a 32bit integer`);
     }
+    // apimachinery's ValidateObjectMeta: names, label keys/values, annotation keys and size, finalizers.
+    const def = RESOURCES[resource]!;
+    const invalid = (field: string, value: string, why: string) => new HttpError(422, 'Invalid', `${def.kind}${def.group ? '.' + def.group : ''} "${o.metadata.name}" is invalid: ${field}: Invalid value: "${value}": ${why}`,
+      { name: o.metadata.name, group: def.group, kind: def.kind, causes: [{ reason: 'FieldValueInvalid', message: `Invalid value: "${value}": ${why}`, field }] });
+    const name = o.metadata.name;
+    if (name && resource === 'services' && !(name.length <= 63 && /^[a-z]([-a-z0-9]*[a-z0-9])?$/.test(name))) throw invalid('metadata.name', name, "a DNS-1035 label must consist of lower case alphanumeric characters or '-', start with an alphabetic character, and end with an alphanumeric character");
+    if (name && !isDnsSubdomain(name)) throw invalid('metadata.name', name, DNS_SUBDOMAIN_MSG);
     for (const [k, v] of Object.entries(o.metadata.labels ?? {})) {
-      if (typeof v !== 'string' || v.length > 63) throw new HttpError(422, 'Invalid', `metadata.labels: Invalid value: "${k}"`);
+      if (!isQualifiedName(k)) throw invalid('metadata.labels', k, QUALIFIED_NAME_MSG);
+      if (typeof v !== 'string' || !isLabelValue(v)) throw invalid(`metadata.labels`, String(v), LABEL_VALUE_MSG);
     }
+    let size = 0;
+    for (const [k, v] of Object.entries(o.metadata.annotations ?? {})) {
+      if (!isQualifiedName(k.toLowerCase())) throw invalid('metadata.annotations', k, QUALIFIED_NAME_MSG);
+      size += k.length + String(v).length;
+    }
+    if (size > 256 * 1024) throw invalid('metadata.annotations', '', 'Too long: must have at most 262144 bytes');
+    for (const f of (o.metadata.finalizers as string[] | undefined) ?? []) if (!isQualifiedName(f)) throw invalid('metadata.finalizers', f, QUALIFIED_NAME_MSG);
   }
 
   const notFound = (resource: string, name: string) => {
