@@ -206,6 +206,8 @@ for tag in runtime runtime-exec default; do
   tests=$(find "$mnt/app" -path "$mnt/app/node_modules" -prune -o \( -name '*.test.*' -o -name test -o -name src -o -name '*.ts' ! -name '*.d.ts' \) -print)
   [ -z "$tests" ] || fail "$tag: test or source files in the image: $tests"
   [ -f "$mnt/app/dist/cli.js" ] || fail "$tag: /app/dist/cli.js missing"
+  # The allocator's state-file lock is taken through flock(1) (util-linux, Essential in Debian; ADR 0005).
+  [ -x "$mnt/usr/bin/flock" ] || fail "$tag: /usr/bin/flock missing (the allocator's state lock needs it)"
   # The CA bundle given to the build is in no layer.
   if [ -n "$CA_FILE" ] && [ -f "$CA_FILE" ]; then
     size=$(stat -c %s "$CA_FILE"); sum=$(sha256sum <"$CA_FILE" | cut -d' ' -f1)
