@@ -162,3 +162,15 @@ test('pod informer: server-side timeoutSeconds + bookmarks, resumes from the las
     await s2.close();
   }
 });
+
+test('informer stop() ends it while it waits out a retry backoff', async () => {
+  const s3 = await startKubeApiServer();
+  const k = createKubeClient(s3.kubeconfig(), { retryMinMs: 3_600_000, retryMaxMs: 3_600_000 });
+  let errors = 0;
+  s3.faults.outage(true);
+  const inf = k.watchPods({}, { error: () => { errors++; } });
+  await until(() => errors >= 1);
+  await inf.stop(); // before the fix this never settled: the backoff timer was cleared, its promise left pending
+  s3.faults.clear();
+  await s3.close();
+});

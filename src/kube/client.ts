@@ -198,6 +198,7 @@ export function createKubeClient(kc: KubeConfig, opts: KubeClientOptions = {}): 
     let stopped = false;
     let delay = retryMin;
     let timer: NodeJS.Timeout | undefined;
+    let wake: (() => void) | undefined;
     let ctl: AbortController | undefined;
 
     const relist = async () => {
@@ -247,8 +248,8 @@ export function createKubeClient(kc: KubeConfig, opts: KubeClientOptions = {}): 
           const wait = delay;
           delay = Math.min(delay * 2, retryMax);
           h.error?.(ke, wait);
-          await new Promise<void>((r) => { timer = setTimeout(r, wait); timer.unref(); });
-          timer = undefined;
+          await new Promise<void>((r) => { wake = r; timer = setTimeout(r, wait); timer.unref(); });
+          timer = undefined; wake = undefined;
         }
       }
     };
@@ -260,6 +261,7 @@ export function createKubeClient(kc: KubeConfig, opts: KubeClientOptions = {}): 
       stop: async () => {
         stopped = true;
         if (timer) clearTimeout(timer);
+        wake?.(); // a loop waiting out its backoff ends now
         ctl?.abort();
         await running.catch(() => undefined);
       },
