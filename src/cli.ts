@@ -2,7 +2,7 @@
 // The one entry point: `rtpengine-k8s <command> [--options]`. Reads argv and the environment,
 // parses them once per command schema, and hands typed config to the command's run().
 import { commonOptions, describeOptions, parseOptions, type OptionSet } from './config.js';
-import { createLogger } from './log.js';
+import { closeLogger, createLogger, DEFAULT_REPEAT } from './log.js';
 import { Exit, RtpeK8sError } from './errors.js';
 import type { Command, CommandContext } from './command.js';
 import { commands } from './commands.js';
@@ -22,6 +22,10 @@ function help(all: readonly Command<any>[], which?: Command<any>): string {
     ...all.map((c) => `  ${c.name.padEnd(w)}  ${c.summary}`)].join('\n');
 }
 
+/** How long exit waits for queued log lines; a stalled stdout never holds the process longer. */
+const LOG_CLOSE_TIMEOUT_MS = 2000;
+let logStalled = false;
+
 async function main(argv: string[]): Promise<number> {
   const [name, ...rest] = argv;
   if (!name || name === 'help' || name === '--help' || name === '-h') {
@@ -40,7 +44,8 @@ async function main(argv: string[]): Promise<number> {
   }
   const set = { ...commonOptions, ...command.options } as OptionSet;
   const { config, positionals } = parseOptions(set, rest, process.env);
-  const log = createLogger({ level: config.logLevel as string, pretty: config.logPretty as boolean, name: `rtpengine-k8s ${command.name}` });
+  const log = createLogger({ level: config.logLevel as string, pretty: config.logPretty as boolean, name: `rtpengine-k8s ${command.name}`,
+    repeat: { ...DEFAULT_REPEAT, max: config.logRepeatLimit as number } });
 
   const ac = new AbortController();
   let stopReason: NodeJS.Signals | undefined;
@@ -61,12 +66,16 @@ async function main(argv: string[]): Promise<number> {
   try {
     return await command.run(config, positionals, ctx);
   } finally {
-    log.flush?.();
+    logStalled = !(await closeLogger(log, LOG_CLOSE_TIMEOUT_MS));
   }
 }
 
 main(process.argv.slice(2)).then(
-  (code) => { process.exitCode = code; },
+  (code) => {
+    process.exitCode = code;
+    // A write stuck on a stalled stdout pipe would keep the event loop alive for ever.
+    if (logStalled) process.exit(code);
+  },
   (e: unknown) => {
     if (e instanceof RtpeK8sError) {
       process.stderr.write(`rtpengine-k8s: [${e.code}] ${e.message}\n`);
@@ -75,5 +84,6 @@ main(process.argv.slice(2)).then(
       process.stderr.write(`rtpengine-k8s: unexpected failure: ${(e as Error)?.stack ?? String(e)}\n`);
       process.exitCode = Exit.SOFTWARE;
     }
+    if (logStalled) process.exit();
   },
 );

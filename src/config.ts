@@ -174,4 +174,5 @@ export function describeOptions(set: OptionSet): Array<{ flag: string; env: stri
 export const commonOptions = {
   logLevel: opt.enum('log level', ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'] as const, 'info'),
   logPretty: opt.bool('human-readable log lines instead of JSON', false),
+  logRepeatLimit: opt.int('log at most this many lines with the same level, component and message per 10 s; the rest are counted in one "repeated log line suppressed" line (0 = no limit)', 20, { min: 0 }),
 } satisfies OptionSet;
