@@ -235,4 +235,7 @@ say "image sizes:"
 for tag in "${STAGES[@]}" default; do
   printf '  %-14s %s\n' "$tag" "$("${PODMAN[@]}" image inspect --format '{{.Size}}' "$PREFIX:$tag" | awk '{printf "%.0f MB", $1/1e6}')"
 done
+# Superseded images of earlier runs (untagged, no longer anyone's parent) would pile up on a
+# machine that keeps its storage; the tagged images and their layer cache stay.
+"${PODMAN[@]}" image prune -f >/dev/null || true
 say "passed in $((SECONDS - t0)) s (base ${t_base} s, builds ${t_build} s)"
