@@ -233,6 +233,18 @@ const CATALOGUE = {
     message: (d) => `rtpengine exited unexpectedly (code ${s(d.code)}, signal ${s(d.signal)}); last log: ${s(d.tail)}`,
     grpc: GrpcStatus.UNAVAILABLE, exit: Exit.SOFTWARE,
   },
+  RTPENGINE_PORT_TAKEN: {
+    message: (d) => `another process (${s(d.holder)}) holds rtpengine's ng port ${s(d.ng)}: rtpengine co-binds it (SO_REUSEADDR) and would share its traffic with a stale daemon; stop that process first`,
+    grpc: GrpcStatus.FAILED_PRECONDITION, exit: Exit.UNAVAILABLE,
+  },
+  RTPENGINE_RESTARTING: {
+    message: (d) => `rtpengine exited (${s(d.why)}) and is being restarted (attempt ${s(d.attempt)} of ${s(d.max)}); this call's state is gone from it`,
+    grpc: GrpcStatus.UNAVAILABLE, exit: Exit.UNAVAILABLE,
+  },
+  RTPENGINE_RESTARTS_EXHAUSTED: {
+    message: (d) => `rtpengine could not be restarted after ${s(d.attempts)} attempt(s) (--rtpengine-restarts); last: ${s(d.reason)}`,
+    grpc: GrpcStatus.UNAVAILABLE, exit: Exit.SOFTWARE,
+  },
   RTPENGINE_NOT_READY: {
     message: (d) => `rtpengine did not answer ping on ${s(d.ng)} within ${s(d.timeoutMs)} ms`,
     grpc: GrpcStatus.UNAVAILABLE, exit: Exit.UNAVAILABLE,

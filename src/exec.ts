@@ -1,6 +1,7 @@
 // Process-runner port: the one way this project runs external binaries (iptables-restore, ip,
 // rtpengine --version). Commands get an argument vector, never a shell string.
 import { spawn } from 'node:child_process';
+import { accessSync, constants } from 'node:fs';
 
 export interface RunResult { code: number; stdout: string; stderr: string }
 export interface RunOptions { input?: string; timeoutMs?: number }
@@ -27,3 +28,26 @@ export const processRunner: Runner = {
     });
   },
 };
+
+/**
+ * argv that makes a long-running child die with its parent, even on kill -9 of the parent: the
+ * parent-death signal (prctl PR_SET_PDEATHSIG) set by util-linux `setpriv --pdeathsig KILL`, which
+ * then execs the binary (same pid). Without setpriv the child is started as is.
+ */
+export function dieWithParent(binary: string, args: readonly string[], setpriv: string | undefined = findSetpriv()): { binary: string; args: string[] } {
+  if (!setpriv) return { binary, args: [...args] };
+  return { binary: setpriv, args: ['--pdeathsig', 'KILL', '--', binary, ...args] };
+}
+
+let setprivPath: string | null | undefined;
+/** util-linux's setpriv (Debian: package util-linux, Essential), found once. */
+export function findSetpriv(dirs: readonly string[] = ['/usr/bin', '/bin', '/usr/sbin', '/sbin']): string | undefined {
+  if (setprivPath === undefined) {
+    setprivPath = null;
+    for (const dir of dirs) {
+      const p = `${dir}/setpriv`;
+      try { accessSync(p, constants.X_OK); setprivPath = p; break; } catch { /* next */ }
+    }
+  }
+  return setprivPath ?? undefined;
+}

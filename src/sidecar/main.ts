@@ -6,7 +6,8 @@ import { defineCommand } from '../command.js';
 import { AllocatorClient } from '../allocator/client.js';
 import type { AllocationView } from '../allocator/wire.js';
 import type { KubePort } from '../kube/client.js';
-import { SidecarError, isCoded } from '../errors.js';
+import { isCoded } from '../errors.js';
+import type { RestartHooks } from './supervisor.js';
 import type { Logger } from '../log.js';
 import { createRegistry } from '../metrics.js';
 import { systemClock, type Clock } from '../clock.js';
@@ -47,6 +48,8 @@ export interface SidecarStatus {
   kernelForwarding: boolean;
   era?: Era;
   rtpenginePid?: number;
+  /** Exec mode: how often rtpengine was restarted after dying. */
+  rtpengineRestarts?: number;
   steps: StepRecord[];
   proxy?: Record<string, unknown>;
 }
@@ -62,6 +65,8 @@ export interface SidecarDeps {
   kube?: Pick<KubePort, 'patchPodAnnotations'>;
   /** Aborts the Acquire retries (a SIGTERM while still starting). */
   signal?: AbortSignal;
+  /** Exec mode: run after rtpengine was restarted, before it gets traffic (call restore). */
+  restartHooks?: RestartHooks;
 }
 
 export interface SidecarHandle {
@@ -106,7 +111,7 @@ function statusOf(ctx: StartContext, steps: StepRecord[]): SidecarStatus {
     ng: ctx.proxy?.addresses.map((a) => `${a.host}:${a.port}`) ?? [], control: ctx.control?.url,
     sessions: ctx.proxy?.sessions.count() ?? 0, drainComplete: ls.drainComplete, terminating: ls.terminating, drainLingerSeconds: ctx.cfg.drainLingerSeconds,
     ...(ls.lingerUntil !== undefined ? { lingerUntil: ls.lingerUntil } : {}), ...(ls.drainedMarker ? { drainedMarker: ls.drainedMarker } : {}),
-    kernelForwarding: ctx.plan?.kernel ?? false, era: ctx.era, rtpenginePid: ctx.daemon?.pid, steps: [...steps],
+    kernelForwarding: ctx.plan?.kernel ?? false, era: ctx.era, rtpenginePid: ctx.supervisor?.current.pid, rtpengineRestarts: ctx.supervisor?.restarts, steps: [...steps],
     proxy: ctx.proxy?.status(),
   };
 }
@@ -132,15 +137,6 @@ function wireLifecycle(ctx: StartContext, undo: UndoStack): Promise<number> {
   life.on('phase', (s: { drain: { phase: string }; phase: Phase }) => {
     if (s.drain.phase !== 'serving') void ctx.cost?.drain();
   });
-  const d = ctx.daemon;
-  if (d) {
-    void d.exited.then((st) => {
-      if (d.stopping || life.phase === 'stopping' || life.phase === 'stopped') return;
-      const err = new SidecarError('RTPENGINE_EXITED', { code: st.code, signal: st.signal, tail: d.tail().slice(-1500) });
-      log.error({ pod: ctx.pod, code: st.code, signal: st.signal }, err.message);
-      life.fail('rtpengine exited', err.exitCode);
-    });
-  }
   return life.stopRequested().then(async (req: StopRequest) => {
     const lingerUntil = life.status().lingerUntil;
     if (lingerUntil !== undefined) ctx.record('linger', 'done', `answered until ${new Date(lingerUntil).toISOString()} after the drain completed`);
@@ -169,7 +165,7 @@ export async function startSidecar(cfg: FullSidecarConfig, deps: SidecarDeps): P
   const allocator = deps.allocator ?? new AllocatorClient({ socket: cfg.allocatorSocket, tokenFile: cfg.allocatorTokenFile || undefined });
   if (!deps.allocator) undo.push('close allocator client', async () => (allocator as AllocatorClient).close());
   const ctx: StartContext = {
-    cfg, log, registry: deps.registry, clock, runner: deps.runner ?? processRunner, allocator, kube: deps.kube, signal: deps.signal,
+    cfg, log, registry: deps.registry, clock, runner: deps.runner ?? processRunner, allocator, kube: deps.kube, signal: deps.signal, restartHooks: deps.restartHooks,
     life, pod, ngUp: parseHostPort(cfg.ngUpstream)!, excludedMs: 0, releaseReason: 'sidecar start-up failed', mediaIps: [],
     record: (step, outcome, detail) => { steps.push({ step, outcome, detail, atMs: Math.round(clock.monotonic() - t0) }); },
     status: () => statusOf(ctx, steps) as unknown as Record<string, unknown>,

@@ -27,6 +27,7 @@ export const sidecarOptions = {
   rtpengineConfig: opt.string('config mode: where to write rtpengine.conf (a volume shared with the rtpengine container)', '/etc/rtpengine-k8s/rtpengine.conf'),
   rtpengineOptions: opt.json('extra rtpengine options as JSON, e.g. {"num-threads":4,"timeout":60}', z.record(z.string(), scalar), {}),
   rtpengineReadySeconds: opt.int('exec mode: wait this long for rtpengine to answer ping', 30, { min: 1 }),
+  rtpengineRestarts: opt.int('exec mode: when rtpengine dies, restart it (same table and media IP) up to this many times in a row before the sidecar exits; meanwhile new calls get load limit and known calls an error', 5, { min: 0, max: 1000 }),
   runDir: opt.string('runtime directory, kept across container restarts (an emptyDir): rtpengine\'s pid (exec mode, to reattach), the status file, and the drained marker of an HTTP/CLI drain', '/run/rtpengine-k8s'),
   portMin: opt.int('first media port', 30000, { min: 1024, max: 65535 }),
   portMax: opt.int('last media port', 39999, { min: 1024, max: 65535 }),

@@ -40,6 +40,7 @@ const cacheable = (command: string | undefined): boolean => command === undefine
 /** New calls held while the first ping is out, at most. */
 const HOLD_MAX = 1024;
 const REFUSE_UNKNOWN: GateDecision = { action: 'refuse', why: 'upstream-down' };
+const FAIL_DOWN: GateDecision = { action: 'fail', why: 'upstream-down' };
 const REFUSE_DRAINING = { action: 'refuse', why: 'draining' } as const;
 
 /** A flat dictionary of strings in the request's format (bencode or JSON). */
@@ -149,7 +150,10 @@ export class ProxyCore implements NgForwardHandler<InFlight> {
     const r = f.routing;
     const up = this.d.health.up;
     const known = f.known = r.callId !== undefined && this.d.sessions.has(r.callId);
-    let d = gate({ command: r.command, known, hasCallId: r.callId !== undefined, draining: this.d.life.draining, upstreamUp: up !== false });
+    // rtpengine known gone (restarting): nothing to forward to; new calls fail over, the rest get the coded reason.
+    let d = this.health.held !== undefined
+      ? (!known && r.command !== undefined && CREATING_COMMANDS.has(r.command) ? REFUSE_UNKNOWN : FAIL_DOWN)
+      : gate({ command: r.command, known, hasCallId: r.callId !== undefined, draining: this.d.life.draining, upstreamUp: up !== false });
     if (d.action === 'forward' && up === null && !known && r.command !== undefined && CREATING_COMMANDS.has(r.command)) {
       // rtpengine not known up yet: a new call waits for the first ping's outcome (at most
       // HOLD_MAX of them), then or otherwise gets load limit, like while rtpengine is down.

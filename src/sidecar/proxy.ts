@@ -55,6 +55,10 @@ export interface NgProxy extends ControlTarget {
   status(): ProxyStatus & Record<string, unknown>;
   /** Runs one reconciliation with rtpengine now (also runs on a timer). */
   reconcile(): Promise<void>;
+  /** rtpengine is known gone (exec mode: exited, restarting): answer without forwarding, with `reason`. */
+  upstreamGone(reason: string): void;
+  /** A restarted rtpengine answers: health pings decide again. */
+  upstreamBack(): void;
   close(): Promise<void>;
 }
 
@@ -199,6 +203,8 @@ export async function startNgProxy(config: NgProxyConfig, deps: NgProxyDeps): Pr
     },
     status,
     reconcile: () => reconciler.reconcile(),
+    upstreamGone: (reason) => health.hold(reason),
+    upstreamBack: () => health.release(),
     async close() {
       if (c.closed) return;
       c.closed = true;

@@ -4,7 +4,10 @@ import { mkdtemp, writeFile, rm, readFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { processRunner } from '../exec.js';
-import { silentLogger } from '../log.js';
+import { createLogger, silentLogger } from '../log.js';
+import { NgUdpClient } from '../ng/client.js';
+import { SteppedClock } from '../../test/support/clock.js';
+import { waitFor } from '../../test/support/wait.js';
 import { systemClock } from '../clock.js';
 import { requires } from '../../test/support/require.js';
 import { freePort, freePortRange } from '../../test/support/ports.js';
@@ -98,4 +101,28 @@ test('the supervisor reports an early exit with the daemon log tail', { skip: re
   const st = await d.exited;
   assert.notEqual(st.code, 0);
   assert.match(d.tail(), /Missing option --interface/);
+});
+
+test("rtpengine's 'Unknown call-id' warnings for drain probes are counted, one INFO summary per interval, never a WARN each (#15 defect 7)", { skip: requires('rtpengine'), timeout: 60_000 }, async () => {
+  const ngPort = await freePort();
+  const { min, max } = await freePortRange(10);
+  const lines: Array<{ level: number; msg: string; unknownCallIdQueries?: number }> = [];
+  const log = createLogger({ level: 'debug' }, { write: (l: string) => { lines.push(JSON.parse(l)); } });
+  const clock = new SteppedClock();
+  const d = spawnRtpengine('rtpengine', ['--config-file=none', '--foreground', '--log-stderr', '--table=-1', '--interface=127.0.0.1', `--listen-ng=127.0.0.1:${ngPort}`, `--port-min=${min}`, `--port-max=${max}`], log, { clock, summaryMs: 60_000 });
+  const c = new NgUdpClient({ host: '127.0.0.1', port: ngPort, timeoutMs: 500, retries: 3 });
+  try {
+    await waitNgReady('127.0.0.1', ngPort, { timeoutMs: 10_000, clock: systemClock });
+    for (let i = 0; i < 5; i++) assert.equal((await c.request({ command: 'query', 'call-id': `probe-${i}` })).reply.includes('Unknown call-id'), true);
+    await waitFor("rtpengine's five warnings read", () => d.tail().split('\n').filter((l) => l.includes('Unknown call-id')).length >= 5);
+    assert.deepEqual(lines.filter((l) => l.level >= 40 && /Unknown call-id/.test(JSON.stringify(l))), [], 'no WARN per probe');
+    await clock.advance(60_000);
+    const summary = lines.filter((l) => l.level === 30 && l.unknownCallIdQueries !== undefined);
+    assert.deepEqual(summary.map((l) => l.unknownCallIdQueries), [5]);
+    await clock.advance(60_000);
+    assert.equal(lines.filter((l) => l.unknownCallIdQueries !== undefined).length, 1, 'nothing to summarise: no line');
+  } finally {
+    c.close();
+    await d.stop(5000);
+  }
 });

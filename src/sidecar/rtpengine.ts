@@ -5,9 +5,9 @@ import { spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { createSocket } from 'node:dgram';
 import { randomBytes } from 'node:crypto';
-import { stat, writeFile, rename, mkdir, readFile, unlink } from 'node:fs/promises';
+import { stat, writeFile, rename, mkdir, readFile, unlink, readdir, readlink } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
-import type { Runner } from '../exec.js';
+import { dieWithParent, type Runner } from '../exec.js';
 import type { Logger } from '../log.js';
 import type { Clock } from '../clock.js';
 import { SidecarError } from '../errors.js';
@@ -164,6 +164,61 @@ export async function waitNgReady(host: string, port: number, o: { timeoutMs: nu
   throw new SidecarError('RTPENGINE_NOT_READY', { ng: hostPort(host, port), timeoutMs: o.timeoutMs });
 }
 
+// ---- who holds the ng port ----------------------------------------------------------------
+
+/** Socket inodes bound to UDP `port` (any address), from /proc/net/udp and udp6. */
+export async function udpPortInodes(port: number, procNet = '/proc/net'): Promise<Set<string>> {
+  const hex = port.toString(16).toUpperCase().padStart(4, '0');
+  const out = new Set<string>();
+  for (const f of ['udp', 'udp6']) {
+    let text: string;
+    try { text = await readFile(join(procNet, f), 'utf8'); } catch { continue; }
+    for (const line of text.split('\n').slice(1)) {
+      const cols = line.trim().split(/\s+/);
+      if (cols.length > 9 && cols[1]!.endsWith(`:${hex}`)) out.add(cols[9]!);
+    }
+  }
+  return out;
+}
+
+/** The socket inodes among `inodes` that process `pid` holds open. */
+async function heldBy(pid: number, inodes: Set<string>): Promise<Set<string>> {
+  const held = new Set<string>();
+  let fds: string[];
+  try { fds = await readdir(`/proc/${pid}/fd`); } catch { return held; }
+  for (const fd of fds) {
+    const link = await readlink(`/proc/${pid}/fd/${fd}`).catch(() => '');
+    const m = /^socket:\[(\d+)\]$/.exec(link);
+    if (m && inodes.has(m[1]!)) held.add(m[1]!);
+  }
+  return held;
+}
+
+/** Exec mode, before spawning: nobody may hold the ng port (rtpengine would co-bind it, #15 defect 4). */
+export async function assertNgPortFree(host: string, port: number): Promise<void> {
+  const inodes = await udpPortInodes(port);
+  const taken = inodes.size > 0 || !(await canBindUdp(host, port));
+  if (taken) throw new SidecarError('RTPENGINE_PORT_TAKEN', { ng: hostPort(host, port), holder: inodes.size ? `socket inode ${[...inodes].join(', ')}` : 'unknown' });
+}
+
+/** After spawning: the ng port is held by `pid` alone, so the pong came from our child. */
+export async function assertNgPortOwner(host: string, port: number, pid: number): Promise<void> {
+  const inodes = await udpPortInodes(port);
+  const mine = await heldBy(pid, inodes);
+  const others = [...inodes].filter((i) => !mine.has(i));
+  if (mine.size === 0 || others.length) {
+    throw new SidecarError('RTPENGINE_PORT_TAKEN', { ng: hostPort(host, port), holder: mine.size === 0 ? `not our rtpengine (pid ${pid} holds none of socket inodes ${[...inodes].join(', ') || 'none'})` : `socket inode ${others.join(', ')} besides our rtpengine (pid ${pid})` });
+  }
+}
+
+function canBindUdp(host: string, port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const s = createSocket(host.includes(':') ? 'udp6' : 'udp4');
+    s.once('error', () => { try { s.close(); } catch { /* closed */ } resolve(false); });
+    s.bind(port, host, () => s.close(() => resolve(true)));
+  });
+}
+
 // ---- exec-mode supervisor -----------------------------------------------------------------
 
 export interface ExitStatus { code: number | null; signal: NodeJS.Signals | null }
@@ -182,13 +237,42 @@ export interface SupervisedRtpengine {
 }
 
 const LOUD = /FAILED|ERR|CRIT|Fatal|KERNEL FORWARDING DISABLED/i;
+/**
+ * rtpengine's WARNING for a `query` of a call it does not hold: the answer to every drain probe of
+ * a new call (ADR 0024), so one per refused call while draining. Counted, one INFO summary per
+ * interval (#15 defect 7).
+ */
+const PROBE_NOISE = /Protocol error in packet .*: Unknown call-id \[.*7:command5:query/;
 
-export function spawnRtpengine(binary: string, args: readonly string[], log: Logger): SupervisedRtpengine {
+export interface RtpengineLogOptions { clock: Clock; summaryMs?: number }
+
+/** Forwards rtpengine's log lines: loud ones at warn, the rest at debug, probe noise counted. */
+function lineForwarder(log: Logger, o?: RtpengineLogOptions): { line(l: string): void; close(): void } {
+  let unknown = 0;
+  const timer = o?.clock.setInterval(() => {
+    if (!unknown) return;
+    log.info({ unknownCallIdQueries: unknown, intervalMs: o.summaryMs ?? 60_000 }, "rtpengine answered 'Unknown call-id' to queries (drain probes of new calls on a draining node; its warnings are counted, not logged)");
+    unknown = 0;
+  }, o?.summaryMs ?? 60_000);
+  return {
+    line(l) {
+      if (PROBE_NOISE.test(l)) { unknown++; return; }
+      if (LOUD.test(l)) log.warn({ line: l }, 'rtpengine'); else log.debug({ line: l }, 'rtpengine');
+    },
+    close() { timer?.cancel(); },
+  };
+}
+
+export function spawnRtpengine(binary: string, args: readonly string[], log: Logger, logOpts?: RtpengineLogOptions): SupervisedRtpengine {
   // Its own process group: a terminal's Ctrl-C (SIGINT to the group) must reach only the sidecar,
   // which drains first and then stops rtpengine; a direct signal would drop every call at once.
-  const child = spawn(binary, [...args], { stdio: ['ignore', 'pipe', 'pipe'], detached: true });
+  // It dies with the sidecar even on kill -9 (parent-death signal): a leftover daemon would hold
+  // the table and co-bind the ng port of the next start (#15 defects 4 and 10).
+  const cmd = dieWithParent(binary, args);
+  const child = spawn(cmd.binary, cmd.args, { stdio: ['ignore', 'pipe', 'pipe'], detached: true });
   let tail = '';
   let partial = '';
+  const fwd = lineForwarder(log, logOpts);
   const onData = (c: Buffer) => {
     const text = partial + c.toString('utf8');
     const lines = text.split('\n');
@@ -196,7 +280,7 @@ export function spawnRtpengine(binary: string, args: readonly string[], log: Log
     for (const line of lines) {
       if (!line.trim()) continue;
       tail = (tail + line + '\n').slice(-4000);
-      if (LOUD.test(line)) log.warn({ line }, 'rtpengine'); else log.debug({ line }, 'rtpengine');
+      fwd.line(line);
     }
   };
   child.stdout!.on('data', onData);
@@ -204,7 +288,7 @@ export function spawnRtpengine(binary: string, args: readonly string[], log: Log
   let stopping = false;
   const exited = new Promise<ExitStatus>((resolve) => {
     child.once('error', (e) => { tail += `spawn error: ${e.message}\n`; resolve({ code: 127, signal: null }); });
-    child.once('exit', (code, signal) => resolve({ code, signal }));
+    child.once('exit', (code, signal) => { fwd.close(); resolve({ code, signal }); });
   });
   if (child.pid === undefined) {
     // spawn() failed synchronously (e.g. ENOENT); the 'error' event carries the reason.
@@ -270,7 +354,7 @@ function adopted(pid: number, args: readonly string[], log: Logger, clock: Clock
  * still holds the table and the calls, so we adopt it instead of starting a second one. A stale
  * one with other arguments is stopped first. The pid file lives in the run directory.
  */
-export async function adoptOrSpawn(o: { pidFile: string; binary: string; args: readonly string[]; log: Logger; clock: Clock }): Promise<{ proc: SupervisedRtpengine; adopted: boolean }> {
+export async function adoptOrSpawn(o: { pidFile: string; binary: string; args: readonly string[]; log: Logger; clock: Clock; ng?: { host: string; port: number } }): Promise<{ proc: SupervisedRtpengine; adopted: boolean }> {
   let rec: PidRecord | undefined;
   try { rec = JSON.parse(await readFile(o.pidFile, 'utf8')) as PidRecord; } catch { rec = undefined; }
   if (rec && Number.isInteger(rec.pid) && rec.pid > 1 && alive(rec.pid)) {
@@ -285,7 +369,8 @@ export async function adoptOrSpawn(o: { pidFile: string; binary: string; args: r
       await adopted(rec.pid, rec.args, o.log, o.clock).stop(5000);
     }
   }
-  const proc = spawnRtpengine(o.binary, o.args, o.log);
+  if (o.ng) await assertNgPortFree(o.ng.host, o.ng.port);
+  const proc = spawnRtpengine(o.binary, o.args, o.log, { clock: o.clock });
   if (proc.pid > 0) {
     await mkdir(dirname(o.pidFile), { recursive: true });
     await writeFile(o.pidFile, JSON.stringify({ pid: proc.pid, args: o.args }));

@@ -6,7 +6,8 @@ import type { AllocationView } from '../allocator/wire.js';
 import type { Clock } from '../clock.js';
 import type { Runner } from '../exec.js';
 import type { Logger } from '../log.js';
-import type { Era, ForwardingPlan, SupervisedRtpengine } from './rtpengine.js';
+import type { Era, ForwardingPlan } from './rtpengine.js';
+import type { RtpengineSupervisor, RestartHooks } from './supervisor.js';
 import type { AllocatorPort } from './acquire.js';
 import type { NgProxy } from './proxy.js';
 import type { DeletionCost } from './deletion-cost.js';
@@ -43,7 +44,10 @@ export interface StartContext {
   allocation?: AllocationView;
   plan?: ForwardingPlan;
   mediaIps: string[];
-  daemon?: SupervisedRtpengine;
+  /** Exec mode: rtpengine and its restarts. */
+  supervisor?: RtpengineSupervisor;
+  /** Exec mode: what runs after a restart, before traffic (call restore plugs in here). */
+  restartHooks?: RestartHooks;
   proxy?: NgProxy;
   cost?: DeletionCost;
   control?: ControlServer;

@@ -6,9 +6,10 @@ import { SidecarError } from '../errors.js';
 import { METRIC_PREFIX } from '../metrics.js';
 import { acquireWithRetry, keepLease, releaseAllocation } from './acquire.js';
 import {
-  adoptOrSpawn, detectKernel, detectVersion, planForwarding, removePidFile, renderArgs, renderConfig,
-  rtpengineOptions, waitNgReady, writeConfigFile,
+  adoptOrSpawn, assertNgPortOwner, detectKernel, detectVersion, planForwarding, removePidFile, renderArgs, renderConfig,
+  rtpengineOptions, waitNgReady, writeConfigFile, type SupervisedRtpengine,
 } from './rtpengine.js';
+import { RtpengineSupervisor } from './supervisor.js';
 import { createIptables, detectBackend } from './iptables.js';
 import { ForwardingRules } from './rules.js';
 import { MediaAddressManager } from './netaddr.js';
@@ -110,6 +111,38 @@ const rules: Step = {
   },
 };
 
+/** Exec mode: spawn (or reattach), wait for its pong, and make sure the pong is our child's. */
+async function startDaemon(ctx: StartContext, args: string[], pidFile: string): Promise<{ proc: SupervisedRtpengine; adopted: boolean }> {
+  const { cfg, ngUp } = ctx;
+  const r = await adoptOrSpawn({ pidFile, binary: cfg.rtpengineBinary, args, log: ctx.log.child({ component: 'rtpengine' }), clock: ctx.clock, ng: ngUp });
+  const died = new AbortController();
+  void r.proc.exited.then(() => died.abort());
+  try {
+    await waitNgReady(ngUp.host, ngUp.port, { timeoutMs: cfg.rtpengineReadySeconds * 1000, clock: ctx.clock, abort: died.signal });
+    if (!died.signal.aborted) await assertNgPortOwner(ngUp.host, ngUp.port, r.proc.pid);
+  } catch (e) {
+    await r.proc.stop();
+    await removePidFile(pidFile);
+    if (!died.signal.aborted) throw e;
+    const st = await r.proc.exited;
+    throw new SidecarError('RTPENGINE_EXITED', { code: st.code, signal: st.signal, tail: r.proc.tail().slice(-1500) });
+  }
+  return r;
+}
+
+/** Exec mode: rtpengine under a supervisor that restarts it (supervisor.ts, #15 defect 3). */
+function supervise(ctx: StartContext, first: SupervisedRtpengine, args: string[], pidFile: string): RtpengineSupervisor {
+  return new RtpengineSupervisor(first, {
+    clock: ctx.clock, log: ctx.log, maxRestarts: ctx.cfg.rtpengineRestarts, backoff: { timeoutMs: Infinity, initialDelayMs: 500, maxDelayMs: 10_000 },
+    start: async () => (await startDaemon(ctx, args, pidFile)).proc,
+    shouldRestart: () => !ctx.life.terminating,
+    onDown: (reason) => ctx.proxy?.upstreamGone(reason),
+    onUp: () => ctx.proxy?.upstreamBack(),
+    onGiveUp: (err) => { ctx.log.error({ pod: ctx.pod, code: err.code }, err.message); ctx.life.fail(err.message, err.exitCode); },
+    hooks: ctx.restartHooks,
+  });
+}
+
 /** rtpengine: a config file for a separate container, or exec + supervise. */
 const rtpengine: Step = {
   name: 'rtpengine',
@@ -126,21 +159,10 @@ const rtpengine: Step = {
     const args = renderArgs(opts);
     const pidFile = join(cfg.runDir, `rtpengine-${cfg.podUid}.pid`);
     const tStart = ctx.clock.monotonic();
-    const { proc, adopted } = await adoptOrSpawn({ pidFile, binary: cfg.rtpengineBinary, args, log: ctx.log.child({ component: 'rtpengine' }), clock: ctx.clock });
-    ctx.daemon = proc;
-    const undo = async () => { await proc.stop(); await removePidFile(pidFile); };
-    const died = new AbortController();
-    void proc.exited.then(() => died.abort());
-    try {
-      await waitNgReady(ctx.ngUp.host, ctx.ngUp.port, { timeoutMs: cfg.rtpengineReadySeconds * 1000, clock: ctx.clock, abort: died.signal });
-    } catch (e) {
-      await undo();
-      if (!died.signal.aborted) throw e;
-      const st = await proc.exited;
-      throw new SidecarError('RTPENGINE_EXITED', { code: st.code, signal: st.signal, tail: proc.tail().slice(-1500) });
-    }
+    const { proc, adopted } = await startDaemon(ctx, args, pidFile);
+    const sup = ctx.supervisor = supervise(ctx, proc, args, pidFile);
     ctx.excludedMs += ctx.clock.monotonic() - tStart;
-    return done(`${adopted ? 'reattached to' : 'started'} pid ${proc.pid}: ${args.join(' ')}`, undo);
+    return done(`${adopted ? 'reattached to' : 'started'} pid ${proc.pid}: ${args.join(' ')}`, async () => { await sup.stop(); await removePidFile(pidFile); });
   },
 };
 

@@ -44,18 +44,36 @@ export class UpstreamHealth {
     void this.ping();
   }
 
+  /** Set while rtpengine is known gone (exec mode: it exited and is being restarted): the reason. */
+  held: string | undefined;
+
+  /** rtpengine is known gone: down at once, pings ignored until release(). */
+  hold(reason: string): void {
+    this.held = reason;
+    if (this.up === false) { this.reason = reason; return; }
+    this.set(false, reason);
+  }
+
+  /** rtpengine is back: the next ping decides. */
+  release(): void {
+    this.held = undefined;
+    this.failed = 0;
+    void this.ping();
+  }
+
   /** A ping now, unless one is out. */
   async ping(): Promise<void> {
-    if (this.busy || this.closed) return;
+    if (this.busy || this.closed || this.held !== undefined) return;
     this.busy = true;
     try {
       const res = await this.o.upstream.request(PING, { timeoutMs: this.o.timeoutMs, retries: 1 });
       const { result } = scanReplyResult(res.reply);
       if (result !== 'pong') throw new NgError('NG_BAD_REPLY', { reason: `ping answered ${String(result)}` });
+      if (this.held !== undefined) return;
       this.failed = 0;
       this.set(true, undefined);
     } catch (e) {
-      if (this.closed) return;
+      if (this.closed || this.held !== undefined) return;
       if (++this.failed >= this.o.failures) this.set(false, failureReason(e));
     } finally {
       this.busy = false;

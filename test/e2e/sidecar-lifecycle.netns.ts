@@ -119,20 +119,26 @@ test('sidecar lifecycle in exec mode with real rtpengine, iptables and a media a
     assert.match(String(offer.sdp), /c=IN IP4 10\.99\.5\.10\r\n/, String(offer.sdp));
     await until('pod-deletion-cost 1 for one session', () => kube!.store.get('pods', 'media', 'rtpe-a')?.metadata.annotations?.[DELETION_COST_ANNOTATION] === '1' || undefined);
 
-    // --- kill -9 the sidecar and restart it: same table and IP, the call survives --------------
+    // --- kill -9 the sidecar: its rtpengine dies with it (parent-death signal, #15 defect 10) -----
+    //     and a restart gets the same table and IP with a fresh rtpengine (call state is gone).
     kill(side.proc.pid!, 'SIGKILL');
     await side.exit;
-    assert.ok(alive(rtpPid), 'rtpengine outlives its killed sidecar (as it would not in a container)');
+    await until('rtpengine gone with its sidecar', () => (alive(rtpPid) ? undefined : true));
     side = start();
     await ready(side);
     const a2 = await client.get({ uid });
     const st2 = await status();
     assert.equal(a2.table, a1.table, 'same table after restart');
     assert.deepEqual(a2.addresses.map((x) => x.ip), ['10.99.5.10'], 'same media IP after restart');
-    assert.equal(st2.rtpenginePid, rtpPid, 'reattached to the running rtpengine');
+    assert.notEqual(st2.rtpenginePid, rtpPid, 'a fresh rtpengine');
+    rtpPid = st2.rtpenginePid;
+    const argv2 = cmdline(rtpPid)!;
+    assert.ok(argv2.includes(`--table=${a1.table}`) && argv2.includes('--interface=10.99.5.10'), argv2.join(' '));
     const rulesAgain = sh('iptables-save', '-t', 'filter');
     assert.equal(rulesAgain.split('\n').filter((l) => l.includes(`-j RTPE-K8S-T${a1.table}`)).length, 1, rulesAgain);
     assert.equal(rulesAgain.split('\n').filter((l) => l.startsWith(`-A RTPE-K8S-T${a1.table} `)).length, 1, rulesAgain);
+    const offer2 = await ngc.command({ command: 'offer', 'call-id': callId, 'from-tag': 'ft1', sdp });
+    assert.equal(offer2.result, 'ok', 'the call set up again on the fresh rtpengine');
     await until('call known after restart', async () => ((await status()).sessions === 1 ? true : undefined));
 
     // --- SIGTERM: it drains and waits while the call is up -------------------------------------
@@ -141,8 +147,8 @@ test('sidecar lifecycle in exec mode with real rtpengine, iptables and a media a
     await until('pod-deletion-cost at the minimum', () => kube!.store.get('pods', 'media', 'rtpe-a')?.metadata.annotations?.[DELETION_COST_ANNOTATION] === String(MIN_DELETION_COST) || undefined);
     const refused = await ngc.request({ command: 'offer', 'call-id': `${callId}-new`, 'from-tag': 'x', sdp, supports: ['load limit'] });
     assert.match(refused.reply.toString('latin1'), /load limit/, 'a new call is refused while draining');
-    await sleep(1500);
-    assert.equal(side.proc.exitCode, null, 'the sidecar waits for the active call');
+    assert.equal((await status()).state, 'draining', 'the sidecar waits for the active call');
+    assert.equal(side.proc.exitCode, null);
 
     // --- delete the call → it exits 0; released, rules and address gone -------------------------
     const del = await ngc.command({ command: 'delete', 'call-id': callId, 'from-tag': 'ft1' });

@@ -1,0 +1,147 @@
+// Exec mode when rtpengine misbehaves (#15 defects 3, 4, 10), with real rtpengines: it dies → the
+// ng port keeps answering while it is restarted with the same table and IP; restarts that keep
+// failing end the sidecar; a stale daemon on the upstream port is refused; the child dies with us.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtemp, rm, writeFile, readFile, chmod } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { randomUUID, randomBytes } from 'node:crypto';
+import { spawn } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { requires } from '../support/require.js';
+import { freePort, freePortRange } from '../support/ports.js';
+import { pingOnce, startRtpengine } from '../support/rtpengine.js';
+import { waitFor, isSettled } from '../support/wait.js';
+import { createLogger, silentLogger } from '../../src/log.js';
+import { createRegistry } from '../../src/metrics.js';
+import { parseOptions } from '../../src/config.js';
+import { startAllocator } from '../../src/allocator/allocator.js';
+import { parseTableRange } from '../../src/allocator/tables.js';
+import { NgUdpClient } from '../../src/ng/client.js';
+import { startSidecar, type FullSidecarConfig } from '../../src/sidecar/main.js';
+import { sidecarOptions } from '../../src/sidecar/options.js';
+import { proxyOptions } from '../../src/sidecar/proxy-options.js';
+
+const SDP = 'v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 40000 RTP/AVP 0\r\n';
+const run = randomBytes(4).toString('hex');
+const offer = (id: string) => ({ command: 'offer', 'call-id': `${id}-${run}`, 'from-tag': 'f', sdp: SDP, supports: ['load limit'] });
+/** Running and not a zombie. */
+const alive = (pid: number) => {
+  try { process.kill(pid, 0); } catch { return false; }
+  try { return !/^\d+ \(.*\) Z/.test(readFileSync(`/proc/${pid}/stat`, 'utf8')); } catch { return false; }
+};
+
+async function setup(extra: string[], upstreamPort?: number) {
+  const dir = await mkdtemp(join(tmpdir(), 'rtpe-exec-'));
+  const alloc = await startAllocator({
+    node: 'n', socket: join(dir, 'a.sock'), tableRange: parseTableRange('0-63'),
+    pools: [{ name: 'lo', cidr: '127.0.7.0/24', rangeStart: '127.0.7.10' }],
+    stateFile: join(dir, 'state.json'), procRoot: join(dir, 'no-module'), leaseTtlMs: 60_000, sweepIntervalMs: 5000,
+  }, { log: silentLogger });
+  const ng = await freePort();
+  const { min, max } = await freePortRange(20);
+  const cfg = parseOptions({ ...sidecarOptions, ...proxyOptions }, [
+    '--allocator-socket', alloc.socket, '--run-dir', join(dir, 'run'), '--proc-root', join(dir, 'no-module'),
+    '--media-address-mode', 'none', '--no-deletion-cost', '--ng-listen', `127.0.0.1:${ng}`, '--control-listen', `127.0.0.1:${await freePort()}`,
+    '--port-min', String(min), '--port-max', String(max), '--delete-delay-seconds', '0', '--rtpengine-mode', 'exec',
+    '--ng-upstream', `127.0.0.1:${upstreamPort ?? await freePort()}`, '--rtpengine-options', '{"num-threads":2}', '--drain-linger-seconds', '0',
+    '--ng-upstream-timeout-ms', '200', '--ng-upstream-retries', '1', '--ng-health-interval-ms', '200',
+    ...extra,
+  ], { POD_NAME: 'rtpe-x', POD_NAMESPACE: 'media', POD_UID: randomUUID(), NODE_NAME: 'n' }).config as FullSidecarConfig;
+  // Kamailio's default rtpengine_tout_ms is 1 s: an answer must come inside one such wait.
+  const ngc = new NgUdpClient({ host: '127.0.0.1', port: ng, timeoutMs: 1000, retries: 1 });
+  return { dir, cfg, ngc, close: async () => { ngc.close(); await alloc.close(); await rm(dir, { recursive: true, force: true }); } };
+}
+
+test('exec mode: rtpengine killed → new offers get load limit and known calls a coded error at once, it is restarted with the same table and IP, ready again',
+  { skip: requires('rtpengine'), timeout: 120_000 }, async () => {
+    const s = await setup([]); // default --rtpengine-restarts 5
+    const h = await startSidecar(s.cfg, { log: process.env.RTPE_K8S_E2E_LOG ? createLogger({ level: 'debug' }) : silentLogger, registry: createRegistry({ defaultMetrics: false }) });
+    try {
+      assert.equal((await s.ngc.command(offer('held'))).result, 'ok');
+      const pid1 = h.status().rtpenginePid!;
+      const args1 = (await readFile(`/proc/${pid1}/cmdline`, 'utf8')).split('\0');
+      process.kill(pid1, 'SIGKILL');
+      await waitFor('the proxy knows rtpengine is gone', () => (h.status().proxy as { rtpengine: { up: boolean | null } }).rtpengine.up === false);
+      // Answered, never silence: a new call fails over, a known call gets the coded reason.
+      const fresh = await s.ngc.request(offer('new1'));
+      assert.match(fresh.reply.toString('latin1'), /load limit/);
+      const known = await s.ngc.request({ command: 'query', 'call-id': `held-${run}` });
+      assert.match(known.reply.toString('latin1'), /6:result5:error/);
+      assert.match(known.reply.toString('latin1'), /is being restarted/);
+      assert.equal(await isSettled(h.done), false, 'the sidecar does not exit');
+      // Restarted: another pid, the same arguments (table, interface/IP, ports), ready, taking calls.
+      await waitFor('restarted and ready', async () => h.status().rtpenginePid !== pid1 && (h.status().proxy as { rtpengine: { up: boolean | null } }).rtpengine.up === true);
+      const pid2 = h.status().rtpenginePid!;
+      assert.deepEqual((await readFile(`/proc/${pid2}/cmdline`, 'utf8')).split('\0'), args1);
+      assert.equal(h.status().rtpengineRestarts, 1);
+      assert.equal((await s.ngc.command(offer('after'))).result, 'ok');
+      assert.equal(h.status().state, 'serving');
+      assert.equal((await s.ngc.command({ command: 'delete', 'call-id': `after-${run}`, 'from-tag': 'f' })).result, 'ok');
+      assert.equal(await h.stop('SIGTERM'), 0, 'then drains and ends as usual');
+    } finally {
+      await h.stop('test');
+      await s.close();
+    }
+  });
+
+test('exec mode: restarts that keep failing end the sidecar after --rtpengine-restarts attempts', { skip: requires('rtpengine'), timeout: 120_000 }, async () => {
+  const s = await setup(['--rtpengine-restarts', '2']);
+  // rtpengine that starts the first time only; every start is counted.
+  const counter = join(s.dir, 'starts');
+  const wrapper = join(s.dir, 'rtpengine-once.sh');
+  await writeFile(wrapper, `#!/bin/sh\necho x >> '${counter}'\n[ "$(wc -l < '${counter}')" -gt 1 ] && { echo 'refusing to start again' >&2; exit 1; }\nexec rtpengine "$@"\n`);
+  await chmod(wrapper, 0o755);
+  s.cfg.rtpengineBinary = wrapper;
+  s.cfg.rtpengineEra = 'mr11';
+  const h = await startSidecar(s.cfg, { log: silentLogger, registry: createRegistry({ defaultMetrics: false }) });
+  try {
+    process.kill(h.status().rtpenginePid!, 'SIGKILL');
+    const code = await h.done;
+    assert.equal(code, 70, 'exit code of RTPENGINE_RESTARTS_EXHAUSTED');
+    const starts = (await readFile(counter, 'utf8')).trim().split('\n').length;
+    assert.equal(starts, 1 + 2, 'the first start and two restarts');
+  } finally {
+    await h.stop('test');
+    await s.close();
+  }
+});
+
+test('exec mode: a stale rtpengine on the upstream port is refused at start (it would co-bind and answer our pings)', { skip: requires('rtpengine'), timeout: 60_000 }, async () => {
+  const stale = await startRtpengine();
+  const s = await setup([], stale.ngPort);
+  try {
+    await assert.rejects(startSidecar(s.cfg, { log: silentLogger, registry: createRegistry({ defaultMetrics: false }) }), (e: { code?: string }) => e.code === 'RTPENGINE_PORT_TAKEN');
+    assert.ok(await pingOnce('127.0.0.1', stale.ngPort, 500), 'the stale daemon was left alone');
+  } finally {
+    await stale.stop();
+    await s.close();
+  }
+});
+
+test('exec mode: the rtpengine child dies with its parent even on kill -9 (parent-death signal)', { skip: requires('rtpengine'), timeout: 60_000 }, async () => {
+  // A parent process that starts rtpengine the way the sidecar does, prints its pid, and waits.
+  const ng = await freePort();
+  const { min, max } = await freePortRange(10);
+  const script = `import { spawnRtpengine } from './src/sidecar/rtpengine.ts';
+import { silentLogger } from './src/log.ts';
+const p = spawnRtpengine('rtpengine', ['--config-file=none', '--foreground', '--log-stderr', '--table=-1', '--interface=127.0.0.1', '--listen-ng=127.0.0.1:${ng}', '--port-min=${min}', '--port-max=${max}'], silentLogger);
+process.stdout.write(p.pid + '\\n');
+setInterval(() => {}, 1000);`;
+  const parent = spawn(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], { stdio: ['ignore', 'pipe', 'inherit'] });
+  let pid = 0;
+  try {
+    let out = '';
+    parent.stdout!.on('data', (c) => { out += c; });
+    await waitFor('the child pid', () => /^\d+\n/.test(out));
+    pid = Number(out.trim());
+    await waitFor('rtpengine answers', () => pingOnce('127.0.0.1', ng, 200));
+    parent.kill('SIGKILL');
+    await waitFor('rtpengine gone with its parent', () => !alive(pid));
+    assert.equal(await pingOnce('127.0.0.1', ng, 300), false);
+  } finally {
+    parent.kill('SIGKILL');
+    if (pid && alive(pid)) process.kill(pid, 'SIGKILL');
+  }
+});
