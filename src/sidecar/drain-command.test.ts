@@ -20,7 +20,7 @@ async function sidecarAnswering(final: Record<string, unknown>) {
 async function runDrain(url: string): Promise<{ code: number; out: string }> {
   let out = '';
   const stdout = new Writable({ write(c, _e, cb) { out += c.toString(); cb(); } });
-  const code = await drainCommand.run({ url, wait: true, deadlineSeconds: 0, pollMs: 50 }, [], {
+  const code = await drainCommand.run({ url, wait: true, deadlineSeconds: 0, pollMs: 50, token: undefined }, [], {
     log: silentLogger, signal: new AbortController().signal, stopReason: () => undefined, stdout,
   });
   return { code, out };

@@ -12,6 +12,7 @@ export const drainOptions = {
   wait: opt.bool('block until the drain completes, printing progress', false, { env: 'RTPE_K8S_DRAIN_WAIT' }),
   deadlineSeconds: opt.int('drain deadline to request (0 = the sidecar\'s --drain-deadline-seconds)', 0, { min: 0 }, { env: 'RTPE_K8S_DRAIN_REQUEST_DEADLINE_SECONDS' }),
   pollMs: opt.int('with --wait, poll the sidecar this often', 1000, { min: 50 }, { env: 'RTPE_K8S_DRAIN_POLL_MS' }),
+  token: opt.optionalString("the sidecar's --control-drain-token, sent as header x-drain-token", { env: 'RTPE_K8S_CONTROL_DRAIN_TOKEN' }),
 };
 
 interface ProxyView { drain: DrainStatus; sessions?: number; rtpengine?: { sessionsOwn?: number } }
@@ -56,7 +57,7 @@ export const drainCommand = defineCommand({
     const base = config.url.replace(/\/+$/, '');
     const started = Date.now();
     const body = config.deadlineSeconds > 0 ? JSON.stringify({ deadlineSeconds: config.deadlineSeconds }) : '';
-    const first = await call(`${base}/drain`, { method: 'POST', body, headers: { 'content-type': 'application/json' } });
+    const first = await call(`${base}/drain`, { method: 'POST', body, headers: { 'content-type': 'application/json', ...(config.token ? { 'x-drain-token': config.token } : {}) } });
     const sessionsOf = (s: ProxyView) => s.drain?.sessionsLeft ?? s.rtpengine?.sessionsOwn ?? s.sessions ?? 0;
     const line = (s: ProxyView) => {
       const d = s.drain;

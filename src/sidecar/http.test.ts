@@ -1,7 +1,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createSocket } from 'node:dgram';
-import { startControlServer } from './http.js';
+import { get as httpGet } from 'node:http';
+import { startControlServer, mayDrain } from './http.js';
 import { startNgProxy } from './proxy.js';
 import { proxyConfigWith } from './proxy-options.js';
 import { proxyView } from './drain-command.js';
@@ -92,4 +93,46 @@ test('GET /drain/wait starts the drain and holds the answer until the target is 
   } finally {
     await http.close();
   }
+});
+
+/** A GET from a chosen local source address (127.0.0.6 is Istio's inbound passthrough source). */
+function getFrom(url: string, localAddress: string, headers: Record<string, string> = {}): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const req = httpGet(url, { localAddress, headers }, (res) => { res.resume(); resolve(res.statusCode ?? 0); });
+    req.setTimeout(500, () => { req.destroy(); resolve(-1); }); // still held open: the drain was accepted
+    req.on('error', reject);
+  });
+}
+
+test('only the pod itself starts a drain: GET /drain/wait and POST /drain from a mesh passthrough source are refused; a token is required from everyone once set (#15 defect 1)', async () => {
+  const registry = createRegistry({ defaultMetrics: false });
+  const triggers: string[] = [];
+  const target = {
+    ready: () => ({ ready: true, reasons: [] }),
+    status: () => ({}),
+    drain: (o: { trigger: string }) => { triggers.push(o.trigger); return { phase: 'draining' }; },
+    drained: () => new Promise<object>(() => {}),
+  };
+  const open = await startControlServer({ host: '0.0.0.0', port: 0, registry, target, log: silentLogger });
+  const tok = await startControlServer({ host: '0.0.0.0', port: 0, registry, target, log: silentLogger, drainToken: 's3cret' });
+  try {
+    assert.equal(await getFrom(`http://127.0.0.1:${open.port}/drain/wait`, '127.0.0.6'), 403, 'a mesh-relayed peer is not the pod');
+    assert.equal((await fetch(`http://127.0.0.1:${open.port}/drain`, { method: 'POST' }).then((r) => r.status)), 202, 'loopback POST still works');
+    assert.deepEqual(triggers, ['http']);
+    assert.equal(await getFrom(`http://127.0.0.1:${tok.port}/drain/wait`, '127.0.0.1'), 403, 'with a token, loopback alone is not enough');
+    assert.equal(await getFrom(`http://127.0.0.1:${tok.port}/drain/wait`, '127.0.0.6', { 'x-drain-token': 'wrong!' }), 403);
+    assert.equal(await getFrom(`http://127.0.0.1:${tok.port}/drain/wait`, '127.0.0.6', { 'x-drain-token': 's3cret' }), -1, 'the token holder drains (answer held until drained)');
+    assert.deepEqual(triggers, ['http', 'prestop-http']);
+  } finally {
+    await open.close();
+    await tok.close();
+  }
+});
+
+test('mayDrain: loopback but not the mesh passthrough; remote peers never without the token', () => {
+  for (const p of ['127.0.0.1', '::1', '::ffff:127.0.0.1', '127.1.2.3']) assert.equal(mayDrain(p, {}, {}), true, p);
+  for (const p of ['127.0.0.6', '::ffff:127.0.0.6', '10.1.2.3', '192.0.2.1', 'fd00::1']) assert.equal(mayDrain(p, {}, {}), false, p);
+  assert.equal(mayDrain('10.1.2.3', { authorization: 'Bearer t0k' }, { drainToken: 't0k' }), true);
+  assert.equal(mayDrain('127.0.0.1', {}, { drainToken: 't0k' }), false);
+  assert.equal(mayDrain('10.1.2.3', {}, { allowRemoteDrain: true }), true);
 });

@@ -4,6 +4,7 @@
 // main composing more state) for readiness, status and to drain.
 import { createServer, type IncomingMessage, type ServerResponse, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { timingSafeEqual } from 'node:crypto';
 import type { Registry } from 'prom-client';
 import type { Logger } from '../log.js';
 
@@ -24,16 +25,35 @@ export interface ControlServerOptions {
   registry: Registry;
   target: ControlTarget;
   log: Logger;
-  /** Accept POST /drain from non-loopback peers (default false: the preStop hook runs locally). */
+  /** Accept drain requests from any peer (default false: only the pod itself, see mayDrain). */
   allowRemoteDrain?: boolean;
-  /** Sources allowed to call GET /drain/wait (default all: the kubelet calls from the node, whose address depends on the CNI). */
-  drainWaitAllowed?: (peer: string) => boolean;
+  /** A drain request carrying this token (header `x-drain-token` or `authorization: Bearer …`) is the pod's own. */
+  drainToken?: string;
 }
 
 export interface ControlServer { host: string; port: number; url: string; close(): Promise<void> }
 
 const LOOPBACK = /^(127\.|::1$|::ffff:127\.)/;
+/** Istio's inbound passthrough source: traffic from any peer, re-sent over loopback by the mesh. */
+const MESH_PASSTHROUGH = /^(::ffff:)?127\.0\.0\.6$/;
+
+/**
+ * Only the pod itself may start a drain (#15 defect 1): a drained pod stays drained across restarts,
+ * so a drain from anyone else takes the node out of service. With a token configured, the token
+ * is required from every source (behind a mesh, loopback proves nothing); without one, loopback
+ * sources other than a mesh's passthrough address. `remote` (opt-in) accepts any peer.
+ */
+export function mayDrain(peer: string, headers: IncomingMessage['headers'], o: { drainToken?: string; allowRemoteDrain?: boolean }): boolean {
+  if (o.allowRemoteDrain) return true;
+  if (o.drainToken) {
+    const auth = headers.authorization;
+    const given = headers['x-drain-token'] ?? (typeof auth === 'string' && auth.startsWith('Bearer ') ? auth.slice(7) : undefined);
+    return typeof given === 'string' && given.length === o.drainToken.length && timingSafeEqual(Buffer.from(given), Buffer.from(o.drainToken));
+  }
+  return LOOPBACK.test(peer) && !MESH_PASSTHROUGH.test(peer);
+}
 const MAX_BODY = 4096;
+const DRAIN_REFUSED = 'a drain is accepted only from the pod itself: loopback (not a mesh passthrough address), or with the token of --control-drain-token (header x-drain-token); see docs/sidecar.md';
 
 function json(res: ServerResponse, code: number, body: unknown): void {
   const text = JSON.stringify(body, null, 2) + '\n';
@@ -78,9 +98,9 @@ export async function startControlServer(o: ControlServerOptions): Promise<Contr
     if (path === '/drain') {
       if (req.method !== 'POST') { res.writeHead(405, { allow: 'POST' }).end('use POST /drain\n'); return; }
       const peer = req.socket.remoteAddress ?? '';
-      if (!o.allowRemoteDrain && !LOOPBACK.test(peer)) {
-        log.warn({ peer }, 'POST /drain refused: not from loopback');
-        json(res, 403, { error: 'POST /drain is accepted from loopback only (see --control-remote-drain)' });
+      if (!mayDrain(peer, req.headers, o)) {
+        log.warn({ peer }, 'POST /drain refused: not from the pod itself');
+        json(res, 403, { error: DRAIN_REFUSED });
         return;
       }
       const body = await readBody(req);
@@ -97,9 +117,9 @@ export async function startControlServer(o: ControlServerOptions): Promise<Contr
       // client that goes away does not stop the drain. Repeated calls join the same drain.
       if (req.method !== 'GET') { res.writeHead(405, { allow: 'GET' }).end('use GET /drain/wait\n'); return; }
       const peer = req.socket.remoteAddress ?? '';
-      if (o.drainWaitAllowed && !o.drainWaitAllowed(peer)) {
-        log.warn({ peer }, 'GET /drain/wait refused: source not allowed');
-        json(res, 403, { error: 'GET /drain/wait is not accepted from this source' });
+      if (!mayDrain(peer, req.headers, o)) {
+        log.warn({ peer }, 'GET /drain/wait refused: not from the pod itself');
+        json(res, 403, { error: DRAIN_REFUSED });
         return;
       }
       if (!o.target.drained) { json(res, 501, { error: 'this control target cannot wait for a drain; use POST /drain and poll /status' }); return; }

@@ -55,7 +55,8 @@ export const proxyOptions = {
     ...opt.string('HTTP control server (/metrics, /healthz, /readyz, /status, POST /drain)', '0.0.0.0:9450'),
     schema: hostPortSchema.default('0.0.0.0:9450') as z.ZodType<string>,
   },
-  controlRemoteDrain: opt.bool('accept POST /drain from non-loopback sources (default: loopback only)', false),
+  controlRemoteDrain: opt.bool('accept POST /drain and GET /drain/wait from any source (default: only the pod itself: loopback, or the drain token)', false),
+  controlDrainToken: opt.optionalString('a drain request (POST /drain, GET /drain/wait) must carry this token in header x-drain-token, from any source; set it behind a service mesh and for an httpGet preStop'),
 } satisfies OptionSet;
 
 export type ProxyConfig = Parsed<typeof proxyOptions>;

@@ -33,7 +33,7 @@ import { Reconciler } from './reconcile.js';
 export { localReply } from './proxy-core.js';
 
 /** The proxy's part of the sidecar configuration (see proxy-options.ts for meanings). */
-export type NgProxyConfig = Omit<ProxyConfig, 'controlListen' | 'controlRemoteDrain'>;
+export type NgProxyConfig = Omit<ProxyConfig, 'controlListen' | 'controlRemoteDrain' | 'controlDrainToken'>;
 
 export interface NgProxyDeps {
   log: Logger;

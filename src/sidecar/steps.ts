@@ -219,7 +219,7 @@ const control: Step = {
       drained: () => p.drained(),
     };
     const listen = parseHostPort(cfg.controlListen)!;
-    const server = await startControlServer({ host: listen.host, port: listen.port, registry: ctx.registry, target, log: ctx.log, allowRemoteDrain: cfg.controlRemoteDrain });
+    const server = await startControlServer({ host: listen.host, port: listen.port, registry: ctx.registry, target, log: ctx.log, allowRemoteDrain: cfg.controlRemoteDrain, drainToken: cfg.controlDrainToken });
     ctx.control = server;
     const infoFile = sidecarFileName(cfg.runDir, cfg.podUid);
     try {

@@ -97,7 +97,7 @@ test('calls spread over both nodes; drain A: new calls land on B, A\'s BYEs reac
     // Drain A with `rtpengine-k8s drain --wait` (in-process run of the command).
     let out = '';
     const stdout = new Writable({ write(c, _e, cb) { out += c.toString(); cb(); } });
-    const waiting = drainCommand.run({ url: A.control.url, wait: true, deadlineSeconds: 0, pollMs: 100 }, [],
+    const waiting = drainCommand.run({ url: A.control.url, wait: true, deadlineSeconds: 0, pollMs: 100, token: undefined }, [],
       { log: silentLogger, signal: new AbortController().signal, stopReason: () => undefined, stdout });
     await new Promise((res) => setTimeout(res, 50));
     assert.equal(A.proxy.status().drain.phase, 'draining');
