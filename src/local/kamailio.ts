@@ -37,9 +37,10 @@ export async function startLocalKamailio(o: LocalKamailioOptions): Promise<Local
   const cfg = join(o.dir, 'kamailio.cfg');
   await writeFile(cfg, LOCAL_KAMAILIO_CFG);
   const counts: KamailioCounts = { failovers: 0, offerFailed: 0, deleteFailed: 0, answerFailed: 0 };
+  // Kamailio 5.6 logs the load-limit failover without a newline: count occurrences, not lines.
   const onLine = (l: string) => {
-    if (l.includes('has reached its load limit')) counts.failovers++;
-    else if (l.includes('LOCAL offer-failed')) counts.offerFailed++;
+    counts.failovers += l.split('has reached its load limit').length - 1;
+    if (l.includes('LOCAL offer-failed')) counts.offerFailed++;
     else if (l.includes('LOCAL delete-failed')) counts.deleteFailed++;
     else if (l.includes('LOCAL answer-failed')) counts.answerFailed++;
   };

@@ -16,9 +16,9 @@ import { showNodes } from '../kamailio/jsonrpc.js';
 import { LocalPods, type LocalPod } from './pods.js';
 import { startLocalKamailio, type LocalKamailio } from './kamailio.js';
 import { startTraffic, type Traffic } from './traffic.js';
-import { CallerMedia } from './media.js';
+import { CallerMedia, tailGapMs } from './media.js';
 import { MediaSampler } from './truth.js';
-import { summarize, type RunSummary } from './verdict.js';
+import { summarize, verdictOf, type RunSummary } from './verdict.js';
 
 export interface LocalRunOptions {
   dir: string;
@@ -124,8 +124,19 @@ export class LocalRun {
   summary(): RunSummary {
     return summarize({
       calls: [...(this.media?.calls.values() ?? [])], failovers: this.kamailio?.counts.failovers ?? 0,
-      pods: this.pods.pods, loopDelayMaxMs: this.loop.max / 1e6,
+      pods: this.pods?.pods ?? [], loopDelayMaxMs: this.loop.max / 1e6, unansweredQueries: this.sampler?.unanswered ?? 0,
     });
+  }
+
+  /** The dropped calls with what each source saw (times in seconds since the start), for the report. */
+  droppedCalls(): Array<Record<string, unknown>> {
+    const rel = (t: number | undefined) => (t === undefined ? undefined : Number(((t - this.startedAt) / 1000).toFixed(2)));
+    const pod = (ip: string | undefined) => this.pods.pods.find((p) => p.mediaIp === ip)?.name ?? ip;
+    return [...(this.media?.calls.values() ?? [])].filter((c) => verdictOf(c).startsWith('dropped')).map((c) => ({
+      callId: c.callId, verdict: verdictOf(c), pod: pod(c.remote?.ip), up: rel(c.upAt), bye: rel(c.byeAt), end: rel(c.endAt),
+      sent: c.sent, received: c.received, maxGapMs: Math.round(c.maxGapMs), tailGapMs: Math.round(tailGapMs(c)),
+      rtpe: { samples: c.rtpe.samples, stalledAt: c.rtpe.stalledAt.map(rel), unknownAt: c.rtpe.unknownAt.map(rel), last: c.rtpe.last },
+    }));
   }
 
   /** Ctrl-C: stop placing calls, let those in progress end, drain every pod, stop everything. */

@@ -25,6 +25,10 @@ export interface TrafficOptions {
   rate: number;
   durationMinMs: number;
   durationMaxMs: number;
+  /** Stop after this many calls (SIPp -m); default: run until told to finish. */
+  maxCalls?: number;
+  /** At most this many calls at once (SIPp -l). */
+  concurrencyLimit?: number;
   binary?: string;
 }
 
@@ -65,7 +69,7 @@ export async function startTraffic(o: TrafficOptions, onEvent: (e: TrafficEvent)
   const logFile = join(o.dir, 'sipp-caller.log');
   await writeFile(logFile, '');
   const uac = startChild('sipp-caller', sipp, [`${o.kamailio.host}:${o.kamailio.port}`, '-sf', scen, '-i', '127.0.0.1', '-p', String(o.uacPort),
-    '-mi', '127.0.0.1', '-mp', String(o.uacMediaPort), '-r', String(o.rate), '-rp', '1000', '-l', '5000',
+    '-mi', '127.0.0.1', '-mp', String(o.uacMediaPort), '-r', String(o.rate), '-rp', '1000', '-l', String(o.concurrencyLimit ?? 5000), ...(o.maxCalls ? ['-m', String(o.maxCalls)] : []),
     '-trace_logs', '-log_file', logFile, '-cp', String(o.controlPort), '-nostdin', '-max_socket', '4096'], { logFile: join(o.dir, 'sipp-caller.out'), cwd: o.dir });
 
   // Tail the caller's log (SIPp writes each <log> line as it happens).
@@ -90,6 +94,7 @@ export async function startTraffic(o: TrafficOptions, onEvent: (e: TrafficEvent)
   };
   const timer = setInterval(() => { void pump(); }, 20);
   const ctl = createSocket('udp4');
+  let stopped = false;
   const command = (text: string) => ctl.send(Buffer.from(text), o.controlPort, '127.0.0.1');
   await new Promise((r) => setTimeout(r, 300));
   for (const c of [uas, uac]) if (!c.alive()) throw new Error(`${c.name} exited at start-up:\n${c.tail().slice(-2000)}`);
@@ -102,6 +107,8 @@ export async function startTraffic(o: TrafficOptions, onEvent: (e: TrafficEvent)
       await Promise.race([uac.exited, new Promise((r) => setTimeout(r, timeoutMs))]);
     },
     async stop() {
+      if (stopped) return;
+      stopped = true;
       await uac.stop('SIGTERM', 3000);
       await uas.stop('SIGTERM', 3000);
       clearInterval(timer);

@@ -23,7 +23,9 @@ export class MediaSampler {
   private timer: NodeJS.Timeout | undefined;
   private running = false;
   queries = 0;
-  failures = 0;
+  /** Queries rtpengine did not answer in time: no evidence either way (counted, not judged). */
+  unanswered = 0;
+  readonly unansweredBy: Record<string, number> = {};
 
   constructor(private readonly calls: () => CallRecord[], private readonly rtpengines: () => RtpengineAt[], private readonly intervalMs = 1000) {}
 
@@ -38,7 +40,7 @@ export class MediaSampler {
   private client(r: RtpengineAt): NgUdpClient {
     const key = `${r.host}:${r.ngPort}`;
     let c = this.clients.get(key);
-    if (!c) { c = new NgUdpClient({ host: r.host, port: r.ngPort, timeoutMs: 500, retries: 1 }); this.clients.set(key, c); }
+    if (!c) { c = new NgUdpClient({ host: r.host, port: r.ngPort, timeoutMs: 1000, retries: 1 }); this.clients.set(key, c); }
     return c;
   }
 
@@ -53,15 +55,19 @@ export class MediaSampler {
         const r = where.get(c.remote.ip);
         const at = wallNow();
         let reply: Record<string, unknown> | undefined;
+        let unknown = false;
         try {
           this.queries++;
-          if (!r) throw new Error('no rtpengine on this media IP any more');
+          if (!r) { unknown = true; throw new Error('no rtpengine on this media IP any more'); }
           reply = await this.client(r).command({ command: 'query', 'call-id': c.callId });
-        } catch {
-          this.failures++;
+        } catch (e) {
+          // rtpengine said it does not know the call: evidence. No answer in time (a busy machine): none.
+          if ((e as { code?: string }).code === 'NG_REMOTE_ERROR') unknown = true;
+          if (!unknown) { this.unanswered++; const k = (e as { code?: string }).code ?? (e as Error).message; this.unansweredBy[k] = (this.unansweredBy[k] ?? 0) + 1; }
         }
         if (c.phase !== 'up') return; // the BYE overtook the query
-        if (!reply || reply.result !== 'ok') { c.rtpe.unknownAt.push(at); return; }
+        if (unknown) { c.rtpe.unknownAt.push(at); return; }
+        if (!reply) return;
         const now = packetsByParty(reply);
         if (!now) return;
         const prev = c.rtpe.last;

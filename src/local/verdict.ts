@@ -41,13 +41,13 @@ export interface RunSummary {
   /** The longest silence any finished call had before its BYE, per the endpoint (ms). */
   worstMediaGapMs: number;
   /** Cross-check of the two media sources over finished calls. */
-  crossCheck: { endpointOnly: number; rtpengineOnly: number; both: number; sampledCalls: number };
+  crossCheck: { endpointOnly: number; rtpengineOnly: number; both: number; sampledCalls: number; unansweredQueries: number };
   /** The longest event-loop stall of the measuring process (a gap it caused itself would show here). */
   loopDelayMaxMs: number;
   pods: PodReport[];
 }
 
-export function summarize(i: { calls: CallRecord[]; failovers: number; pods: Array<{ name: string; createdAt: number; readyAt?: number; deleteAt?: number; drainSeconds(): number | undefined; preStopCode?: number; exitCode?: number }>; loopDelayMaxMs: number }): RunSummary {
+export function summarize(i: { calls: CallRecord[]; failovers: number; pods: Array<{ name: string; createdAt: number; readyAt?: number; deleteAt?: number; drainSeconds(): number | undefined; preStopCode?: number; exitCode?: number }>; loopDelayMaxMs: number; unansweredQueries?: number }): RunSummary {
   const v = i.calls.map((c) => [c, verdictOf(c)] as const);
   const n = (k: Verdict) => v.filter(([, x]) => x === k).length;
   const finished = i.calls.filter((c) => c.phase === 'completed' || c.phase === 'bye-failed');
@@ -60,7 +60,7 @@ export function summarize(i: { calls: CallRecord[]; failovers: number; pods: Arr
     worstMediaGapMs: Math.round(Math.max(0, ...finished.map(mediaGapMs))),
     crossCheck: {
       endpointOnly: finished.filter((c) => ep(c) && !rt(c)).length, rtpengineOnly: finished.filter((c) => !ep(c) && rt(c)).length,
-      both: finished.filter((c) => ep(c) && rt(c)).length, sampledCalls: finished.filter((c) => c.rtpe.samples > 0).length,
+      both: finished.filter((c) => ep(c) && rt(c)).length, sampledCalls: finished.filter((c) => c.rtpe.samples > 0).length, unansweredQueries: i.unansweredQueries ?? 0,
     },
     loopDelayMaxMs: Math.round(i.loopDelayMaxMs),
     pods: i.pods.map((p) => ({

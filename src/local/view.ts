@@ -28,7 +28,7 @@ export function summaryText(s: RunSummary): string {
   return [
     `placed ${s.placed}, completed ${s.completed}, in progress ${s.inProgress}`,
     `failed ${s.failed}, failed over ${s.failedOver}, BYE failed ${s.byeFailed}, media dropped ${s.mediaDropped} → dropped ${s.dropped}`,
-    `worst media gap ${s.worstMediaGapMs} ms (limit 1000); cross-check endpoint-only ${s.crossCheck.endpointOnly}, rtpengine-only ${s.crossCheck.rtpengineOnly}, both ${s.crossCheck.both}, calls sampled by query ${s.crossCheck.sampledCalls}`,
+    `worst media gap ${s.worstMediaGapMs} ms (limit 1000); cross-check endpoint-only ${s.crossCheck.endpointOnly}, rtpengine-only ${s.crossCheck.rtpengineOnly}, both ${s.crossCheck.both}, calls sampled by query ${s.crossCheck.sampledCalls} (${s.crossCheck.unansweredQueries} queries unanswered in time: no evidence either way)`,
     ...s.pods.map((p) => `  ${p.pod}: ready after ${p.readyAfterS ?? '-'} s${p.drainSeconds !== undefined ? `, drained and gone ${p.drainSeconds.toFixed(1)} s after its deletion began (preStop exit ${p.preStopExit ?? '-'})` : ''}`),
   ].join('\n');
 }
