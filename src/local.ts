@@ -175,6 +175,13 @@ export const localCommand = defineCommand({
       log.info('allocator stopped; local run over');
       if (live) out.write([...sink.ring.slice(-10), 'stopped.', ''].join('\n'));
       await sink.flush();
+      // Everything is stopped. Should anything still hold the process (a leak), say what and end anyway:
+      // a user's Ctrl-C must never leave `npm start` hanging. (Unref'd: it never holds the process itself.)
+      setTimeout(() => {
+        const held = (process as unknown as { _getActiveHandles(): object[] })._getActiveHandles().map((h) => h.constructor?.name ?? typeof h);
+        process.stderr.write(`rtpengine-k8s local: still running 3 s after stopping everything, held by: ${held.join(', ')}; exiting\n`);
+        process.exit(process.exitCode ?? Exit.SOFTWARE);
+      }, 3000).unref();
     }
   },
 });
