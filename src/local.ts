@@ -158,11 +158,18 @@ export const localCommand = defineCommand({
       timer = setInterval(tick, config.refreshMs);
       if (live && process.stdin.isTTY) { process.stdin.setRawMode(true); process.stdin.resume(); process.stdin.on('data', onKey); }
 
-      await run.start(ac.signal);
+      try {
+        await run.start(ac.signal);
+      } catch (e) {
+        // Ctrl-C while starting is a stop like any other: drain what started, sum up, exit 0.
+        if (!ac.signal.aborted) throw e;
+      }
       tick();
-      const ended = new Promise<string>((r) => { const t = setInterval(() => { if (run.pods.live().length === 0) { clearInterval(t); r('every pod ended'); } }, 500); ac.signal.addEventListener('abort', () => clearInterval(t)); });
-      const aborted = new Promise<string>((r) => { if (ac.signal.aborted) r('interrupted'); ac.signal.addEventListener('abort', () => r('interrupted'), { once: true }); });
-      const why = await Promise.race([aborted, ended]);
+      const why = ac.signal.aborted ? 'interrupted' : await new Promise<string>((resolve) => {
+        // Until Ctrl-C (or a closed terminal, or `q`), or until every pod has ended by itself.
+        const t = setInterval(() => { if (run.pods.live().length === 0) { clearInterval(t); resolve('every pod ended'); } }, 500);
+        ac.signal.addEventListener('abort', () => { clearInterval(t); resolve('interrupted'); }, { once: true });
+      });
       log.info({ why }, 'stopping: no new calls, calls in progress end, every pod drains (preStop, SIGTERM), then Kamailio and the allocator');
       await run.stop(config.callMaxSeconds * 1000 + 10_000);
       out.write(`\nsummary\n${summaryText(run.summary())}\n`);
@@ -175,13 +182,14 @@ export const localCommand = defineCommand({
       log.info('allocator stopped; local run over');
       if (live) out.write([...sink.ring.slice(-10), 'stopped.', ''].join('\n'));
       await sink.flush();
-      // Everything is stopped. Should anything still hold the process (a leak), say what and end anyway:
+      // Everything is stopped. Should anything still hold the process 10 s on (idle HTTP keep-alive sockets
+      // close after 4 s; anything longer is a leak), say what and end anyway:
       // a user's Ctrl-C must never leave `npm start` hanging. (Unref'd: it never holds the process itself.)
       setTimeout(() => {
         const held = (process as unknown as { _getActiveHandles(): object[] })._getActiveHandles().map((h) => h.constructor?.name ?? typeof h);
-        process.stderr.write(`rtpengine-k8s local: still running 3 s after stopping everything, held by: ${held.join(', ')}; exiting\n`);
+        process.stderr.write(`rtpengine-k8s local: still running 10 s after stopping everything, held by: ${held.join(', ')}; exiting\n`);
         process.exit(process.exitCode ?? Exit.SOFTWARE);
-      }, 3000).unref();
+      }, 10_000).unref();
     }
   },
 });

@@ -53,7 +53,7 @@ async function descendants(pid: number): Promise<number[]> {
 const alive = (pid: number) => { try { process.kill(pid, 0); return true; } catch { return false; } };
 
 async function idleUp(l: Local): Promise<void> {
-  await waitFor('two serving pods in the table', () => /local-b +\d+ +127\.0\.1\.\d+ +\d+ +serving/.test(l.out()) || l.child.exitCode !== null, { timeoutMs: 90_000, intervalMs: 200 });
+  await waitFor('two serving pods in the table', () => /local-a +\d+ +127\.0\.1\.\d+ +\d+ +serving.*\nlocal-b +\d+ +127\.0\.1\.\d+ +\d+ +serving/.test(l.out()) || l.child.exitCode !== null, { timeoutMs: 90_000, intervalMs: 200 });
   assert.equal(l.child.exitCode, null, l.out().slice(-3000));
 }
 
