@@ -79,3 +79,15 @@ test('every option of every command refuses a line break (each reaches a file, a
   }
   assert.ok(checked > 50, `only ${checked} options checked`);
 });
+
+test('renderers refuse a control character whatever its source: rtpengine.conf and iptables-restore text', async () => {
+  const { renderConfig } = await import('./sidecar/rtpengine.js');
+  const { renderApply } = await import('./sidecar/rules.js');
+  assert.match(renderConfig([['interface', 'pub/10.0.0.5'], ['timeout', '60']]), /^interface = pub\/10\.0\.0\.5$/m);
+  assert.throws(() => renderConfig([['interface', '10.0.0.5\n[rtpengine]\ntable = 7']]), (e) => isCoded(e, 'CONFIG_CONTROL_CHARACTERS'));
+  assert.throws(() => renderConfig([['timeout', '60'], ['x\r', '1']]), (e) => isCoded(e, 'CONFIG_CONTROL_CHARACTERS'));
+  const spec = { table: 3, addresses: ['10.0.0.5'], portMin: 30000, portMax: 39999, target: 'RTPENGINE' };
+  assert.match(renderApply(spec, 'ipv4', ''), /-j RTPENGINE --id 3/);
+  assert.throws(() => renderApply({ ...spec, addresses: ['10.0.0.5\n-A INPUT -j ACCEPT'] }, 'ipv4', ''), (e) => isCoded(e, 'CONFIG_CONTROL_CHARACTERS'));
+  assert.throws(() => renderApply({ ...spec, target: 'ACCEPT\n-A INPUT -j ACCEPT' }, 'ipv4', ''), (e) => isCoded(e, 'CONFIG_CONTROL_CHARACTERS'));
+});

@@ -148,6 +148,19 @@ function firstControl(v: unknown, path: string): { path: string; at: number; cha
   return undefined;
 }
 
+/**
+ * For renderers (rtpengine.conf, iptables-restore text): a value with a control character is
+ * refused with CONFIG_CONTROL_CHARACTERS whatever its source (options are checked at parse already).
+ */
+export function refuseControlCharacters(values: Record<string, unknown>): void {
+  const problems: string[] = [];
+  for (const [where, v] of Object.entries(values)) {
+    const f = firstControl(v, '');
+    if (f) problems.push(`${where}${f.path ? ` at ${f.path}` : ''}: control character ${f.char} at offset ${f.at}`);
+  }
+  if (problems.length) throw new ConfigError('CONFIG_CONTROL_CHARACTERS', { problems });
+}
+
 /** Every raw value (and every string inside a JSON value) that holds a control character. */
 function controlCharacterProblems(set: OptionSet, raw: Record<string, unknown>): string[] {
   const problems: string[] = [];

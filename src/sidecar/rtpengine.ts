@@ -11,6 +11,7 @@ import { dieWithParent, type Runner } from '../exec.js';
 import type { Logger } from '../log.js';
 import type { Clock } from '../clock.js';
 import { SidecarError } from '../errors.js';
+import { refuseControlCharacters } from '../config.js';
 
 // ---- version and era -----------------------------------------------------------------------
 
@@ -118,6 +119,7 @@ export function rtpengineOptions(s: RtpengineSettings): Array<[string, string]> 
 
 /** `[rtpengine]` INI for a separate rtpengine container; repeated keys are joined with `;`. */
 export function renderConfig(opts: Array<[string, string]>, header = ''): string {
+  refuseControlCharacters({ 'rtpengine.conf options': opts, 'rtpengine.conf header': header.split('\n') });
   const merged = new Map<string, string[]>();
   for (const [k, v] of opts) merged.set(k, [...(merged.get(k) ?? []), v]);
   const lines = [...(header ? header.split('\n').map((l) => `# ${l}`) : []), '[rtpengine]'];

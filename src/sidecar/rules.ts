@@ -2,6 +2,7 @@
 // rendered whole as iptables-restore text (kube-proxy style) plus one jump from INPUT, applied in
 // one transaction per family. Idempotent across restarts; other chains are never touched.
 import type { Logger } from '../log.js';
+import { refuseControlCharacters } from '../config.js';
 import type { Family, Iptables } from './iptables.js';
 
 export interface RuleSpec {
@@ -57,7 +58,9 @@ export const chainExists = (save: string, chain: string) => save.split('\n').som
  */
 export function renderApply(spec: RuleSpec, family: Family, currentSave: string): string {
   const chain = chainName(spec.table);
-  const lines = ['*filter', `:${chain} - [0:0]`, ...chainRules(spec, family)];
+  const rules = chainRules(spec, family);
+  refuseControlCharacters({ 'iptables rules': rules });
+  const lines = ['*filter', `:${chain} - [0:0]`, ...rules];
   for (const j of existingJumps(currentSave, chain)) lines.push(`-D INPUT ${j}`);
   lines.push(`-I INPUT 1 ${jumpSpec(spec.table)}`, 'COMMIT', '');
   return lines.join('\n');
