@@ -15,7 +15,7 @@ import { waitNgReady } from '../sidecar/rtpengine.js';
 export interface PersistenceState { target: RedisTarget; self: Owner; decision: Decision; options: Record<string, string> }
 
 /** rtpengine options the persistence step owns while it is on. */
-export const PERSISTENCE_MANAGED = ['redis', 'redis-write'] as const;
+export const PERSISTENCE_MANAGED = ['redis', 'redis-write', 'no-redis-required'] as const;
 
 function metrics(registry: Registry) {
   const get = <T>(name: string, make: () => T): T => (registry.getSingleMetric(name) as T | undefined) ?? make();
@@ -54,8 +54,17 @@ export const persistenceStep: Step = {
         return skipped(`OFF: ${decision.callIds.length} call(s) in ${redisName} are not this pod's (${decision.why})`);
       }
       const value = rtpengineRedisValue(target);
-      ctx.persistence = { target, self, decision, options: { redis: value, 'redis-write': value } };
+      const state: PersistenceState = { target, self, decision, options: { redis: value, 'redis-write': value, 'no-redis-required': 'true' } };
+      ctx.persistence = state;
       m.enabled.set(1);
+      // Exec mode: the supervisor restarts a dead rtpengine with the same options; its calls come back from Redis.
+      const before = ctx.restartHooks;
+      ctx.restartHooks = {
+        async afterRestart(proc, attempt) {
+          await before?.afterRestart?.(proc, attempt);
+          await restoreAfterRestart(ctx, state, attempt);
+        },
+      };
       return done(decision.action === 'restore' ? `${redisName}: ${decision.callIds.length} call(s) of this pod to restore` : `${redisName}: empty, calls are saved from now on`,
         () => release(ctx, target, self));
     } finally {
@@ -94,6 +103,37 @@ async function release(ctx: StartContext, target: RedisTarget, self: Owner): Pro
     ctx.log.warn({ pod: ctx.pod, code: err.code, err: err.message }, 'call state in Redis not removed at release; the next pod on this database refuses it until removed');
   } finally {
     redis?.close();
+  }
+}
+
+/**
+ * A supervised restart (same options, table and IP): every call in the database is this pod's;
+ * wait until rtpengine has restored them, before the proxy sends it traffic again.
+ */
+async function restoreAfterRestart(ctx: StartContext, st: PersistenceState, attempt: number): Promise<void> {
+  const m = metrics(ctx.registry);
+  let redis: RedisClient;
+  try {
+    redis = await RedisClient.connect(st.target);
+  } catch (e) {
+    // Redis lost while running: rtpengine started anyway (no-redis-required) but restored nothing.
+    const err = new PersistenceError('PERSISTENCE_OFF_REDIS_DOWN', { redis: `${st.target.host}:${st.target.port}/${st.target.db}`, reason: (e as Error).message });
+    ctx.log.error({ pod: ctx.pod, code: err.code, attempt }, `rtpengine restarted WITHOUT its calls: ${err.message}`);
+    m.enabled.set(0);
+    return;
+  }
+  const ng = new NgUdpClient({ host: ctx.ngUp.host, port: ctx.ngUp.port, timeoutMs: 500, retries: 2 });
+  try {
+    const expected = (await redis.keys()).filter((k) => k !== OWNER_KEY);
+    const r = await awaitRestore({ ng, redis, clock: ctx.clock }, expected, { deadlineMs: ctx.cfg.persistenceRestoreSeconds * 1000 });
+    if (r.pending.length) { const e = incomplete(r, expected.length); ctx.log.error({ pod: ctx.pod, code: e.code, attempt }, e.message); }
+    for (const id of r.restored) ctx.proxy?.sessions.learn(id);
+    m.restored.set(r.restored.length);
+    await writeOwner(redis, st.self);
+    ctx.log.info({ pod: ctx.pod, attempt, restored: r.restored.length, lost: r.lost.length, pending: r.pending.length, waitedMs: r.waitedMs }, 'calls restored from Redis after the rtpengine restart');
+  } finally {
+    ng.close();
+    redis.close();
   }
 }
 

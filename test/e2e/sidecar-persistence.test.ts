@@ -25,10 +25,12 @@ import { proxyOptions } from '../../src/sidecar/proxy-options.js';
 import { NgUdpClient } from '../../src/ng/client.js';
 import { RedisClient, parseRedisUrl } from '../../src/persistence/resp.js';
 import { OWNER_KEY } from '../../src/persistence/owner.js';
+import { isCoded } from '../../src/errors.js';
+import { waitFor } from '../support/wait.js';
 
 const skip = requires('rtpengine', 'redis-server');
 
-async function setup(redisUrl: string) {
+async function setup(redisUrl: string | undefined) {
   const dir = await mkdtemp(join(tmpdir(), 'rtpe-persist-'));
   const alloc = await startAllocator({
     node: 'n', socket: join(dir, 'a.sock'), tableRange: parseTableRange('0-63'),
@@ -40,7 +42,7 @@ async function setup(redisUrl: string) {
   const argv = ['--allocator-socket', alloc.socket, '--rtpengine-mode', 'exec', '--run-dir', join(dir, 'run'), '--proc-root', join(dir, 'no-module'),
     '--media-address-mode', 'none', '--no-deletion-cost', '--ng-listen', `127.0.0.1:${ng}`, '--ng-upstream', `127.0.0.1:${await freePort()}`,
     '--control-listen', '127.0.0.1:0', '--port-min', String(min), '--port-max', String(max), '--delete-delay-seconds', '0',
-    '--drain-deadline-seconds', '5', '--drain-linger-seconds', '0', '--rtpengine-options', '{"num-threads":2}', '--persistence-redis', redisUrl];
+    '--drain-deadline-seconds', '5', '--drain-linger-seconds', '0', '--rtpengine-options', '{"num-threads":2}', ...(redisUrl ? ['--persistence-redis', redisUrl] : [])];
   const env = { POD_NAME: 'rtpe-p', POD_NAMESPACE: 'media', POD_UID: randomUUID(), NODE_NAME: 'n' };
   const config = parseOptions({ ...sidecarOptions, ...proxyOptions }, argv, env).config as FullSidecarConfig;
   return { dir, alloc, ng, config, argv, env, close: async () => { await alloc.close(); await rm(dir, { recursive: true, force: true }); } };
@@ -179,4 +181,47 @@ test('config mode: rtpengine.conf gets redis and redis-write; the database is ma
     await s.close();
     await redis.stop();
   }
+});
+
+/** Supervised restart (exec mode): kill -9 of rtpengine alone; the sidecar restarts it with the same options. */
+async function supervisedCrash(persist: boolean) {
+  const redis = persist ? await startRedis() : undefined;
+  const s = await setup(redis?.url(15));
+  const client = new NgUdpClient({ host: '127.0.0.1', port: s.ng, timeoutMs: 1000, retries: 2 });
+  const registry = createRegistry({ defaultMetrics: false });
+  const run = randomBytes(4).toString('hex');
+  const ids = Array.from({ length: 6 }, (_, i) => `sv-${run}-${i}@pbx`);
+  const h = await startSidecar(s.config, { log: silentLogger, registry });
+  try {
+    for (const [i, id] of ids.entries()) {
+      assert.equal((await client.command({ command: 'offer', 'call-id': id, 'from-tag': 'a', sdp: sampleSdp('127.0.0.1', 40000 + i * 4), supports: ['load limit'] })).result, 'ok');
+      assert.equal((await client.command({ command: 'answer', 'call-id': id, 'from-tag': 'a', 'to-tag': 'b', sdp: sampleSdp('127.0.0.1', 42000 + i * 4) })).result, 'ok');
+    }
+    const pid1 = h.status().rtpenginePid!;
+    process.kill(pid1, 'SIGKILL');
+    await waitFor('rtpengine restarted and ready', () => h.status().rtpenginePid !== pid1 && (h.status().proxy as { rtpengine: { up: boolean | null } }).rtpengine.up === true, { timeoutMs: 60_000 });
+    assert.equal(h.status().rtpengineRestarts, 1);
+    const answers = new Map<string, string>();
+    for (const id of ids) {
+      answers.set(id, await client.command({ command: 'query', 'call-id': id }).then((r) => String(r.result), (e: unknown) => (isCoded(e, 'NG_REMOTE_ERROR') ? 'error' : String(e))));
+    }
+    return { answers, metrics: await registry.metrics(), sessions: h.status().sessions };
+  } finally {
+    await h.stop('test');
+    client.close();
+    await s.close();
+    await redis?.stop();
+  }
+}
+
+test('supervised restart (exec mode): with persistence, rtpengine killed -9 comes back with every call before it gets traffic again', { skip, timeout: 180_000 }, async () => {
+  const r = await supervisedCrash(true);
+  for (const [id, res] of r.answers) assert.equal(res, 'ok', id);
+  assert.equal(metric(r.metrics, 'rtpengine_k8s_persistence_restored_calls'), r.answers.size);
+  assert.equal(r.sessions, r.answers.size);
+});
+
+test('supervised restart without persistence: the same kill -9 loses every call', { skip, timeout: 180_000 }, async () => {
+  const r = await supervisedCrash(false);
+  for (const [id, res] of r.answers) assert.equal(res, 'error', id);
 });
