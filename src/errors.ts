@@ -299,6 +299,10 @@ const CATALOGUE = {
     message: (d) => `CALL PERSISTENCE IS OFF: Redis ${s(d.redis)} is not reachable at start (${s(d.reason)}). rtpengine runs without --redis, so a crash of rtpengine loses its calls; restart the sidecar once Redis answers`,
     grpc: GrpcStatus.UNAVAILABLE, exit: Exit.UNAVAILABLE,
   },
+  PERSISTENCE_REDIS_LOST: {
+    message: (d) => `CALL PERSISTENCE LOST: Redis ${s(d.redis)} stopped answering (${s(d.reason)}); rtpengine keeps serving but calls set up or changed now are not saved, and a crash of rtpengine loses them`,
+    grpc: GrpcStatus.UNAVAILABLE, exit: Exit.UNAVAILABLE,
+  },
   PERSISTENCE_FOREIGN_CALLS: {
     message: (d) => `CALL PERSISTENCE IS OFF: Redis ${s(d.redis)} holds ${s(d.keys)} call(s) of ${s(d.owner)} but this is ${s(d.self)}: they are not restored here (they belong to another table or media IP) and are left untouched. Give each pod its own database, or remove them once that pod is gone (redis-cli -n DB FLUSHDB)`,
     grpc: GrpcStatus.FAILED_PRECONDITION, exit: Exit.CONFIG,

@@ -2,6 +2,7 @@
 // whether its calls may be restored here and render --redis/--redis-write (or run without, loudly);
 // after it answers, wait for the restore, re-learn the calls and mark the database as this pod's.
 import { Gauge } from 'prom-client';
+import type { Timer } from '../clock.js';
 import { PersistenceError, SidecarError, isCoded } from '../errors.js';
 import { METRIC_PREFIX } from '../metrics.js';
 import { NgUdpClient } from '../ng/client.js';
@@ -20,7 +21,7 @@ export const PERSISTENCE_MANAGED = ['redis', 'redis-write', 'no-redis-required']
 function metrics(registry: Registry) {
   const get = <T>(name: string, make: () => T): T => (registry.getSingleMetric(name) as T | undefined) ?? make();
   return {
-    enabled: get(`${METRIC_PREFIX}persistence_enabled`, () => new Gauge({ name: `${METRIC_PREFIX}persistence_enabled`, help: '1 when rtpengine writes its calls to Redis (restored after a crash); 0 when off: not configured, Redis down at start, or the database held calls that are not this pod\'s', registers: [registry] })),
+    enabled: get(`${METRIC_PREFIX}persistence_enabled`, () => new Gauge({ name: `${METRIC_PREFIX}persistence_enabled`, help: '1 when rtpengine writes its calls to Redis (restored after a crash); 0 when off: not configured, Redis down at start or lost while running, or the database held calls that are not this pod\'s', registers: [registry] })),
     restored: get(`${METRIC_PREFIX}persistence_restored_calls`, () => new Gauge({ name: `${METRIC_PREFIX}persistence_restored_calls`, help: 'calls rtpengine restored from Redis at the last start', registers: [registry] })),
     refused: get(`${METRIC_PREFIX}persistence_refused_calls`, () => new Gauge({ name: `${METRIC_PREFIX}persistence_refused_calls`, help: 'calls found in Redis at start that belong to another pod, table or media IP (not restored, left untouched)', registers: [registry] })),
   };
@@ -106,6 +107,32 @@ async function release(ctx: StartContext, target: RedisTarget, self: Owner): Pro
   }
 }
 
+/** Redis lost while running: rtpengine keeps serving but saves nothing; say so (log once, metric 0) until it is back. */
+function watchRedis(ctx: StartContext, target: RedisTarget, enabled: Gauge): Timer {
+  const redisName = `${target.host}:${target.port}/${target.db}`;
+  let lost = false;
+  let busy = false;
+  return ctx.clock.setInterval(() => {
+    if (busy) return;
+    busy = true;
+    RedisClient.connect(target, 1000)
+      .then(async (c) => { try { await c.command(['PING']); } finally { c.close(); } })
+      .then(() => {
+        if (!lost) return;
+        lost = false;
+        enabled.set(1);
+        ctx.log.info({ pod: ctx.pod, redis: redisName }, 'Redis answers again: rtpengine saves its calls again');
+      }, (e: unknown) => {
+        if (lost) return;
+        lost = true;
+        enabled.set(0);
+        const err = new PersistenceError('PERSISTENCE_REDIS_LOST', { redis: redisName, reason: (e as Error).message });
+        ctx.log.error({ pod: ctx.pod, code: err.code }, err.message);
+      })
+      .finally(() => { busy = false; });
+  }, ctx.cfg.persistenceCheckSeconds * 1000);
+}
+
 /**
  * A supervised restart (same options, table and IP): every call in the database is this pod's;
  * wait until rtpengine has restored them, before the proxy sends it traffic again.
@@ -169,7 +196,8 @@ export const restoreStep: Step = {
       }
       // The owner key is not a call: rtpengine may delete it at restore (newer releases do); write it again.
       await writeOwner(redis, st.self);
-      return done(detail);
+      const watch = watchRedis(ctx, st.target, m.enabled);
+      return done(detail, async () => watch.cancel());
     } finally {
       ng.close();
       redis.close();

@@ -111,6 +111,30 @@ function alive(pid: number): boolean {
   try { process.kill(pid, 0); return !readFileSync(`/proc/${pid}/stat`, 'utf8').includes(') Z '); } catch { return false; }
 }
 
+test('Redis lost while running: logged once with its code, the metric goes 0; rtpengine keeps serving', { skip, timeout: 120_000 }, async () => {
+  const redis = await startRedis();
+  const s = await setup(redis.url(16));
+  const lines: string[] = [];
+  const registry = createRegistry({ defaultMetrics: false });
+  const client = new NgUdpClient({ host: '127.0.0.1', port: s.ng, timeoutMs: 1000, retries: 2 });
+  try {
+    const h = await startSidecar({ ...s.config, persistenceCheckSeconds: 1 }, { log: createLogger({ level: 'info' }, { write: (l: string) => { lines.push(l); } }), registry });
+    try {
+      assert.equal(metric(await registry.metrics(), 'rtpengine_k8s_persistence_enabled'), 1);
+      await redis.stop();
+      await waitFor('persistence reported lost', async () => metric(await registry.metrics(), 'rtpengine_k8s_persistence_enabled') === 0, { timeoutMs: 30_000 });
+      await waitFor('logged', () => lines.some((l) => l.includes('PERSISTENCE_REDIS_LOST')), { timeoutMs: 5000 });
+      assert.equal(lines.filter((l) => l.includes('PERSISTENCE_REDIS_LOST')).length, 1, 'once, not every check');
+      assert.equal((await client.command({ command: 'ping' })).result, 'pong');
+    } finally {
+      await h.stop('test');
+    }
+  } finally {
+    client.close();
+    await s.close();
+  }
+});
+
 test('Redis down at start: rtpengine runs without --redis, loudly, and the metric says 0', { skip, timeout: 120_000 }, async () => {
   const redis = await startRedis();
   const url = redis.url(12);
