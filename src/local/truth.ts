@@ -11,6 +11,8 @@ export function packetsByParty(reply: Record<string, unknown>): number[] | undef
   return Object.keys(tags).sort().map((k) => (tags[k]!.medias ?? []).reduce((a, m) => a + (m.streams ?? []).reduce((b, s) => b + Number(s.stats?.packets ?? 0), 0), 0));
 }
 
+const QUERY_BATCH = 16;
+
 export interface RtpengineAt { mediaIp: string; host: string; ngPort: number }
 
 /**
@@ -49,7 +51,10 @@ export class MediaSampler {
     this.running = true;
     try {
       const where = new Map(this.rtpengines().map((r) => [r.mediaIp, r]));
-      await Promise.all(this.calls().map(async (c) => {
+      // At most QUERY_BATCH queries in flight: rtpengine's replies (a few kB each) arriving all at
+      // once would overflow the client socket's receive buffer and look like timeouts.
+      const calls = this.calls();
+      for (let i = 0; i < calls.length; i += QUERY_BATCH) await Promise.all(calls.slice(i, i + QUERY_BATCH).map(async (c) => {
         // Only well inside the call: not in its first second, not once its BYE is on its way.
         if (c.phase !== 'up' || !c.remote || c.upAt === undefined || wallNow() - c.upAt < this.intervalMs) return;
         const r = where.get(c.remote.ip);
