@@ -5,6 +5,7 @@ import type { KubePort, Lease } from './../kube/client.js';
 import { kubeStatus } from '../kube/client.js';
 import { V1MicroTime } from '../kube/k8s.js';
 import type { Logger } from '../log.js';
+import { systemClock, type Clock } from '../clock.js';
 import type { PoolSpan } from './pools.js';
 import { IPPoolWriter, ipPoolName, parseOurEntryId } from './ippool.js';
 import { ANNOTATION_NODE, FINALIZER, LABEL_MANAGED, LABEL_ROLE } from './store-kube.js';
@@ -75,19 +76,29 @@ export interface NodeSweeperOptions extends InstallationScope {
   intervalMs: number;
   leaseDurationSeconds?: number;
   now?: () => number;
+  /** Monotonic time for how long a node has been absent (default: the system clock). */
+  clock?: Clock;
   /** Each freed object (rtpengine_k8s_allocator_swept_total{kind}). */
   onFreed?: (f: Freed) => void;
 }
 
-/** Frees what allocators of nodes that no longer exist left behind; only the leader sweeps. */
+/**
+ * Frees what allocators of nodes that no longer exist left behind; only the leader sweeps. A node
+ * is freed only after this leader saw it absent in two node lists at least one leader-Lease period
+ * apart, and never in a round whose node list lacks the leader's own node (a wrong or partial list).
+ */
 export class NodeSweeper {
   private timer: NodeJS.Timeout | undefined;
   private running: Promise<unknown> | undefined;
   private readonly now: () => number;
+  private readonly clock: Clock;
   private readonly duration: number;
+  /** Node → monotonic time this leader first saw it missing from the node list (reset when seen). */
+  private readonly absentSince = new Map<string, number>();
 
   constructor(private readonly o: NodeSweeperOptions) {
     this.now = o.now ?? Date.now;
+    this.clock = o.clock ?? systemClock;
     this.duration = o.leaseDurationSeconds ?? Math.max(15, Math.ceil((3 * o.intervalMs) / 1000));
   }
 
@@ -99,9 +110,26 @@ export class NodeSweeper {
 
   /** One round: lead (take or renew the Lease), then sweep. Returns what was freed ([] when not leader). */
   async round(): Promise<Freed[]> {
-    if (!(await this.lead())) return [];
+    if (!(await this.lead())) { this.absentSince.clear(); return []; }
     let live: Set<string> | undefined;
-    const freed = await freeInstallation(this.o, (node) => !live!.has(node), async () => { live = new Set(await this.o.kube.listNodeNames()); });
+    let trusted = false;
+    const at = this.clock.monotonic();
+    const owners = new Set<string>();
+    const pick = (node: string) => {
+      owners.add(node);
+      if (!trusted || live!.has(node)) return false;
+      const since = this.absentSince.get(node);
+      if (since === undefined) { this.absentSince.set(node, at); return false; }
+      return at - since >= this.duration * 1000;
+    };
+    const freed = await freeInstallation(this.o, pick, async () => {
+      live = new Set(await this.o.kube.listNodeNames());
+      for (const n of [...this.absentSince.keys()]) if (live.has(n)) this.absentSince.delete(n);
+      // A list without our own node is not the cluster we run in (wrong context, partial answer): no sweep.
+      trusted = live.has(this.o.identity);
+      if (!trusted) this.o.log?.warn({ decision: 'node-sweep-skipped', nodes: live.size, identity: this.o.identity }, 'node list lacks this allocator\'s own node; sweep round skipped');
+    });
+    for (const n of [...this.absentSince.keys()]) if (!owners.has(n)) this.absentSince.delete(n); // nothing left of it
     for (const f of freed) {
       this.o.onFreed?.(f);
       this.o.log?.info({ decision: 'node-swept', kind: f.kind, node: f.node, name: f.name }, 'freed what the allocator of a vanished node left');

@@ -4,7 +4,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { kubeTarget, type KubeTarget } from '../support/kube-target.js';
+import { kubeTarget, needsStandIn, type KubeTarget } from '../support/kube-target.js';
 import { createKubeClient, type IPPool, type Pod } from '../../src/kube/client.js';
 import { AllocatorService } from '../../src/allocator/service.js';
 import { ProcKernel } from '../../src/allocator/kernel.js';
@@ -18,6 +18,7 @@ import { createRegistry } from '../../src/metrics.js';
 import { systemClock } from '../../src/clock.js';
 import { silentLogger } from '../../src/log.js';
 import { ProcRtpengine } from '../support/proc-rtpengine.js';
+import { SteppedClock } from '../support/clock.js';
 import { cleanupKube, randomRange } from '../support/kube-cleanup.js';
 
 const POOL_NS = 'kube-system';
@@ -57,7 +58,10 @@ test('node sweeper: a vanished node\'s Leases (finalizers included) and IPPool e
 
     const registry = createRegistry({ defaultMetrics: false });
     const metrics = allocatorMetrics(registry);
-    const leader = new NodeSweeper({ ...scope, identity: live, intervalMs: 0, onFreed: (f: Freed) => metrics.swept(f) });
+    const clock = new SteppedClock();
+    const leader = new NodeSweeper({ ...scope, identity: live, intervalMs: 0, leaseDurationSeconds: 15, clock, onFreed: (f: Freed) => metrics.swept(f) });
+    assert.deepEqual(await leader.round(), [], 'first seen absent: nothing freed yet');
+    await clock.advance(15_000);
     const freed = await leader.round();
     assert.deepEqual(freed.map((f) => `${f.kind} ${f.node}`).sort(), [`ippool-entry ${gone}`, `ippool-entry ${gone}`, `lease ${gone}`, `lease ${gone}`]);
     assert.deepEqual(await leases(), [live], 'the vanished node\'s Leases are gone, finalizers and all');
@@ -80,5 +84,82 @@ test('node sweeper: a vanished node\'s Leases (finalizers included) and IPPool e
     await cleanupKube(t.kubeconfig(), { poolNamespace: POOL_NS, pools: [poolName], leaseNamespace: t.namespace }).catch(() => undefined);
     await t.close();
     procGone.remove(); procLive.remove();
+  }
+});
+
+/** A vanished node's two allocations and a live node's one, in a fresh pool. */
+async function vanishedAndLive(t: KubeTarget) {
+  const pool: PoolConfig = { name: 'media', cidr: randomRange(24) };
+  const poolName = ipPoolName(compilePool(pool).range);
+  const procs = [new ProcRtpengine(), new ProcRtpengine()];
+  const gone = `vanished-${randomBytes(3).toString('hex')}`;
+  const live = t.nodes[0]!;
+  const kube = createKubeClient(t.kubeconfig());
+  const a = await agent(t, pool, gone, procs[0]!);
+  for (const name of ['g1', 'g2']) await a.reconciler.acquire({ pod: podRef(await t.createPod({ name, nodeName: gone })), pools: ['media'] });
+  await a.stop();
+  const b = await agent(t, pool, live, procs[1]!);
+  await b.reconciler.acquire({ pod: podRef(await t.createPod({ name: 'l1', nodeName: live })), pools: ['media'] });
+  const entryNodes = async () => Object.values(((await kube.getIPPool(POOL_NS, poolName)) as IPPool).spec.allocations ?? {}).map((e) => e.id.split('/')[1]).sort();
+  const leaseNodes = async () => (await kube.listLeases(t.namespace, 'app.kubernetes.io/managed-by=rtpengine-k8s,rtpengine-k8s.io/table')).map((l) => l.metadata!.annotations!['rtpengine-k8s.io/node']).sort();
+  const all = [gone, gone, live].sort();
+  const scope = { kube, leaseNamespace: t.namespace, poolNamespace: POOL_NS, pools: [{ span: compilePool(pool) }], log: silentLogger };
+  return {
+    gone, live, kube, scope, entryNodes, leaseNodes, all,
+    close: async () => {
+      await b.stop();
+      await kube.deleteLease(t.namespace, SWEEPER_LEASE).catch(() => undefined);
+      await cleanupKube(t.kubeconfig(), { poolNamespace: POOL_NS, pools: [poolName], leaseNamespace: t.namespace }).catch(() => undefined);
+      for (const p of procs) p.remove();
+    },
+  };
+}
+
+test('node sweeper (review #1): a failing, empty or foreign node list frees nothing; a node is freed only after two absences a lease period apart, and one seen again starts over', { skip: needsStandIn() }, async () => {
+  const t = await kubeTarget();
+  const api = t.standIn!;
+  const s = await vanishedAndLive(t);
+  try {
+    const clock = new SteppedClock();
+    const sweeper = new NodeSweeper({ ...s.scope, identity: s.live, intervalMs: 0, leaseDurationSeconds: 15, clock });
+    const untouched = async (why: string) => { assert.deepEqual(await s.entryNodes(), s.all, why); assert.deepEqual(await s.leaseNodes(), s.all, why); };
+
+    // The node list fails: the round fails, nothing is freed.
+    api.faults.failNext(1, 500, { verb: 'list', resource: 'nodes' });
+    await assert.rejects(sweeper.round());
+    await untouched('failed node list');
+
+    // An empty list (wrong context, API answering from an empty cache): the live node would look vanished.
+    const nodes = api.store.list('nodes');
+    for (const n of nodes) api.store.delete('nodes', '', n.metadata.name);
+    assert.deepEqual(await sweeper.round(), [], 'empty node list');
+    await clock.advance(60_000);
+    assert.deepEqual(await sweeper.round(), [], 'still empty, still lacking our own node');
+    await untouched('empty node list');
+    for (const n of nodes) api.store.create('nodes', { metadata: { name: n.metadata.name } });
+
+    // The right list: first absence noted, nothing freed; too soon after, still nothing.
+    assert.deepEqual(await sweeper.round(), [], 'first absence');
+    await clock.advance(14_999);
+    assert.deepEqual(await sweeper.round(), [], 'second absence less than a lease period later');
+    await untouched('absent too briefly');
+
+    // The node comes back (re-registered) for one round: its absence count starts over.
+    api.store.create('nodes', { metadata: { name: s.gone } });
+    await clock.advance(1);
+    assert.deepEqual(await sweeper.round(), [], 'present again');
+    api.store.delete('nodes', '', s.gone);
+    await clock.advance(15_000);
+    assert.deepEqual(await sweeper.round(), [], 'absent again: a first absence once more');
+    await untouched('re-registered node');
+    await clock.advance(15_000);
+    const freed = await sweeper.round();
+    assert.deepEqual(freed.map((f) => `${f.kind} ${f.node}`).sort(), [`ippool-entry ${s.gone}`, `ippool-entry ${s.gone}`, `lease ${s.gone}`, `lease ${s.gone}`]);
+    assert.deepEqual(await s.entryNodes(), [s.live]);
+    assert.deepEqual(await s.leaseNodes(), [s.live]);
+  } finally {
+    api.faults.clear();
+    await s.close();
+    await t.close();
   }
 });
