@@ -163,3 +163,24 @@ test('node sweeper (review #1): a failing, empty or foreign node list frees noth
     await t.close();
   }
 });
+
+test('node sweeper (review #2): only the leader sweeps — a non-leader\'s rounds free nothing while a vanished node\'s objects wait', async () => {
+  const t = await kubeTarget();
+  const s = await vanishedAndLive(t);
+  try {
+    const clock = new SteppedClock();
+    const leader = new NodeSweeper({ ...s.scope, identity: s.live, intervalMs: 0, leaseDurationSeconds: 15, clock });
+    assert.equal(await leader.lead(), true);
+    const other = new NodeSweeper({ ...s.scope, identity: t.nodes[1] ?? `${s.live}-other`, intervalMs: 0, leaseDurationSeconds: 15, clock });
+    for (let i = 0; i < 3; i++) {
+      assert.deepEqual(await other.round(), [], `non-leader round ${i + 1}`);
+      await clock.advance(15_000);
+    }
+    assert.deepEqual(await s.entryNodes(), s.all, 'the vanished node\'s entries remain');
+    assert.deepEqual(await s.leaseNodes(), s.all, 'and its Leases');
+    assert.equal((await s.kube.getLease(t.namespace, SWEEPER_LEASE))!.spec?.holderIdentity, s.live, 'the leader keeps the Lease');
+  } finally {
+    await s.close();
+    await t.close();
+  }
+});
