@@ -54,7 +54,7 @@ export async function acquireWithRetry(deps: AcquireDeps, req: AcquireRequest, p
 }
 
 /** Renews the lease every third of its TTL (sending the allocation held); failures are logged and retried at the next tick. */
-export function keepLease(deps: AcquireDeps, uid: string, leaseTtlMs: number, held?: AllocationView): { stop(): void } {
+export function keepLease(deps: AcquireDeps, uid: string, leaseTtlMs: number, held?: AllocationView, onLost?: (e: Error) => void): { stop(): void } {
   const every = Math.max(1000, Math.floor(leaseTtlMs / 3));
   let timer: Timer | undefined;
   let stopped = false;
@@ -63,6 +63,8 @@ export function keepLease(deps: AcquireDeps, uid: string, leaseTtlMs: number, he
       // What we hold travels along: an allocator that lost it with a damaged state file re-adopts it.
       await deps.allocator.renew(uid, held);
     } catch (e) {
+      // NOT_FOUND: the allocator reclaimed it (after a pause); the table and IP may be the next pod's (#15 defect 5).
+      if (onLost && isCoded(e, 'ALLOC_NOT_FOUND')) { stopped = true; onLost(e as Error); return; }
       deps.log.warn({ uid, err: (e as Error).message, retryInMs: every }, 'lease renewal failed');
     }
     if (!stopped) timer = deps.clock.setTimeout(() => void tick(), every);

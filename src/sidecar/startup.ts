@@ -42,6 +42,8 @@ export interface StartContext {
   era?: Era;
   kernel?: { present: boolean; reason: string };
   allocation?: AllocationView;
+  /** The lease was lost and the table may be another pod's: leave its rules alone at teardown. */
+  allocationLost?: boolean;
   plan?: ForwardingPlan;
   mediaIps: string[];
   /** Exec mode: rtpengine and its restarts. */

@@ -4,7 +4,8 @@ import { join } from 'node:path';
 import { Gauge } from 'prom-client';
 import { SidecarError } from '../errors.js';
 import { METRIC_PREFIX } from '../metrics.js';
-import { acquireWithRetry, keepLease, releaseAllocation } from './acquire.js';
+import { acquireWithRetry, releaseAllocation } from './acquire.js';
+import { leaseKeeper } from './lease.js';
 import {
   adoptOrSpawn, assertNgPortOwner, detectKernel, detectVersion, planForwarding, removePidFile, renderArgs, renderConfig,
   rtpengineOptions, waitNgReady, writeConfigFile, type SupervisedRtpengine,
@@ -45,7 +46,7 @@ const acquire: Step = {
       { timeoutMs: cfg.acquireTimeoutSeconds * 1000, initialDelayMs: 200, maxDelayMs: 5000 }, ctx.signal);
     ctx.allocation = a;
     ctx.mediaIps = a.addresses.map((x) => x.ip);
-    const lease = keepLease(adeps, cfg.podUid, a.leaseTtlMs, a);
+    const lease = leaseKeeper(ctx);
     return done(`table ${a.table}, ${ctx.mediaIps.join(', ') || 'no address'}`, async () => {
       lease.stop();
       await releaseAllocation(adeps, cfg.podUid, ctx.releaseReason);
@@ -107,7 +108,8 @@ const rules: Step = {
     const backend = cfg.iptablesBackend === 'auto' ? await detectBackend(ctx.runner) : { backend: cfg.iptablesBackend, reason: 'given' };
     const r = new ForwardingRules(createIptables(ctx.runner, backend.backend), { table: plan.table, addresses: ctx.mediaIps, portMin: cfg.portMin, portMax: cfg.portMax, target: cfg.iptablesTarget }, ctx.log);
     await r.apply();
-    return done(`chain ${r.chain} (${backend.backend}: ${backend.reason})${cfg.iptablesTarget !== 'RTPENGINE' ? `, target swapped to ${cfg.iptablesTarget}` : ''}`, () => r.remove());
+    // A lost lease leaves the chain to the table's next holder (lease.ts).
+    return done(`chain ${r.chain} (${backend.backend}: ${backend.reason})${cfg.iptablesTarget !== 'RTPENGINE' ? `, target swapped to ${cfg.iptablesTarget}` : ''}`, async () => { if (!ctx.allocationLost) await r.remove(); });
   },
 };
 

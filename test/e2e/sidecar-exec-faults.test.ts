@@ -19,6 +19,7 @@ import { parseOptions } from '../../src/config.js';
 import { startAllocator } from '../../src/allocator/allocator.js';
 import { parseTableRange } from '../../src/allocator/tables.js';
 import { NgUdpClient } from '../../src/ng/client.js';
+import { AllocatorClient } from '../../src/allocator/client.js';
 import { startSidecar, type FullSidecarConfig } from '../../src/sidecar/main.js';
 import { sidecarOptions } from '../../src/sidecar/options.js';
 import { proxyOptions } from '../../src/sidecar/proxy-options.js';
@@ -32,12 +33,12 @@ const alive = (pid: number) => {
   try { return !/^\d+ \(.*\) Z/.test(readFileSync(`/proc/${pid}/stat`, 'utf8')); } catch { return false; }
 };
 
-async function setup(extra: string[], upstreamPort?: number) {
+async function setup(extra: string[], upstreamPort?: number, leaseTtlMs = 60_000) {
   const dir = await mkdtemp(join(tmpdir(), 'rtpe-exec-'));
   const alloc = await startAllocator({
     node: 'n', socket: join(dir, 'a.sock'), tableRange: parseTableRange('0-63'),
     pools: [{ name: 'lo', cidr: '127.0.7.0/24', rangeStart: '127.0.7.10' }],
-    stateFile: join(dir, 'state.json'), procRoot: join(dir, 'no-module'), leaseTtlMs: 60_000, sweepIntervalMs: 5000,
+    stateFile: join(dir, 'state.json'), procRoot: join(dir, 'no-module'), leaseTtlMs, sweepIntervalMs: 5000,
   }, { log: silentLogger });
   const ng = await freePort();
   const { min, max } = await freePortRange(20);
@@ -51,7 +52,7 @@ async function setup(extra: string[], upstreamPort?: number) {
   ], { POD_NAME: 'rtpe-x', POD_NAMESPACE: 'media', POD_UID: randomUUID(), NODE_NAME: 'n' }).config as FullSidecarConfig;
   // Kamailio's default rtpengine_tout_ms is 1 s: an answer must come inside one such wait.
   const ngc = new NgUdpClient({ host: '127.0.0.1', port: ng, timeoutMs: 1000, retries: 1 });
-  return { dir, cfg, ngc, close: async () => { ngc.close(); await alloc.close(); await rm(dir, { recursive: true, force: true }); } };
+  return { dir, cfg, ngc, alloc, close: async () => { ngc.close(); await alloc.close(); await rm(dir, { recursive: true, force: true }); } };
 }
 
 test('exec mode: rtpengine killed → new offers get load limit and known calls a coded error at once, it is restarted with the same table and IP, ready again',
@@ -145,3 +146,37 @@ setInterval(() => {}, 1000);`;
     if (pid && alive(pid)) process.kill(pid, 'SIGKILL');
   }
 });
+
+test('a lost lease whose table went to another pod: new calls refused at once, not ready, ends after its calls, leaves the next pod alone (#15 defect 5)',
+  { skip: requires('rtpengine'), timeout: 120_000 }, async () => {
+    const s = await setup([], undefined, 3000); // renewals every second
+    const registry = createRegistry({ defaultMetrics: false });
+    const h = await startSidecar(s.cfg, { log: silentLogger, registry });
+    const client = new AllocatorClient({ socket: s.alloc.socket });
+    const lostTotal = async (outcome: string) => Number((await registry.getSingleMetric('rtpengine_k8s_sidecar_lease_lost_total')?.get())?.values.find((v) => v.labels.outcome === outcome)?.value ?? 0);
+    const calls = ['held', 'held2'];
+    try {
+      const ip = h.status().mediaIps[0];
+      for (const id of calls) assert.equal((await s.ngc.command(offer(id))).result, 'ok');
+      // The allocator reclaims our allocation (as after a long pause) and the next pod gets our IP.
+      await client.release({ uid: s.cfg.podUid }, 'test: reclaimed after a pause');
+      const otherUid = randomUUID();
+      const other = await client.acquire({ pod: { namespace: 'media', name: 'next-pod', uid: otherUid } });
+      assert.deepEqual(other.addresses.map((a) => a.ip), [ip], 'the next pod got our media IP');
+      await waitFor('the loss seen', () => h.status().terminating);
+      const refused = await s.ngc.request(offer('new'));
+      assert.match(refused.reply.toString('latin1'), /load limit/, 'new calls refused');
+      assert.equal((await fetch(`${h.status().control}/readyz`)).status, 503, 'not ready');
+      assert.equal(await lostTotal('lost'), 1, 'counted');
+      assert.equal(await isSettled(h.done), false, 'still up while its calls last');
+      for (const id of calls) assert.equal((await s.ngc.command({ command: 'delete', 'call-id': `${id}-${run}`, 'from-tag': 'f' })).result, 'ok');
+      assert.equal(await h.done, 0, 'ends once the calls ended');
+      const next = await client.get({ uid: otherUid });
+      assert.deepEqual([next.state, next.addresses.map((a) => a.ip)], ['active', [ip]], "the next pod's allocation untouched");
+    } finally {
+      client.close();
+      for (const id of calls) await s.ngc.request({ command: 'delete', 'call-id': `${id}-${run}`, 'from-tag': 'f' }).catch(() => undefined);
+      await h.stop('test');
+      await s.close();
+    }
+  });
