@@ -200,7 +200,9 @@ export async function startServer(service: AllocatorService, opts: ServerOptions
       const caller = await authenticate(md);
       mustBe(caller, r.uid ? { uid: r.uid } : { namespace: r.namespace || '\u0000', name: r.name || '\u0000' });
       if (caller.kind === 'operator') log.warn({ decision: 'operator-release', uid: clip(r.uid), pod: r.namespace || r.name ? clip(`${r.namespace}/${r.name}`) : undefined, reason: clip(r.reason), socket: opts.socket }, 'operator action: release through the operator socket');
-      const res = await service.release({ uid: r.uid, namespace: r.namespace, name: r.name }, r.reason);
+      // A pod releases only its own record: by name, an earlier pod of that name (another UID) is not it.
+      const sel = caller.kind === 'pod' ? { uid: caller.pod.uid, namespace: r.namespace || undefined, name: r.name || undefined } : { uid: r.uid, namespace: r.namespace, name: r.name };
+      const res = await service.release(sel, r.reason);
       return { found: res.found, allocation: res.allocation ? toWire(res.allocation) : null };
     }, log),
     Get: unary((r) => {

@@ -331,7 +331,8 @@ export class AllocatorService {
   // --- Renew / Get / List ------------------------------------------------------------------------
 
   private find(sel: Selector): Allocation[] {
-    if (sel.uid) { const a = this.byUid.get(sel.uid); return a ? [a] : []; }
+    // A UID names one record; namespace/name given with it narrow (never widen) the match.
+    if (sel.uid) { const a = this.byUid.get(sel.uid); return a && (!sel.namespace || a.pod.namespace === sel.namespace) && (!sel.name || a.pod.name === sel.name) ? [a] : []; }
     if (sel.namespace && sel.name) return [...this.byUid.values()].filter((a) => a.pod.namespace === sel.namespace && a.pod.name === sel.name);
     throw new AllocError('ALLOC_INVALID_ARGUMENT', { field: 'uid', reason: 'is required (or namespace and name)' });
   }

@@ -178,3 +178,42 @@ test('kubernetes mode: an operator socket that cannot be created (read-only plac
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test('token callers: Release by namespace/name frees only the token pod\'s own record, never an earlier pod of that name under another UID (review 14/16 finding 3)', { timeout: 60_000 }, async () => {
+  const t = await kubeTarget();
+  const dir = mkdtempSync(join(tmpdir(), 'rtpe-auth-name-'));
+  const { kubeTokenReviewer } = await import('../../src/kube/tokenreview.js');
+  // File store (no pod informer releasing the earlier pod's record), callers verified by the real TokenReview path.
+  const h = await startAllocator({
+    node: t.nodes[0]!, socket: join(dir, 'alloc.sock'), tableRange: { min: 0, max: 63 }, pools: [], stateFile: join(dir, 'state.json'),
+    procRoot: join(dir, 'no-proc'), leaseTtlMs: 0, sweepIntervalMs: 60_000, callerAuth: { audience: DEFAULT_TOKEN_AUDIENCE },
+  }, { log: createLogger({ level: 'silent' }), tokenReviewer: await kubeTokenReviewer(t.kubeconfig()) });
+  const clients: AllocatorClient[] = [];
+  try {
+    const old = await t.createPod({ name: 'rtpe-auth-same', nodeName: t.nodes[0]! });
+    const fileOld = join(dir, 'token-old');
+    writeFileSync(fileOld, await podToken(t, old));
+    const asOld = new AllocatorClient({ socket: join(dir, 'alloc.sock'), tokenFile: fileOld });
+    clients.push(asOld);
+    const first = await asOld.acquire({ pod: ref(old) });
+    // The pod is replaced: same namespace and name, a new UID; the earlier record is still held.
+    await t.deletePod('rtpe-auth-same');
+    const now = await t.createPod({ name: 'rtpe-auth-same', nodeName: t.nodes[0]! });
+    assert.notEqual(now.metadata!.uid, old.metadata!.uid);
+    const fileNew = join(dir, 'token-new');
+    writeFileSync(fileNew, await podToken(t, now));
+    const asNew = new AllocatorClient({ socket: join(dir, 'alloc.sock'), tokenFile: fileNew });
+    clients.push(asNew);
+    const second = await asNew.acquire({ pod: ref(now) });
+    assert.notEqual(second.table, first.table);
+    const rel = await asNew.release({ namespace: now.metadata!.namespace!, name: 'rtpe-auth-same' });
+    assert.equal(rel.found, true);
+    assert.equal(rel.allocation?.pod.uid, now.metadata!.uid);
+    assert.deepEqual(h.service.list().allocations.map((a) => [a.pod.uid, a.table, a.state]), [[old.metadata!.uid, first.table, 'active']], "the earlier pod's record is untouched");
+  } finally {
+    for (const c of clients) c.close();
+    await h.close();
+    await t.close();
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
