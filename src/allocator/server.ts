@@ -1,5 +1,6 @@
 // gRPC transport for the allocator: unix socket (stale file replaced only if nothing answers,
 // a live allocator there → refuse), optional TCP listener, grpc.health.v1, small handlers.
+import { parseListen as parseListenAddress } from '../net/host-port.js';
 import * as grpc from '@grpc/grpc-js';
 import { connect } from 'node:net';
 import { promises as fsp } from 'node:fs';
@@ -169,10 +170,9 @@ export interface RunningServer {
 }
 
 export function parseListen(text: string, field: string): { host: string; port: number } {
-  const m = /^(?:\[?([^\]]*?)\]?:)?(\d{1,5})$/.exec(text.trim());
-  const port = m ? Number(m[2]) : NaN;
-  if (!m || port > 65535) throw new AllocError('ALLOC_INVALID_ARGUMENT', { field, reason: `must be PORT or HOST:PORT, got '${text}'` });
-  return { host: m[1] || '127.0.0.1', port };
+  const hp = parseListenAddress(text);
+  if (!hp) throw new AllocError('ALLOC_INVALID_ARGUMENT', { field, reason: `must be PORT or HOST:PORT, got '${text}'` });
+  return hp;
 }
 
 export async function startServer(service: AllocatorService, opts: ServerOptions, log: Logger): Promise<RunningServer> {

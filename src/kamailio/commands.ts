@@ -10,11 +10,12 @@ import { httpDrainProbe, kubeEndpointSource, kubePodAnnotations, type EndpointSl
 import { fifoRpc, httpRpc } from './jsonrpc.js';
 import { KamailioSync, worstCaseRemovalMs, writeOnce } from './sync.js';
 import type { Registry } from 'prom-client';
+import { parseHostPort } from '../net/host-port.js';
 
 function listenAddr(s: string): { host: string; port: number } {
-  const m = /^(?:\[([^\]]+)\]|([^:]+)):(\d+)$/.exec(s.trim());
-  if (!m) throw new ConfigError('CONFIG_INVALID', { problems: [`--metrics-listen: expected host:port, got '${s}'`] });
-  return { host: m[1] ?? m[2]!, port: Number(m[3]) };
+  const hp = parseHostPort(s);
+  if (!hp) throw new ConfigError('CONFIG_INVALID', { problems: [`--metrics-listen: expected host:port, got '${s}'`] });
+  return hp;
 }
 
 function metricsServer(registry: Registry, status: () => unknown, at: { host: string; port: number }): Promise<Server> {

@@ -3,20 +3,11 @@
 import { BlockList, isIP } from 'node:net';
 import { z } from 'zod';
 import { opt, type OptionSet, type Parsed } from '../config.js';
+import { parseHostPort, type HostPort } from '../net/host-port.js';
 
-const hostPort = /^(?:\[([0-9A-Fa-f:.]+)\]|([^:[\]]+)):(\d{1,5})$/;
+export { parseHostPort, type HostPort };
+
 const cidr = /^([0-9A-Fa-f:.]+)\/(\d{1,3})$/;
-
-export interface HostPort { host: string; port: number }
-
-/** `1.2.3.4:22222`, `[::1]:22222`, `localhost:22222` → {host, port}; undefined when malformed. */
-export function parseHostPort(s: string): HostPort | undefined {
-  const m = hostPort.exec(s.trim());
-  if (!m) return undefined;
-  const port = Number(m[3]);
-  if (port > 65535) return undefined; // 0 = an ephemeral port (embedding, tests)
-  return { host: m[1] ?? m[2]!, port };
-}
 
 const hostPortSchema = z.string().refine((s) => parseHostPort(s) !== undefined, 'expected host:port or [ipv6]:port');
 const cidrSchema = z.string().refine((s) => {

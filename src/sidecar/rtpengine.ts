@@ -8,6 +8,7 @@ import { randomBytes } from 'node:crypto';
 import { stat, writeFile, rename, mkdir, readFile, unlink, readdir, readlink } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { dieWithParent, type Runner } from '../exec.js';
+import { formatHostPort } from '../net/host-port.js';
 import type { Logger } from '../log.js';
 import type { Clock } from '../clock.js';
 import { SidecarError } from '../errors.js';
@@ -98,7 +99,7 @@ export interface RtpengineSettings {
 
 export const MANAGED_OPTIONS = ['table', 'interface', 'listen-ng', 'port-min', 'port-max', 'nftables-chain', 'config-file'] as const;
 
-const hostPort = (host: string, port: number) => (host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`);
+const hostPort = formatHostPort;
 
 /** Ordered key/value pairs; `interface` may repeat (one per media IP). */
 export function rtpengineOptions(s: RtpengineSettings): Array<[string, string]> {
