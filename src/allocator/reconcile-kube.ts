@@ -222,7 +222,7 @@ export function kubernetesMode(cfg: KubernetesModeConfig, log: Logger, kube?: Ku
   const port = kube ?? createKubeClient(kubeConfigFrom({ kubeconfig: cfg.kubeconfig }));
   const reserve = cfg.ipMode === 'reserve';
   const store = new KubeStore({
-    kube: port, node: cfg.node, leaseNamespace: cfg.leaseNamespace, poolNamespace: cfg.poolNamespace, log,
+    kube: port, node: cfg.node, leaseNamespace: cfg.leaseNamespace, poolNamespace: cfg.poolNamespace, log, watchReservations: true,
     pools: reserve ? cfg.pools.map((p) => ({ span: compilePool(p), networkName: cfg.networkName })) : [],
   });
   let reconciler: KubeReconciler | undefined;

@@ -2,7 +2,7 @@
 // allocation record (holder = pod UID, owner reference to the pod when in the same namespace), and
 // media IPs as permanent entries in whereabouts' IPPools (ADR 0010, 0011).
 import { createHash } from 'node:crypto';
-import type { KubePort, Lease, IPPool } from '../kube/client.js';
+import type { Informer, KubePort, Lease, IPPool, OverlappingRangeIPReservation } from '../kube/client.js';
 import { kubeStatus } from '../kube/client.js';
 import { V1MicroTime } from '../kube/k8s.js';
 import { AllocError, KubeError, isCoded } from '../errors.js';
@@ -50,6 +50,12 @@ export interface KubeStoreOptions {
   log?: Logger;
   ippool?: IPPoolWriterOptions;
   now?: () => number;
+  /**
+   * Keep the pool namespace's OverlappingRangeIPReservations in an informer (list+watch, started by
+   * load(), stopped by close()) and check each Acquire's address against its cache instead of a GET
+   * (ADR 0012). Falls back to the GET while the watch is down. Off: a GET per address per Acquire.
+   */
+  watchReservations?: boolean;
 }
 
 /** Label values are ≤ 63 characters: long node names are hashed (the annotation keeps the name). */
@@ -91,6 +97,9 @@ export class KubeStore implements AllocationStore {
   private loadedForeign: Record<string, string[]> = {};
   private foreignSeq = 0;
   private readonly foreignApplied = new Map<string, number>();
+  private orips: Informer<OverlappingRangeIPReservation> | undefined;
+  /** The ORIP watch is accepted (cache current); false before, and after any list/watch error. */
+  private oripsLive = false;
 
   constructor(private readonly o: KubeStoreOptions) {
     this.kube = o.kube;
@@ -177,9 +186,45 @@ export class KubeStore implements AllocationStore {
     }
   }
 
+  /** Start the ORIP informer once (watchReservations); its first list must succeed, else the GET path stays. */
+  private async startReservationWatch(): Promise<void> {
+    if (!this.o.watchReservations || this.orips) return;
+    let failed: ((e: Error) => void) | undefined;
+    const first = new Promise<never>((_, reject) => { failed = reject; });
+    const inf = this.kube.watchOverlappingReservations(this.o.poolNamespace, {
+      watching: () => { this.oripsLive = true; },
+      error: (e, retryMs) => {
+        this.oripsLive = false;
+        failed?.(e);
+        this.o.log?.warn({ namespace: this.o.poolNamespace, err: e.message, retryMs }, 'OverlappingRangeIPReservation watch failed; each Acquire reads its address\'s reservation (GET) until it is back');
+      },
+    });
+    try { await Promise.race([inf.synced, first]); } catch (e) {
+      await inf.stop();
+      throw e;
+    } finally { failed = undefined; }
+    this.orips = inf;
+  }
+
+  /** The namespace's ORIPs: from the informer's cache when it is current, else one list. */
+  private async reservations(): Promise<Array<{ metadata: { name: string } }>> {
+    await this.startReservationWatch();
+    if (this.orips && this.oripsLive) return this.orips.list();
+    return this.kube.listOverlappingReservations(this.o.poolNamespace);
+  }
+
+  /** The ORIP of `name`, if any: the informer's cache when current, else a GET. */
+  private async reservation(name: string): Promise<OverlappingRangeIPReservation | undefined> {
+    if (this.orips && this.oripsLive) return this.orips.get(name, this.o.poolNamespace);
+    return this.kube.getOverlappingReservation(this.o.poolNamespace, name);
+  }
+
+  /** Whether the ORIP informer's cache holds `name` (diagnostics; false without watchReservations). */
+  reservationCached(name: string): boolean { return !!this.orips?.get(name, this.o.poolNamespace); }
+
   /** Offsets of `p` reserved by OverlappingRangeIPReservations under our network_name (taken for us). */
   private async oripOffsets(p: KubePoolConfig, orips?: Array<{ metadata: { name: string } }>): Promise<string[]> {
-    const list = orips ?? await this.kube.listOverlappingReservations(this.o.poolNamespace);
+    const list = orips ?? await this.reservations();
     const out: string[] = [];
     for (const o of list) {
       const ip = ipOfOripName(o.metadata.name, p.networkName);
@@ -214,7 +259,7 @@ export class KubeStore implements AllocationStore {
       } catch { this.o.log?.warn({ lease: l.metadata?.name }, 'unreadable network-status address record; not shown until the pod acquires again'); }
     }
     const foreignAddresses: Record<string, string[]> = {};
-    const orips = [...this.pools.values()].some((p) => this.reserves(p)) ? await this.kube.listOverlappingReservations(this.o.poolNamespace) : [];
+    const orips = [...this.pools.values()].some((p) => this.reserves(p)) ? await this.reservations() : [];
     for (const p of this.pools.values()) {
       if (!this.reserves(p)) { foreignAddresses[p.span.name] = []; continue; }
       const pool = await this.writer.read(this.poolObjectName(p), p.span.range);
@@ -291,13 +336,13 @@ export class KubeStore implements AllocationStore {
 
   async create(a: Allocation): Promise<void> {
     const name = leaseName(this.o.node, a.table);
-    // An IP whereabouts reserved through an OverlappingRangeIPReservation is taken (ADR 0012): one
-    // GET per address, before anything is written.
+    // An IP whereabouts reserved through an OverlappingRangeIPReservation is taken (ADR 0012): read
+    // from the ORIP informer's cache (watchReservations), else one GET per address, before anything is written.
     for (const ad of a.addresses) {
       const p = this.pool(ad.pool);
       if (!this.reserves(p)) continue;
       const oname = oripName(ad.ip, p.networkName);
-      const orip = await this.kube.getOverlappingReservation(this.o.poolNamespace, oname).catch((e) => { throw this.writeError(e, `overlappingrangeipreservations ${oname}`); });
+      const orip = await this.reservation(oname).catch((e) => { throw this.writeError(e, `overlappingrangeipreservations ${oname}`); });
       if (orip) {
         try { await this.refreshForeign(ad.pool, ad.offset); } catch (e) { this.o.log?.warn({ pool: ad.pool, err: (e as Error).message }, 'could not refresh foreign addresses after a conflict'); }
         throw new AllocError('ALLOC_CONFLICT', { resource: 'address', pool: ad.pool, offset: ad.offset, reason: `OverlappingRangeIPReservation ${this.o.poolNamespace}/${oname} holds ${ad.ip} for ${orip.spec?.podref || '(no podref)'}` });
@@ -432,7 +477,13 @@ export class KubeStore implements AllocationStore {
     }
   }
 
-  async close(): Promise<void> { /* nothing buffered: every write is acknowledged by the API */ }
+  /** Stops the ORIP informer (nothing buffered: every write is acknowledged by the API). */
+  async close(): Promise<void> {
+    const inf = this.orips;
+    this.orips = undefined;
+    this.oripsLive = false;
+    await inf?.stop();
+  }
 
   private writeError(e: unknown, what: string): AllocError {
     if (e instanceof AllocError) return e;

@@ -50,6 +50,8 @@ export interface InformerHandlers<T> {
   delete?(o: T): void;
   /** A list or watch failed; the informer retries on its own after `retryMs`. */
   error?(e: KubeError, retryMs: number): void;
+  /** A watch was accepted (200): the cache follows the server again from here. */
+  watching?(): void;
 }
 
 export interface KubePort {
@@ -84,6 +86,8 @@ export interface KubePort {
   getOverlappingReservation(namespace: string, name: string): Promise<OverlappingRangeIPReservation | undefined>;
   /** Every ORIP in the namespace ([] when the CRD is not installed). */
   listOverlappingReservations(namespace: string): Promise<OverlappingRangeIPReservation[]>;
+  /** Informer over the namespace's ORIPs (the per-Acquire check reads its cache, not the API). */
+  watchOverlappingReservations(namespace: string, h: InformerHandlers<OverlappingRangeIPReservation>): Informer<OverlappingRangeIPReservation>;
   /** NodeSlicePools in the namespace; undefined when the CRD is not installed (404). */
   listNodeSlicePools(namespace: string): Promise<NodeSlicePool[] | undefined>;
   /** Names of the cluster's nodes. */
@@ -218,6 +222,7 @@ export function createKubeClient(kc: KubeConfig, opts: KubeClientOptions = {}): 
 
     /** One watch request; resolves when the server (or the client's inactivity timer) ends it. */
     const watchOnce = () => new Promise<void>((resolve, reject) => {
+      let failed = false;
       const q: Record<string, string | number | boolean | undefined> = { resourceVersion: rv, allowWatchBookmarks: true, timeoutSeconds: watchTimeoutSeconds };
       if (labelSelector !== undefined) q.labelSelector = labelSelector;
       if (fieldSelector !== undefined) q.fieldSelector = fieldSelector;
@@ -230,10 +235,11 @@ export function createKubeClient(kc: KubeConfig, opts: KubeClientOptions = {}): 
         if (type === 'DELETED') { if (cache.delete(k)) h.delete?.(o); } else { const had = cache.has(k); cache.set(k, o); if (had) h.update?.(o); else h.add?.(o); }
         rv = o.metadata?.resourceVersion ?? rv;
       }, (err: any) => {
+        if (err) failed = true;
         if (!err || err.name === 'TimeoutError') return resolve();
         if (err.statusCode === 410 || err.code === 410) { rv = ''; return resolve(); }
         reject(err);
-      }).then((c) => { ctl = c; if (stopped) c.abort(); }, reject);
+      }).then((c) => { ctl = c; if (stopped) c.abort(); else if (!failed) h.watching?.(); }, reject);
     });
 
     const loop = async () => {
@@ -308,6 +314,10 @@ export function createKubeClient(kc: KubeConfig, opts: KubeClientOptions = {}): 
     listOverlappingReservations: async (namespace) => {
       try { return ((await call('list', 'overlappingrangeipreservations', () => custom.listNamespacedCustomObject({ ...WB, plural: 'overlappingrangeipreservations', namespace }))) as { items: OverlappingRangeIPReservation[] }).items; } catch (e) { if (kubeStatus(e) === 404) return []; throw e; }
     },
+    watchOverlappingReservations: (namespace, h) => informer<OverlappingRangeIPReservation & KubernetesObject>(
+      nsPath(`/apis/${WB.group}/${WB.version}`, namespace, 'overlappingrangeipreservations'), 'overlappingrangeipreservations',
+      () => call('list', 'overlappingrangeipreservations', () => custom.listNamespacedCustomObject({ ...WB, plural: 'overlappingrangeipreservations', namespace }) as Promise<{ items: Array<OverlappingRangeIPReservation & KubernetesObject> }>),
+      undefined, undefined, h as InformerHandlers<OverlappingRangeIPReservation & KubernetesObject>),
     listNodeSlicePools: async (namespace) => {
       try { return ((await call('list', 'nodeslicepools', () => custom.listNamespacedCustomObject({ ...WB, plural: 'nodeslicepools', namespace }))) as { items: NodeSlicePool[] }).items; } catch (e) { if (kubeStatus(e) === 404) return undefined; throw e; }
     },

@@ -19,6 +19,22 @@ import { isCoded } from '../../src/errors.js';
 import { ProcRtpengine } from '../support/proc-rtpengine.js';
 import { cleanupKube, randomRange } from '../support/kube-cleanup.js';
 import { waitFor } from '../support/wait.js';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { CoreV1Api, type V1Pod } from '../../src/kube/k8s.js';
+import { startAllocator } from '../../src/allocator/allocator.js';
+import { AllocatorClient } from '../../src/allocator/client.js';
+import { DEFAULT_TOKEN_AUDIENCE } from '../../src/kube/tokenreview.js';
+
+/** A pod-bound, audience-bound token as the kubelet projects it (TokenRequest). */
+async function podToken(t: KubeTarget, pod: V1Pod): Promise<string> {
+  const r = await t.kubeconfig().makeApiClient(CoreV1Api).createNamespacedServiceAccountToken({
+    name: pod.spec?.serviceAccountName ?? 'default', namespace: pod.metadata!.namespace!,
+    body: { spec: { audiences: [DEFAULT_TOKEN_AUDIENCE], expirationSeconds: 600, boundObjectRef: { kind: 'Pod', apiVersion: 'v1', name: pod.metadata!.name!, uid: pod.metadata!.uid! } } },
+  });
+  return r.status?.token ?? '';
+}
 
 const POOL_NS = 'kube-system';
 const WB = { group: 'whereabouts.cni.cncf.io', version: 'v1alpha1', namespace: POOL_NS };
@@ -40,14 +56,14 @@ async function world(): Promise<World> {
   return w;
 }
 
-async function startAgent(w: World, node: string, log = silentLogger) {
+async function startAgent(w: World, node: string, log = silentLogger, watchReservations = false) {
   const kube = createKubeClient(w.t.kubeconfig(), { retryMinMs: 50, retryMaxMs: 500 });
-  const store = new KubeStore({ kube, node, leaseNamespace: w.t.namespace, poolNamespace: POOL_NS, pools: [{ span: compilePool(w.pool) }], ippool: { jitterMs: 2 } });
+  const store = new KubeStore({ kube, node, leaseNamespace: w.t.namespace, poolNamespace: POOL_NS, pools: [{ span: compilePool(w.pool) }], ippool: { jitterMs: 2 }, watchReservations });
   const service = await AllocatorService.open({ node, tableRange: { min: 0, max: 63 }, pools: [w.pool], leaseTtlMs: 0 },
     { store, kernel: new ProcKernel({ root: w.proc.root, fs: w.proc }), clock: systemClock, log: silentLogger });
   const reconciler = new KubeReconciler({ kube, node, service, store, resyncMs: 0, log });
   await reconciler.start();
-  return { service, reconciler, store, stop: async () => { await reconciler.stop(); await service.drain(); } };
+  return { service, reconciler, store, stop: async () => { await reconciler.stop(); await service.drain(); await store.close(); } };
 }
 const podRef = (p: Pod) => ({ namespace: p.metadata!.namespace!, name: p.metadata!.name!, uid: p.metadata!.uid! });
 
@@ -58,20 +74,21 @@ async function addOrip(w: World, ip: string, podref: string): Promise<void> {
   w.orips.push(name);
 }
 
-test('an IP reserved by an OverlappingRangeIPReservation is never handed out (present at start, and created later)', async () => {
+for (const watch of [false, true]) test(`an IP reserved by an OverlappingRangeIPReservation is never handed out (present at start, and created later) — ${watch ? 'ORIP informer (allocator default)' : 'GET per Acquire'}`, async () => {
   const w = await world();
   const node = w.t.nodes[0]!;
   const span = compilePool(w.pool);
   try {
     // .1 reserved by whereabouts through another range before the allocator starts
     await addOrip(w, ipFromOffset(span, 1n), 'other/pod-a');
-    const agent = await startAgent(w, node);
+    const agent = await startAgent(w, node, silentLogger, watch);
     try {
       const p1 = await w.t.createPod({ name: 'orip-1', nodeName: node });
       const a1 = await agent.reconciler.acquire({ pod: podRef(p1), pools: ['media'] });
       assert.equal(a1.addresses[0]!.ip, ipFromOffset(span, 2n), 'skips the ORIP-held .1');
       // .3 reserved after start (the allocator's view does not have it yet): the Acquire's own check sees it
       await addOrip(w, ipFromOffset(span, 3n), 'other/pod-b');
+      if (watch) await waitFor('the ORIP informer has it', () => agent.store.reservationCached(oripName(ipFromOffset(span, 3n))));
       const p2 = await w.t.createPod({ name: 'orip-2', nodeName: node });
       const a2 = await agent.reconciler.acquire({ pod: podRef(p2), pools: ['media'] });
       assert.equal(a2.addresses[0]!.ip, ipFromOffset(span, 4n), 'skips the ORIP-held .3');
@@ -129,22 +146,32 @@ test('start refused (ALLOC_WHEREABOUTS_UNSAFE) when a NodeSlicePool covers the r
   } finally { await w.done(); }
 });
 
-test('API requests of a new Acquire on the common path, ORIP check included: 3 (Lease create, ORIP get, IPPool patch)', { skip: needsStandIn() }, async () => {
+test('API requests of a new Acquire through the gRPC server with a pod token, ORIP check and TokenReview included: 3 (TokenReview, Lease create, IPPool patch)', { skip: needsStandIn() }, async () => {
   const w = await world();
   const node = w.t.nodes[0]!;
+  const dir = mkdtempSync(join(tmpdir(), 'rtpe-count-'));
+  const kubeconfig = join(dir, 'kubeconfig');
+  writeFileSync(kubeconfig, w.t.kubeconfig().exportConfig());
+  const clients: AllocatorClient[] = [];
   try {
-    const agent = await startAgent(w, node);
+    // pods (and their projected tokens) exist before the allocator starts: its pod informer has them (common path)
+    const pods = await Promise.all([0, 1, 2, 3].map((i) => w.t.createPod({ name: `count-${i}`, nodeName: node })));
+    const files: string[] = [];
+    for (const [i, p] of pods.entries()) { files.push(join(dir, `token-${i}`)); writeFileSync(files[i]!, await podToken(w.t, p)); }
+    const h = await startAllocator({
+      node, socket: join(dir, 'alloc.sock'), tableRange: { min: 0, max: 63 }, pools: [w.pool], stateFile: join(dir, 'unused.json'),
+      procRoot: w.proc.root, leaseTtlMs: 0, sweepIntervalMs: 60_000,
+      kubernetes: { kubeconfig, leaseNamespace: w.t.namespace, poolNamespace: POOL_NS, ipMode: 'reserve', networkStatusInterface: 'net1', resyncIntervalMs: 0 },
+      callerAuth: { audience: DEFAULT_TOKEN_AUDIENCE },
+    }, { log: silentLogger });
     try {
-      const warm = await w.t.createPod({ name: 'warm', nodeName: node });
-      await agent.reconciler.acquire({ pod: podRef(warm), pools: ['media'] });
-      const pods = await Promise.all([1, 2, 3].map((i) => w.t.createPod({ name: `count-${i}`, nodeName: node })));
+      const as = (i: number) => { const c = new AllocatorClient({ socket: join(dir, 'alloc.sock'), tokenFile: files[i] }); clients.push(c); return c; };
+      await as(0).acquire({ pod: podRef(pods[0]!), pools: ['media'] }); // warm-up: creates the IPPool
       const api = w.t.standIn!;
-      // the informer has the pods (identity answered from its cache)
-      await waitFor('the informer has the pods', () => pods.every((p) => agent.reconciler.lookup.cached(p.metadata!.namespace!, p.metadata!.name!)));
       api.requests.reset();
-      for (const p of pods) await agent.reconciler.acquire({ pod: podRef(p), pools: ['media'] });
+      for (const i of [1, 2, 3]) await as(i).acquire({ pod: podRef(pods[i]!), pools: ['media'] });
       const reqs = api.requests.all().filter((r) => r.verb !== 'watch');
-      assert.deepEqual(reqs.map((r) => `${r.verb} ${r.resource}`), Array.from({ length: 3 }, () => ['get overlappingrangeipreservations', 'create leases', 'patch ippools']).flat());
-    } finally { await agent.stop(); }
-  } finally { await w.done(); }
+      assert.deepEqual(reqs.map((r) => `${r.verb} ${r.resource}`), Array.from({ length: 3 }, () => ['post /apis/authentication.k8s.io/v1/tokenreviews', 'create leases', 'patch ippools']).flat());
+    } finally { for (const c of clients) c.close(); await h.close(); }
+  } finally { rmSync(dir, { recursive: true, force: true }); await w.done(); }
 });
