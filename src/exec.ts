@@ -32,11 +32,12 @@ export const processRunner: Runner = {
 /**
  * argv that makes a long-running child die with its parent, even on kill -9 of the parent: the
  * parent-death signal (prctl PR_SET_PDEATHSIG) set by util-linux `setpriv --pdeathsig KILL`, which
- * then execs the binary (same pid). Without setpriv the child is started as is.
+ * then execs the binary (same pid). Without setpriv the child is started as is. TERM instead of
+ * KILL for a daemon whose own workers would outlive a killed main process (Kamailio).
  */
-export function dieWithParent(binary: string, args: readonly string[], setpriv: string | undefined = findSetpriv()): { binary: string; args: string[] } {
+export function dieWithParent(binary: string, args: readonly string[], setpriv: string | undefined = findSetpriv(), signal: 'KILL' | 'TERM' = 'KILL'): { binary: string; args: string[] } {
   if (!setpriv) return { binary, args: [...args] };
-  return { binary: setpriv, args: ['--pdeathsig', 'KILL', '--', binary, ...args] };
+  return { binary: setpriv, args: ['--pdeathsig', signal, '--', binary, ...args] };
 }
 
 let setprivPath: string | null | undefined;

@@ -3,6 +3,7 @@ import assert from 'node:assert/strict';
 import { slicesOf, localEndpointSource, type LocalEndpoint } from './local-endpoints.js';
 import { desiredNodes } from './endpoints.js';
 import type { EndpointSlice } from './endpoints.js';
+import { SteppedClock } from '../../test/support/clock.js';
 
 const ep = (name: string, port: number, o: Partial<LocalEndpoint> = {}): LocalEndpoint =>
   ({ name, namespace: 'local', ip: '127.0.0.1', ngPort: port, controlPort: port + 100, ready: true, terminating: false, ...o });
@@ -18,16 +19,23 @@ test('local pods become the nodes the EndpointSlice path selects: ready ones add
 });
 
 test('the source reports a snapshot on start and on every change only', async () => {
+  const clock = new SteppedClock();
   let pods = [ep('a', 2000)];
   const seen: EndpointSlice[][] = [];
-  const src = localEndpointSource('rtpengine', () => pods, 10);
+  const src = localEndpointSource('rtpengine', () => pods, 250, clock);
   src.start({ onSnapshot: (s) => seen.push(s), onError: (e) => assert.fail(String(e)) });
   assert.equal(seen.length, 1);
+  await clock.advance(1000);
+  assert.equal(seen.length, 1, 'four polls, no change, no snapshot');
   pods = [ep('a', 2000), ep('b', 2001)];
-  await new Promise<void>((resolve) => { const t = setInterval(() => { if (seen.length >= 2) { clearInterval(t); resolve(); } }, 5); });
-  const before = seen.length;
-  await new Promise((r) => setTimeout(r, 50)); // several polls with no change
-  assert.equal(seen.length, before, 'no snapshot without a change');
+  await clock.advance(250);
+  assert.equal(seen.length, 2);
   assert.equal(seen.at(-1)!.length, 2);
+  pods = [ep('a', 2000), ep('b', 2001, { terminating: true })];
+  await clock.advance(250);
+  assert.equal(seen.at(-1)![1]!.endpoints![0]!.conditions!.terminating, true);
   await src.stop();
+  pods = [];
+  await clock.advance(1000);
+  assert.equal(seen.length, 3, 'nothing after stop');
 });

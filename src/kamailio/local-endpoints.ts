@@ -2,6 +2,7 @@
 // would publish for them (one slice per pod: its ng and control ports, ready = its sidecar says
 // serving, terminating = its deletion has begun), so kamailio-sync runs the same code as in a cluster.
 import type { EndpointSlice, EndpointSource } from './endpoints.js';
+import { systemClock, type Clock, type Timer } from '../clock.js';
 
 /** What the local supervisor knows of one pod. */
 export interface LocalEndpoint {
@@ -35,8 +36,9 @@ export function slicesOf(service: string, eps: readonly LocalEndpoint[], portNam
  * Watches `list()` (polled every `pollMs`) and reports a snapshot whenever the slices change, as
  * the Kubernetes informer does; `list` failures go to onError and the last snapshot stands.
  */
-export function localEndpointSource(service: string, list: () => readonly LocalEndpoint[], pollMs = 250): EndpointSource {
-  let timer: NodeJS.Timeout | undefined;
+export function localEndpointSource(service: string, list: () => readonly LocalEndpoint[], pollMs = 250, clock: Pick<Clock, 'setTimeout'> = systemClock): EndpointSource {
+  let timer: Timer | undefined;
+  let stopped = false;
   let last = '';
   return {
     start(h) {
@@ -49,9 +51,9 @@ export function localEndpointSource(service: string, list: () => readonly LocalE
           h.onError(e);
         }
       };
-      tick();
-      timer = setInterval(tick, pollMs);
+      const loop = () => { tick(); if (!stopped) timer = clock.setTimeout(loop, pollMs); };
+      loop();
     },
-    async stop() { if (timer) clearInterval(timer); timer = undefined; },
+    async stop() { stopped = true; timer?.cancel(); timer = undefined; },
   };
 }

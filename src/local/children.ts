@@ -2,16 +2,8 @@
 // under util-linux `setpriv --pdeathsig KILL`, so it dies with this process even on kill -9,
 // in its own process group, its output appended to a log file; stop() signals it and waits (SIGKILL after a grace period).
 import { spawn, type ChildProcess } from 'node:child_process';
-import { createWriteStream, existsSync } from 'node:fs';
-
-const SETPRIV = ['/usr/bin/setpriv', '/bin/setpriv'].find((p) => existsSync(p));
-
-/** The argument vector that runs `binary args…` with a parent-death signal (as is when setpriv is missing). */
-export function withParentDeath(binary: string, args: readonly string[], signal: 'KILL' | 'TERM' = 'KILL'): [string, string[]] {
-  return SETPRIV ? [SETPRIV, ['--pdeathsig', signal, '--', binary, ...args]] : [binary, [...args]];
-}
-
-export const parentDeathAvailable = SETPRIV !== undefined;
+import { createWriteStream } from 'node:fs';
+import { dieWithParent, findSetpriv } from '../exec.js';
 
 export interface Child {
   readonly name: string;
@@ -40,7 +32,7 @@ export interface ChildOptions {
 const SIGNUM: Record<string, number> = { SIGHUP: 1, SIGINT: 2, SIGKILL: 9, SIGTERM: 15 };
 
 export function startChild(name: string, binary: string, args: readonly string[], o: ChildOptions = {}): Child {
-  const [bin, argv] = withParentDeath(binary, args, o.deathSignal);
+  const { binary: bin, args: argv } = dieWithParent(binary, args, findSetpriv(), o.deathSignal);
   // Own process group: a terminal's Ctrl-C reaches only this process, which then stops them in order.
   const proc = spawn(bin, argv, { stdio: ['ignore', 'pipe', 'pipe'], cwd: o.cwd, detached: true });
   const log = o.logFile ? createWriteStream(o.logFile, { flags: 'a' }) : undefined;

@@ -1,11 +1,10 @@
 // The local "Deployment": sidecar pods as child processes (`rtpengine-k8s sidecar`, exec mode, each
 // with its own rtpengine on its own media IP), watched over their control port's /status, removed
 // as Kubernetes removes a pod — the chart's preStop (`rtpengine-k8s drain --wait`), then SIGTERM.
-import { chmod, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { bucket, MIN_DELETION_COST } from '../sidecar/deletion-cost.js';
-import { startChild, parentDeathAvailable, type Child } from './children.js';
+import { startChild, type Child } from './children.js';
 import type { LocalEndpoint } from '../kamailio/local-endpoints.js';
 
 const CLI = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'bin', 'rtpengine-k8s.js');
@@ -70,7 +69,6 @@ export class LocalPods {
   readonly pods: LocalPod[] = [];
   private serial = 0;
   private timer: NodeJS.Timeout | undefined;
-  private rtpengineWrapper: string | undefined;
 
   constructor(private readonly o: LocalPodsOptions, private readonly onChange: () => void = () => undefined) {}
 
@@ -93,7 +91,7 @@ export class LocalPods {
     const uid = `00000000-0000-4000-8000-${String(n + 1).padStart(12, '0')}`;
     const ports = { ng: this.o.ngPort + slot, control: this.o.controlPort + slot, upstream: this.o.rtpengineNgPort + slot };
     const args = [CLI, 'sidecar',
-      '--allocator-socket', this.o.allocatorSocket, '--rtpengine-mode', 'exec', '--rtpengine-binary', await this.wrapper(),
+      '--allocator-socket', this.o.allocatorSocket, '--rtpengine-mode', 'exec', '--rtpengine-binary', this.o.rtpengineBinary,
       '--run-dir', join(this.o.dir, 'run'), '--proc-root', this.o.procRoot,
       '--media-address-mode', 'none', '--no-deletion-cost',
       '--ng-listen', `127.0.0.1:${ports.ng}`, '--ng-upstream', `127.0.0.1:${ports.upstream}`, '--control-listen', `127.0.0.1:${ports.control}`,
@@ -166,17 +164,5 @@ export class LocalPods {
         p.lastError = (e as Error).message;
       }
     }));
-  }
-
-  /** rtpengine dies with its sidecar even on SIGKILL: started under a parent-death signal. */
-  private async wrapper(): Promise<string> {
-    if (!parentDeathAvailable) return this.o.rtpengineBinary;
-    if (!this.rtpengineWrapper) {
-      const path = join(this.o.dir, 'rtpengine-with-pdeathsig');
-      await writeFile(path, `#!/bin/sh\n# rtpengine-k8s local: rtpengine dies with its sidecar, even on kill -9\nexec setpriv --pdeathsig KILL -- ${JSON.stringify(this.o.rtpengineBinary)} "$@"\n`);
-      await chmod(path, 0o755);
-      this.rtpengineWrapper = path;
-    }
-    return this.rtpengineWrapper;
   }
 }

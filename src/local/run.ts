@@ -97,7 +97,8 @@ export class LocalRun {
         log: this.log.child({ component: 'kamailio-sync' }), registry: createRegistry({ defaultMetrics: false }), drainProbe: httpDrainProbe(LOCAL_SYNC.drainProbeTimeoutMs) });
     await this.sync.start();
     this.every(1000, async () => { this.kamailioSet = new Set((await showNodes(this.kamailio!.rpc)).map((n) => n.url)); });
-    await this.until(() => this.pods.live().every((p) => this.inKamailio(p)), 30_000, "every pod in Kamailio's set", signal);
+    // Kamailio refuses reloads for 10 s after its start and after each reload (whole seconds): up to two windows.
+    await this.until(() => this.pods.live().every((p) => this.inKamailio(p)), 60_000, "every pod in Kamailio's set", signal);
 
     this.media = await CallerMedia.open(o.ports.callerRtp);
     this.sampler = new MediaSampler(() => this.media!.upCalls(), () => this.pods.live().filter((p) => p.mediaIp).map((p) => ({ mediaIp: p.mediaIp!, host: '127.0.0.1', ngPort: p.ports.upstream })));

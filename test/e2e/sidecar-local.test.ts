@@ -98,7 +98,7 @@ test('local: a closed terminal (SIGHUP) stops everything like Ctrl-C — exit 0,
   }
 });
 
-test('local with traffic: SIPp calls with RTP both ways through Kamailio complete, none dropped; kill -9 of local takes every child with it', { skip: requires('rtpengine', 'kamailio', 'sipp', 'setpriv'), timeout: 240_000 }, async () => {
+test('local with traffic: SIPp calls with RTP both ways through Kamailio complete, none dropped; `local scale 3` adds a pod that joins Kamailio; kill -9 of local takes every child with it', { skip: requires('rtpengine', 'kamailio', 'sipp', 'setpriv'), timeout: 240_000 }, async () => {
   const l = await startLocal(['--rate', '4', '--call-min-seconds', '2', '--call-max-seconds', '4']);
   try {
     await waitFor('calls completing with media', () => /calls: \d+ active, (\d{2,}) completed/.test(l.out()) || l.child.exitCode !== null, { timeoutMs: 120_000, intervalMs: 200 });
@@ -107,6 +107,13 @@ test('local with traffic: SIPp calls with RTP both ways through Kamailio complet
     assert.equal(last[5], '0', `no call dropped: ${last[0]}`);
     assert.ok(Number(last[6]) < 1000, `media kept flowing: ${last[0]}`);
     assert.match(l.out(), /local-a .* yes/, "pod a in Kamailio's set");
+    // Scale out from another terminal: a third pod starts, serves and joins Kamailio's set.
+    const scale = spawn(process.execPath, ['--import', 'tsx', 'src/cli.ts', 'local', 'scale', '3', '--dir', l.dir], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let said = '';
+    scale.stdout.on('data', (c) => { said += c; });
+    assert.equal(await new Promise((r) => scale.once('exit', r)), 0);
+    assert.match(said, /scaling to 3 pod\(s\)/);
+    await waitFor("a third pod serving and in Kamailio's set", () => /local-c +\d+ +127\.0\.1\.\d+ +\d+ +serving +yes/.test(l.out()), { timeoutMs: 60_000, intervalMs: 200 });
     const below = await descendants(l.child.pid!);
     const names = await comms(below);
     for (const want of ['rtpengine', 'kamailio', 'sipp']) assert.ok(names.includes(want), `${want} runs below local (${names.join(',')})`);
