@@ -103,7 +103,7 @@ export function configFromOptions(o: Parsed<typeof allocatorOptions>): Allocator
     leaseTtlMs: Math.round(o.leaseTtl * 1000),
     sweepIntervalMs: Math.round(o.sweepInterval * 1000),
     metricsListen: o.metricsListen || undefined,
-    transport: { idleTimeoutMs: Math.round(o.idleTimeout * 1000) },
+    transport: { idleTimeoutMs: Math.round(o.idleTimeout * 1000), maxConnections: o.maxConnections },
     callerAuth: o.store === 'kubernetes' && o.callerAuth === 'token' ? { audience: o.tokenAudience } : undefined,
     operatorSocket: o.store === 'kubernetes' && o.callerAuth === 'token' ? o.operatorSocket : undefined,
     kubernetes: o.store === 'kubernetes' ? {
@@ -154,13 +154,13 @@ export async function startAllocator(config: AllocatorConfig, deps: AllocatorDep
     // Kubernetes mode: rebuild from the API and resync once before serving; acquire is identity-checked.
     const served = km ? await km.attach(service, { onReclaim: metrics.reclaim, onSwept: metrics.swept }) : service;
     if (km) log.info({ store: 'kubernetes', node: config.node }, 'state rebuilt from the Kubernetes API');
-    server = await startServer(served, { socket: config.socket, tcpListen: config.tcpListen, transport: config.transport, authenticate }, log);
+    server = await startServer(served, { socket: config.socket, tcpListen: config.tcpListen, transport: config.transport, authenticate, onConnectionRefused: metrics.connectionRefused }, log);
     mainStarted = server;
     if (authenticate && config.operatorSocket) {
       // A convenience for operators, not a reason to leave the node without an allocator: without
       // a writable place for it (e.g. a read-only root file system and no volume there) it is off, loudly.
       try {
-        operator = await startServer(served, { socket: config.operatorSocket, transport: config.transport, operator: true }, log);
+        operator = await startServer(served, { socket: config.operatorSocket, transport: config.transport, operator: true, onConnectionRefused: metrics.connectionRefused }, log);
       } catch (e) {
         if (isCoded(e, 'ALLOC_SOCKET_IN_USE')) throw e;
         log.error({ operatorSocket: config.operatorSocket, error: (e as Error).message }, 'operator socket not available: ctl release on this node needs --operator-socket in a writable directory that is not mounted into pods (chart: the allocator state hostPath); pods still act only for themselves');

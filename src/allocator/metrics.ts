@@ -12,6 +12,8 @@ export interface AllocatorMetrics {
   cleanup(result: string): void;
   recovery(counts: RecoveryCounts): void;
   readopt(): void;
+  /** A connection closed at once because --max-connections were open. */
+  connectionRefused(): void;
   attach(service: AllocatorService): void;
 }
 
@@ -49,7 +51,9 @@ export function allocatorMetrics(registry: Registry): AllocatorMetrics {
     name: `${METRIC_PREFIX}allocator_state_recovery_allocations`, help: 'At the last start from a previous generation: allocations recovered, dropped (readable only in the damaged file), kernel tables held by daemons with no record, and allocations re-adopted since from their sidecars\' renewals',
     labelNames: ['outcome'], registers: [registry],
   });
+  const refusedConns = new Counter({ name: `${METRIC_PREFIX}allocator_connections_refused_total`, help: 'Connections to the allocator socket closed at once because --max-connections were already open (a local caller holding connections?)', registers: [registry] });
   return {
+    connectionRefused: () => refusedConns.inc(),
     readopt: () => recovered.inc({ outcome: 'readopted' }),
     recovery: (c) => {
       recovered.set({ outcome: 'readopted' }, 0);

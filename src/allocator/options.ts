@@ -37,6 +37,7 @@ export const allocatorOptions = {
   callerAuth: opt.enum("Kubernetes mode: 'token' = every Acquire/Renew/Release carries the pod's projected service-account token (verified by TokenReview; the token's pod must be the request's pod); 'none' = the socket's file mode is the only boundary (always so in file mode)", ['token', 'none'] as const, 'token'),
   tokenAudience: opt.string('audience the pods\' projected tokens are issued for (TokenReview checks it)', 'rtpengine-k8s-allocator'),
   operatorSocket: opt.string('with --caller-auth token: root-only (0600) socket where calls act as an operator (ctl release), logged as operator actions; keep it out of the pods\' mounts', '/var/lib/rtpengine-k8s/operator.sock'),
+  maxConnections: opt.int('open connections accepted on the allocator socket (and the operator socket); a connection beyond it is closed at once, logged and counted (rtpengine_k8s_allocator_connections_refused_total)', 1024, { min: 1 }),
   idleTimeout: opt.number('seconds a gRPC connection with no call in flight stays open (clients reconnect transparently); keepalive pings find dead peers', 120, { min: 0.1 }),
   // Kubernetes mode (docs/kubernetes.md; wiring in reconcile-kube.ts: startKubernetesMode)
   store: opt.enum('where allocations are kept', ['file', 'kubernetes'] as const, 'file'),

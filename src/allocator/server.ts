@@ -2,7 +2,7 @@
 // a live allocator there → refuse), optional TCP listener, grpc.health.v1, small handlers.
 import { parseListen as parseListenAddress } from '../net/host-port.js';
 import * as grpc from '@grpc/grpc-js';
-import { connect } from 'node:net';
+import { connect, createServer as createNetServer, type Server as NetServer } from 'node:net';
 import { promises as fsp } from 'node:fs';
 import { dirname } from 'node:path';
 import type { Logger } from '../log.js';
@@ -91,9 +91,14 @@ export interface TransportLimits {
   maxRequestBytes: number;
   /** Concurrent calls per connection. */
   maxStreamsPerConnection: number;
+  /**
+   * Open connections on the unix socket (review 14/16 finding 6): beyond it a new connection is
+   * closed at once (logged, counted). A node's sidecars need one each; the default leaves ample room.
+   */
+  maxConnections: number;
 }
 
-export const DEFAULT_TRANSPORT: TransportLimits = { idleTimeoutMs: 120_000, keepaliveTimeMs: 60_000, keepaliveTimeoutMs: 20_000, maxRequestBytes: 64 * 1024, maxStreamsPerConnection: 128 };
+export const DEFAULT_TRANSPORT: TransportLimits = { idleTimeoutMs: 120_000, keepaliveTimeMs: 60_000, keepaliveTimeoutMs: 20_000, maxRequestBytes: 64 * 1024, maxStreamsPerConnection: 128, maxConnections: 1024 };
 
 export function serverOptions(l: TransportLimits): grpc.ServerOptions {
   return {
@@ -159,6 +164,8 @@ export interface ServerOptions {
   transport?: Partial<TransportLimits>;
   /** `host:port` (or `port`: loopback) for an optional TCP listener. */
   tcpListen?: string;
+  /** A connection refused because maxConnections are open (metrics). */
+  onConnectionRefused?: () => void;
 }
 
 export interface RunningServer {
@@ -177,7 +184,8 @@ export function parseListen(text: string, field: string): { host: string; port: 
 
 export async function startServer(service: AllocatorService, opts: ServerOptions, log: Logger): Promise<RunningServer> {
   const { allocator, health } = loadProtos();
-  const server = new grpc.Server(serverOptions({ ...DEFAULT_TRANSPORT, ...opts.transport }));
+  const limits: TransportLimits = { ...DEFAULT_TRANSPORT, ...opts.transport };
+  const server = new grpc.Server(serverOptions(limits));
   const authenticate: Authenticate = opts.operator ? async () => ({ kind: 'operator' }) : opts.authenticate ?? (async () => ({ kind: 'socket' }));
   const handlers: AllocatorHandlers = {
     Acquire: unary(async (r, md) => {
@@ -238,12 +246,29 @@ export async function startServer(service: AllocatorService, opts: ServerOptions
     server.bindAsync(addr, grpc.ServerCredentials.createInsecure(), (err, port) => (err ? reject(err) : resolve(port)));
   });
   await prepareSocket(opts.socket, log);
+  // The unix socket is our own listener (its connections handed to gRPC), so the number of open
+  // connections is capped: net.Server closes any beyond maxConnections at once ('drop').
+  const injector = server.createConnectionInjector(grpc.ServerCredentials.createInsecure());
+  const listener: NetServer = createNetServer((sock) => injector.injectConnection(sock));
+  listener.maxConnections = limits.maxConnections;
+  let refused = 0;
+  let lastRefusalLog = 0;
+  listener.on('drop', () => {
+    refused++;
+    opts.onConnectionRefused?.();
+    const now = Date.now();
+    if (now - lastRefusalLog < 10_000) return; // at most one line per 10 s under a flood
+    lastRefusalLog = now;
+    log.warn({ decision: 'connection-refused', socket: opts.socket, maxConnections: limits.maxConnections, refusedSoFar: refused }, 'connection refused: the allocator socket already has maxConnections open (a local caller holding connections?)');
+  });
   try {
-    await bind(`unix:${opts.socket}`);
+    await new Promise<void>((resolve, reject) => { listener.once('error', reject); listener.listen(opts.socket, () => { listener.off('error', reject); resolve(); }); });
   } catch (e) {
     // Lost a start-up race with another allocator on the same path.
+    injector.destroy();
     throw new AllocError('ALLOC_SOCKET_IN_USE', { socket: opts.socket, reason: (e as Error).message });
   }
+  listener.on('error', (e) => log.error({ socket: opts.socket, error: e.message }, 'allocator socket listener error'));
   await fsp.chmod(opts.socket, opts.operator ? 0o600 : 0o660);
   let tcpAddress: string | undefined;
   if (opts.tcpListen) {
@@ -253,6 +278,8 @@ export async function startServer(service: AllocatorService, opts: ServerOptions
       const bound = await bind(`${h}:${port}`);
       tcpAddress = `${h}:${bound}`;
     } catch (e) {
+      listener.close();
+      injector.destroy();
       server.forceShutdown();
       await fsp.unlink(opts.socket).catch(() => undefined);
       throw new AllocError('ALLOC_UNAVAILABLE', { target: `${h}:${port}`, reason: `cannot listen: ${(e as Error).message}` });
@@ -270,6 +297,7 @@ export async function startServer(service: AllocatorService, opts: ServerOptions
       serving = false;
       for (const w of watchers) w.end();
       watchers.clear();
+      listener.close();
       await new Promise<void>((resolve) => {
         const t = setTimeout(() => { server.forceShutdown(); resolve(); }, 2000);
         server.tryShutdown(() => { clearTimeout(t); resolve(); });

@@ -18,6 +18,7 @@ import { silentLogger, createLogger } from '../../src/log.js';
 import { isCoded, GrpcStatus } from '../../src/errors.js';
 import { freePort } from '../support/ports.js';
 import { mountTmpfs } from '../support/small-tmpfs.js';
+import { waitFor } from '../support/wait.js';
 
 const run = promisify(execFile);
 
@@ -420,6 +421,45 @@ test('idle gRPC connections are closed (max_connection_idle), raw sockets too; a
   } finally {
     for (const s of sessions) s.destroy();
     for (const r of raw) r.destroy();
+    await h.close();
+    w.done();
+  }
+});
+
+test('connection cap: beyond --max-connections a new connection is closed at once, logged and counted; a freed slot serves again (review 14/16 finding 6)', { timeout: 60_000 }, async () => {
+  const w = setup();
+  const mport = await freePort();
+  const cap = capture();
+  // Idle limit far away: only the cap can close these connections within the test.
+  const h = await startAllocator({ ...w.config, metricsListen: `127.0.0.1:${mport}`, transport: { maxConnections: 4, idleTimeoutMs: 600_000 } }, { log: cap.log, procFs: w.proc });
+  const held: Socket[] = [];
+  const open = () => new Promise<Socket>((resolve, reject) => { const s = netConnect(w.config.socket); s.resume(); s.once('connect', () => resolve(s)); s.once('error', reject); });
+  const closedSoon = (s: Socket) => new Promise<void>((r) => { if (s.destroyed) r(); else s.once('close', () => r()); });
+  try {
+    // A gRPC client holding a call-capable connection, and raw connections filling the cap.
+    const c = new AllocatorClient({ socket: w.config.socket });
+    assert.equal(await c.health(), 'SERVING');
+    for (let i = 0; i < 3; i++) held.push(await open());
+    const extra = await open();
+    await closedSoon(extra); // the allocator closes it (the test's timeout is the only bound)
+    const more = await Promise.all([open(), open()]);
+    await Promise.all(more.map(closedSoon));
+    assert.ok(held.every((s) => !s.destroyed), 'connections under the cap stay open');
+    assert.equal(await c.health(), 'SERVING', 'the open gRPC connection still serves');
+    const m = await (await fetch(`http://127.0.0.1:${mport}/metrics`)).text();
+    assert.match(m, /rtpengine_k8s_allocator_connections_refused_total 3/);
+    const line = cap.lines.find((l) => l.decision === 'connection-refused');
+    assert.ok(line, 'the refusal is logged');
+    assert.equal(line.maxConnections, 4);
+    // A slot freed: a new client connects and is served.
+    held.pop()!.destroy();
+    const c2 = new AllocatorClient({ socket: w.config.socket });
+    try {
+      await waitFor('a freed slot to serve a new client', async () => { try { return (await c2.health()) === 'SERVING'; } catch { return false; } });
+    } finally { c2.close(); }
+    c.close();
+  } finally {
+    for (const s of held) s.destroy();
     await h.close();
     w.done();
   }
