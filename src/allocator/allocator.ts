@@ -111,6 +111,7 @@ export function configFromOptions(o: Parsed<typeof allocatorOptions>): Allocator
       leaseNamespace: o.leaseNamespace,
       poolNamespace: o.poolNamespace,
       networkName: o.networkName || undefined,
+      allowUncheckedOverlap: o.allowUncheckedOverlap,
       ipMode: o.ipMode,
       networkStatusInterface: o.networkStatusInterface,
       resyncIntervalMs: Math.round(o.resyncInterval * 1000),

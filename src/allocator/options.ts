@@ -45,6 +45,7 @@ export const allocatorOptions = {
   leaseNamespace: opt.string('namespace of the table Leases (owner references only to pods in it)', 'kube-system'),
   poolNamespace: opt.string("namespace of whereabouts' IPPools (the whereabouts DaemonSet's namespace)", 'kube-system'),
   networkName: opt.optionalString('whereabouts network_name: IPPool names get this prefix'),
+  allowUncheckedOverlap: opt.bool("start even when RBAC denies listing the pool namespace's IPPools, so ranges overlapping the media pools cannot be checked (logged); default: refuse to start (ALLOC_WHEREABOUTS_UNCHECKED)"),
   ipMode: opt.enum('media IPs: reserve entries in IPPools, or use the address whereabouts gave the pod (network-status)', ['reserve', 'network-status'] as const, 'reserve'),
   networkStatusInterface: opt.string('pod interface read from k8s.v1.cni.cncf.io/network-status in --ip-mode network-status', 'net1'),
   resyncInterval: opt.number('seconds between full pod resyncs in Kubernetes mode', 300, { min: 1 }),

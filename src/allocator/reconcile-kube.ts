@@ -136,7 +136,7 @@ export class KubeReconciler {
     // A NAD added since start may make the setup unsafe (ADR 0012): refusing now would strand running
     // pods, so it is an error in the log each round until fixed (the next start refuses).
     try { await this.o.store?.checkWhereaboutsSetup(); } catch (e) {
-      if (isCoded(e, 'ALLOC_WHEREABOUTS_UNSAFE')) this.log.error({ code: e.code, ...e.details }, `${e.message} (appeared after start: duplicates with whereabouts are possible until fixed)`);
+      if (isCoded(e, 'ALLOC_WHEREABOUTS_UNSAFE') || isCoded(e, 'ALLOC_WHEREABOUTS_UNCHECKED')) this.log.error({ code: e.code, ...e.details }, `${e.message} (appeared after start: duplicates with whereabouts are possible until fixed)`);
       else this.log.warn({ error: (e as Error).message }, 'whereabouts setup check failed; retried next round');
     }
     return n;
@@ -204,6 +204,8 @@ export interface KubernetesModeConfig {
   ipMode: 'reserve' | 'network-status';
   networkStatusInterface: string;
   resyncIntervalMs: number;
+  /** Start even when the IPPool overlap check cannot run (RBAC denies list on ippools); default refuse. */
+  allowUncheckedOverlap?: boolean;
   /**
    * Lease TTL for this mode, only when the operator set one explicitly; default 0: the pod's
    * lifecycle (informer + resync) decides, a Renew is answered from memory without an API write.
@@ -222,7 +224,7 @@ export function kubernetesMode(cfg: KubernetesModeConfig, log: Logger, kube?: Ku
   const port = kube ?? createKubeClient(kubeConfigFrom({ kubeconfig: cfg.kubeconfig }));
   const reserve = cfg.ipMode === 'reserve';
   const store = new KubeStore({
-    kube: port, node: cfg.node, leaseNamespace: cfg.leaseNamespace, poolNamespace: cfg.poolNamespace, log, watchReservations: true,
+    kube: port, node: cfg.node, leaseNamespace: cfg.leaseNamespace, poolNamespace: cfg.poolNamespace, log, watchReservations: true, allowUncheckedOverlap: cfg.allowUncheckedOverlap,
     pools: reserve ? cfg.pools.map((p) => ({ span: compilePool(p), networkName: cfg.networkName })) : [],
   });
   let reconciler: KubeReconciler | undefined;

@@ -56,6 +56,8 @@ export interface KubeStoreOptions {
    * (ADR 0012). Falls back to the GET while the watch is down. Off: a GET per address per Acquire.
    */
   watchReservations?: boolean;
+  /** Start even when RBAC denies listing the pool namespace's IPPools (overlap check skipped, logged). Default: refuse. */
+  allowUncheckedOverlap?: boolean;
 }
 
 /** Label values are ≤ 63 characters: long node names are hashed (the annotation keeps the name). */
@@ -175,7 +177,10 @@ export class KubeStore implements AllocationStore {
     let pools: IPPool[];
     try { pools = await this.kube.listIPPools(ns); } catch (e) {
       if (kubeStatus(e) !== 403) throw e;
-      this.o.log?.warn({ namespace: ns }, 'cannot list IPPools (RBAC lacks list on ippools): overlapping whereabouts ranges were NOT checked');
+      // Fail closed: an unchecked overlap means silent duplicate IPs (ADR 0012); only an explicit opt-out starts.
+      const unchecked = new AllocError('ALLOC_WHEREABOUTS_UNCHECKED', { namespace: ns, reason: `RBAC denies list on ippools (${(e as Error).message})` }, { cause: e });
+      if (!this.o.allowUncheckedOverlap) throw unchecked;
+      this.o.log?.warn({ code: unchecked.code, ...unchecked.details }, `${unchecked.message} — started anyway (--allow-unchecked-overlap): overlapping whereabouts ranges were NOT checked`);
       return;
     }
     for (const other of pools) {

@@ -56,9 +56,9 @@ async function world(): Promise<World> {
   return w;
 }
 
-async function startAgent(w: World, node: string, log = silentLogger, watchReservations = false) {
+async function startAgent(w: World, node: string, log = silentLogger, watchReservations = false, allowUncheckedOverlap = false) {
   const kube = createKubeClient(w.t.kubeconfig(), { retryMinMs: 50, retryMaxMs: 500 });
-  const store = new KubeStore({ kube, node, leaseNamespace: w.t.namespace, poolNamespace: POOL_NS, pools: [{ span: compilePool(w.pool) }], ippool: { jitterMs: 2 }, watchReservations });
+  const store = new KubeStore({ kube, node, leaseNamespace: w.t.namespace, poolNamespace: POOL_NS, pools: [{ span: compilePool(w.pool) }], ippool: { jitterMs: 2 }, watchReservations, allowUncheckedOverlap, log });
   const service = await AllocatorService.open({ node, tableRange: { min: 0, max: 63 }, pools: [w.pool], leaseTtlMs: 0 },
     { store, kernel: new ProcKernel({ root: w.proc.root, fs: w.proc }), clock: systemClock, log: silentLogger });
   const reconciler = new KubeReconciler({ kube, node, service, store, resyncMs: 0, log });
@@ -133,6 +133,29 @@ test('an overlapping IPPool that appears after start is an error in the log at e
       assert.match(err.msg, /appeared after start/);
     } finally { await agent.stop(); }
   } finally { await w.done(); }
+});
+
+test('start refused (ALLOC_WHEREABOUTS_UNCHECKED) when RBAC denies listing IPPools (overlap not checkable); starts with a warning only with the explicit opt-out', { skip: needsStandIn() }, async () => {
+  const w = await world();
+  const node = w.t.nodes[0]!;
+  const api = w.t.standIn!;
+  try {
+    api.faults.failNext(1, 403, { verb: 'list', resource: 'ippools' });
+    const err = await startAgent(w, node).then(async (a) => { await a.stop(); return undefined; }, (e) => e);
+    assert.ok(isCoded(err, 'ALLOC_WHEREABOUTS_UNCHECKED'), String(err));
+    assert.match(err.message, /--allow-unchecked-overlap/);
+    api.faults.failNext(1, 403, { verb: 'list', resource: 'ippools' });
+    const lines: string[] = [];
+    const log = createLogger({ level: 'info' }, { write: (l: string) => { lines.push(l); } });
+    const agent = await startAgent(w, node, log, false, true);
+    try {
+      const warned = lines.map((l) => JSON.parse(l)).find((l) => l.code === 'ALLOC_WHEREABOUTS_UNCHECKED');
+      assert.ok(warned, 'the skipped check is logged with its code');
+      assert.equal(warned.level, 40);
+      const p = await w.t.createPod({ name: 'unchecked-1', nodeName: node });
+      assert.ok((await agent.reconciler.acquire({ pod: podRef(p), pools: ['media'] })).addresses.length, 'serves');
+    } finally { await agent.stop(); }
+  } finally { api.faults.clear(); await w.done(); }
 });
 
 test('start refused (ALLOC_WHEREABOUTS_UNSAFE) when a NodeSlicePool covers the range', { skip: needsStandIn() }, async () => {
