@@ -18,7 +18,7 @@ import { randomRange } from '../support/kube-cleanup.js';
 
 const podRef = (p: Pod) => ({ namespace: p.metadata!.namespace!, name: p.metadata!.name!, uid: p.metadata!.uid! });
 
-test('Acquire under 429: waits Retry-After and succeeds; an endless 429 fails it (coded) after a bounded wait', { skip: needsStandIn() }, async () => {
+test('Acquire under 429: waits Retry-After (as sent, each wait capped at 5 s) and succeeds; an endless 429 fails it (coded) after a bounded wait', { skip: needsStandIn() }, async () => {
   const t = await kubeTarget();
   const api = t.standIn!;
   const proc = new ProcRtpengine();
@@ -38,6 +38,12 @@ test('Acquire under 429: waits Retry-After and succeeds; an endless 429 fails it
     assert.equal(a.table, 0);
     assert.deepEqual(waits, [1000, 1000]);
     assert.equal(api.requests.all().filter((r) => r.verb === 'create' && r.resource === 'leases').map((r) => r.status).join(','), '429,429,201');
+    // Retry-After as the server says (3 s), and capped per wait (30 s → 5 s): the injected sleep records, no clock runs
+    waits.length = 0;
+    api.faults.failNext(1, 429, { verb: 'create', resource: 'leases', retryAfterSeconds: 3 });
+    api.faults.failNext(1, 429, { verb: 'patch', resource: 'ippools', retryAfterSeconds: 30 });
+    await rec.acquire({ pod: podRef(await t.createPod({ name: 'th-ra', nodeName: node })), pools: ['media'] });
+    assert.deepEqual(waits, [3000, 5000]);
     waits.length = 0;
     api.faults.failNext(1000, 429, { verb: 'patch', resource: 'ippools' });
     const err = await rec.acquire({ pod: podRef(await t.createPod({ name: 'th-2', nodeName: node })), pools: ['media'] }).catch((e) => e);
@@ -45,8 +51,8 @@ test('Acquire under 429: waits Retry-After and succeeds; an endless 429 fails it
     assert.match(err.message, /429/);
     assert.ok(waits.length === 5 && waits.reduce((x, y) => x + y, 0) <= 15_000, `bounded: ${waits.join(',')}`);
     api.faults.clear();
-    assert.equal(service.list().allocations.length, 1, 'the failed Acquire left no allocation');
-    assert.equal((await kube.listLeases(t.namespace, 'rtpengine-k8s.io/table')).length, 1, 'and no Lease');
+    assert.equal(service.list().allocations.length, 2, 'the failed Acquire left no allocation');
+    assert.equal((await kube.listLeases(t.namespace, 'rtpengine-k8s.io/table')).length, 2, 'and no Lease');
   } finally {
     await rec.stop(); await service.drain();
     await t.close(); proc.remove();

@@ -61,7 +61,7 @@ export interface RequestRecord {
   /** Watches: resourceVersion of the last BOOKMARK sent on this request. */
   lastBookmark?: string;
 }
-export interface FaultRule { remaining: number; status: number; verb?: string; resource?: string }
+export interface FaultRule { remaining: number; status: number; verb?: string; resource?: string; retryAfterSeconds?: number }
 
 export interface KubeApiServer {
   url: string;
@@ -99,8 +99,8 @@ export interface StoreAccess {
   resourceVersion(): number;
 }
 export interface Faults {
-  /** The next `n` matching requests answer `status` (default 500) with a Status body; 429 carries `Retry-After: 1`. */
-  failNext(n: number, status?: number, match?: { verb?: string; resource?: string }): void;
+  /** The next `n` matching requests answer `status` (default 500) with a Status body; 429 carries `Retry-After: <retryAfterSeconds>` (default 1). */
+  failNext(n: number, status?: number, match?: { verb?: string; resource?: string; retryAfterSeconds?: number }): void;
   /** While on, every connection is reset without an answer and open watches are cut. */
   outage(on: boolean): void;
   /** Delay every answer by `ms`. */
@@ -656,8 +656,12 @@ export async function startKubeApiServer(opts: StandInOptions = {}): Promise<Kub
       if (rule) {
         rule.remaining--;
         // API priority and fairness rejects with 429 + Retry-After (the request was not processed).
-        if (rule.status === 429) { res.setHeader('Retry-After', '1'); throw new HttpError(429, 'TooManyRequests', 'Too many requests, please try again later.', { retryAfterSeconds: 1 }); }
-        throw new HttpError(rule.status, rule.status === 503 ? 'ServiceUnavailable' : 'InternalError', `injected fault (${rule.status})`);
+        if (rule.status === 429) {
+          const after = rule.retryAfterSeconds ?? 1;
+          res.setHeader('Retry-After', String(after));
+          throw new HttpError(429, 'TooManyRequests', 'Too many requests, please try again later.', { retryAfterSeconds: after });
+        }
+        throw new HttpError(rule.status, ({ 403: 'Forbidden', 404: 'NotFound', 503: 'ServiceUnavailable' } as Record<number, string>)[rule.status] ?? 'InternalError', `injected fault (${rule.status})`);
       }
       const tok = await tokens.route(method, url.pathname, () => readBody(req)); if (tok) return sendJson(res, tok.status, tok.body); // TokenRequest / TokenReview: kube-tokenreview.ts
       if (!r && method === 'GET' && url.pathname === '/version') {
