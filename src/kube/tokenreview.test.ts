@@ -47,3 +47,30 @@ test('token verifier: pod identity from TokenReview; verdicts cached (bounded, T
     assert.equal(v.reviews, reviews + 1, 'a refusal is not cached');
   } finally { await srv.close(); }
 });
+
+test('token verifier: a verdict is never cached past the token\'s exp, and an expired token is refused by TokenReview (review 14/16 finding 5)', async () => {
+  // One stepped clock for the API stand-in's token authority and the verifier.
+  let now = Date.now();
+  const srv = await startKubeApiServer({ tokenClock: () => now });
+  try {
+    const kc = srv.kubeconfig();
+    const core = kc.makeApiClient(CoreV1Api);
+    const pod = srv.store.addPod({ namespace: 'voice', name: 'p0', nodeName: 'n1' });
+    const r = await core.createNamespacedServiceAccountToken({
+      name: 'default', namespace: 'voice', body: { spec: { audiences: [DEFAULT_TOKEN_AUDIENCE], expirationSeconds: 600, boundObjectRef: { kind: 'Pod', apiVersion: 'v1', name: 'p0', uid: pod.metadata.uid } } },
+    });
+    const token = r.status?.token ?? '';
+    const exp = Date.parse(String(r.status?.expirationTimestamp));
+    // A cache TTL far beyond the token's life: only exp can end the cached verdict.
+    const v = new TokenVerifier(await kubeTokenReviewer(kc), { cacheTtlMs: 24 * 3600_000, now: () => now });
+    assert.equal((await v.verify(token)).uid, pod.metadata.uid);
+    now = exp - 1000;
+    assert.equal((await v.verify(token)).uid, pod.metadata.uid);
+    assert.equal(v.reviews, 1, 'cached while the token is valid');
+    now = exp + 1000;
+    await assert.rejects(v.verify(token), (e) => isCoded(e, 'ALLOC_UNAUTHENTICATED') && /expired/.test((e as Error).message));
+    assert.equal(v.reviews, 2, 'past exp: reviewed again (and refused), never answered from the cache');
+    await assert.rejects(v.verify(token), (e) => isCoded(e, 'ALLOC_UNAUTHENTICATED'));
+    assert.equal(v.reviews, 3, 'the refusal is not cached');
+  } finally { await srv.close(); }
+});

@@ -312,6 +312,8 @@ export interface StandInOptions {
   minRequestTimeoutSeconds?: number;
   /** 'auto' (default): owner-reference GC runs asynchronously after a change; 'manual': only runGc(). */
   gc?: 'auto' | 'manual';
+  /** Clock of TokenRequest/TokenReview (ms, default Date.now): a test steps it past a token's exp (kube-tokenreview.ts). */
+  tokenClock?: () => number;
 }
 
 const SCHEMA_TYPES = Object.values(RESOURCES).map((d) => ({ apiVersion: apiVersionOf(d), kind: d.kind }));
@@ -338,7 +340,7 @@ export async function startKubeApiServer(opts: StandInOptions = {}): Promise<Kub
   let down = false;
   let delayMs = 0;
   const graceTimers = new Set<NodeJS.Timeout>();
-  const tokens = tokenAuthority(() => store);
+  const tokens = tokenAuthority(() => store, opts.tokenClock);
 
   const key = (ns: string | undefined, name: string) => `${ns ?? ''}/${name}`;
   const decorate = (resource: string, o: KObj): KObj => {

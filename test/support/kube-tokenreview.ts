@@ -20,7 +20,8 @@ interface Claims {
   'kubernetes.io': { namespace: string; serviceaccount: { name: string; uid: string }; pod?: { name: string; uid: string }; node?: { name: string } };
 }
 
-export function tokenAuthority(store: () => StoreAccess) {
+/** `now` (ms): the authority's clock for issuing and expiring tokens; tests step it past a token's exp. */
+export function tokenAuthority(store: () => StoreAccess, now: () => number = Date.now) {
   const key = randomBytes(32);
   const saUids = new Map<string, string>();
   const b64 = (v: unknown) => Buffer.from(JSON.stringify(v)).toString('base64url');
@@ -57,7 +58,7 @@ export function tokenAuthority(store: () => StoreAccess) {
       claims.pod = { name: pod.metadata.name, uid: pod.metadata.uid! };
       if (pod.spec?.nodeName) claims.node = { name: pod.spec.nodeName };
     }
-    const iat = Math.floor(Date.now() / 1000);
+    const iat = Math.floor(now() / 1000);
     const payload: Claims = { iss: ISSUER, aud: audiences, exp: iat + exp, iat, nbf: iat, sub: `system:serviceaccount:${ns}:${sa}`, jti: randomUUID(), 'kubernetes.io': claims };
     const head = `${b64({ alg: 'HS256', kid: 'stand-in' })}.${b64(payload)}`;
     const token = `${head}.${sign(head).toString('base64url')}`;
@@ -78,8 +79,7 @@ export function tokenAuthority(store: () => StoreAccess) {
     if (sig.length !== good.length || !timingSafeEqual(sig, good)) return 'invalid bearer token, square/go-jose: error in cryptographic primitive';
     let c: Claims;
     try { c = JSON.parse(Buffer.from(parts[1]!, 'base64url').toString('utf8')) as Claims; } catch { return 'invalid bearer token'; }
-    const now = Math.floor(Date.now() / 1000);
-    if (c.exp <= now) return 'invalid bearer token, service account token has expired';
+    if (c.exp <= Math.floor(now() / 1000)) return 'invalid bearer token, service account token has expired';
     const audiences = wanted.filter((a) => c.aud.includes(a));
     if (!audiences.length) return `invalid bearer token, token audiences ${JSON.stringify(c.aud)} is invalid for the target audiences ${JSON.stringify(wanted)}`;
     const k = c['kubernetes.io'];
