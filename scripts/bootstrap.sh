@@ -10,13 +10,13 @@ declare -A NEEDED_BY=(
   [rtpengine-daemon]="test/e2e (ng against real rtpengine, proxy, sidecar, kamailio-sync), npm start, npm run bench"
   [rtpengine-utils]="rtpengine-ctl for drain comparisons by hand"
   [rtpengine-iptables]="the RTPENGINE rule text check with the real iptables parser"
-  [kamailio]="test/e2e Kamailio tests (proxy failover, kamailio-sync), npm start, npm run scale-proof"
-  [sip-tester]="SIPp: the calls of npm start and npm run scale-proof, the local e2e test"
+  [kamailio]="test/e2e Kamailio tests (proxy failover, kamailio-sync), npm start, npm run scale-proof and crash-proof"
+  [sip-tester]="SIPp: the calls of npm start, npm run scale-proof and crash-proof, the local e2e test"
   [util-linux]="setpriv --pdeathsig: children of npm start die with it; flock(1): the allocator's state-file lock; unshare: the container-restart test"
   [iptables]="test/e2e forwarding-rule tests in network namespaces"
   [iproute2]="test/e2e network-namespace and media-address tests"
   [iputils-arping]="media-address announcement tests (gratuitous ARP), sidecar lifecycle e2e"
-  [redis-server]="call persistence: test/e2e/persistence-rtpengine and sidecar-persistence (calls survive kill -9 of rtpengine), the persistence bench"
+  [redis-server]="call persistence: test/e2e/persistence-rtpengine and sidecar-persistence (calls survive kill -9 of rtpengine), the persistence bench, npm run crash-proof and npm start (a local redis-server per run)"
 )
 
 installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'install ok installed'; }

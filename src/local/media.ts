@@ -30,7 +30,7 @@ export interface CallRecord {
   /** Longest silence seen between echoes while up (ms), including the first one's wait. */
   maxGapMs: number;
   /** rtpengine's own view (query samples), filled by the sampler. */
-  rtpe: { samples: number; lastAt?: number; last?: number[]; stalledAt: number[]; unknownAt: number[] };
+  rtpe: { samples: number; lastAt?: number; last?: number[]; stalledAt: number[]; unknownAt: number[]; resets?: number };
 }
 
 export interface MediaSummary { worstGapMs: number; gapCalls: number }

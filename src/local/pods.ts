@@ -29,6 +29,8 @@ export interface LocalPodsOptions {
   drainLingerSeconds: number;
   /** Test-only: scale-in skips the preStop drain and kills the pod at once (rtpengine dies with it). */
   brokenDrain?: boolean;
+  /** Call persistence: the `--persistence-redis` URL of the n-th pod created (its own database); none = off. */
+  persistenceRedis?: (n: number) => string;
 }
 
 export class LocalPod {
@@ -37,6 +39,8 @@ export class LocalPod {
   table: number | undefined;
   mediaIp: string | undefined;
   rtpenginePid: number | undefined;
+  /** Its sidecar reports rtpengine running with --redis (undefined until its first /status). */
+  persistence: boolean | undefined;
   terminating = false;
   readonly createdAt = Date.now();
   readyAt: number | undefined;
@@ -99,6 +103,7 @@ export class LocalPods {
       '--drain-deadline-seconds', String(this.o.drainDeadlineSeconds), '--delete-delay-seconds', '0', '--ng-drain-poll-ms', '250',
       '--drain-linger-seconds', String(this.o.drainLingerSeconds),
       '--rtpengine-options', JSON.stringify({ 'num-threads': 2 }), '--log-level', 'info',
+      ...(this.o.persistenceRedis ? ['--persistence-redis', this.o.persistenceRedis(n)] : []),
       // What the downward API gives a pod.
       '--pod-name', name, '--pod-namespace', 'local', '--pod-uid', uid, '--node-name', 'local'];
     const child = startChild(`sidecar ${name}`, process.execPath, args, { logFile: join(this.o.dir, `${name}.log`) });
@@ -158,6 +163,7 @@ export class LocalPods {
         p.table = typeof s.table === 'number' ? s.table : undefined;
         p.mediaIp = Array.isArray(s.mediaIps) ? String(s.mediaIps[0] ?? '') || undefined : undefined;
         p.rtpenginePid = typeof s.rtpenginePid === 'number' ? s.rtpenginePid : undefined;
+        p.persistence = typeof s.persistence === 'boolean' ? s.persistence : undefined;
         p.lastError = undefined;
         if (before !== p.state) this.onChange();
       } catch (e) {

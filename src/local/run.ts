@@ -19,6 +19,7 @@ import { startTraffic, type Traffic } from './traffic.js';
 import { CallerMedia, tailGapMs } from './media.js';
 import { MediaSampler } from './truth.js';
 import { summarize, verdictOf, type RunSummary } from './verdict.js';
+import { startLocalRedis, type LocalRedis } from './redis.js';
 
 export interface LocalRunOptions {
   dir: string;
@@ -36,6 +37,10 @@ export interface LocalRunOptions {
   rtpengineBinary: string;
   drainDeadlineSeconds: number;
   brokenDrain?: boolean;
+  /** Call persistence: a local redis-server on this port, one database per pod (off when absent). */
+  persistence?: { redisPort: number };
+  /** Place this many calls, then no more (SIPp -m); default: until stopped. */
+  maxCalls?: number;
 }
 
 export interface TimelinePoint { t: number; pod: string; sessions: number }
@@ -52,6 +57,7 @@ export class LocalRun {
   traffic: Traffic | undefined;
   media: CallerMedia | undefined;
   sampler: MediaSampler | undefined;
+  redis: LocalRedis | undefined;
   /** URLs Kamailio holds now (rtpengine.show). */
   kamailioSet = new Set<string>();
   readonly timeline: TimelinePoint[] = [];
@@ -79,10 +85,16 @@ export class LocalRun {
       pools: [{ name: 'local', cidr: '127.0.1.0/24', rangeStart: '127.0.1.10' }],
       stateFile: join(o.dir, 'allocator-state.json'), procRoot: o.procRoot, leaseTtlMs: 60_000, sweepIntervalMs: 2000,
     }, { log: this.log.child({ component: 'allocator' }) });
+    if (o.persistence) {
+      this.redis = await startLocalRedis({ dir: o.dir, port: o.persistence.redisPort });
+      this.note(`call persistence: redis-server on 127.0.0.1:${o.persistence.redisPort}, one database per pod`);
+    }
+    const redis = this.redis;
     this.pods = new LocalPods({
       dir: o.dir, allocatorSocket: this.allocator.socket, ngPort: o.ports.ng, controlPort: o.ports.control, rtpengineNgPort: o.ports.rtpengineNg,
       mediaPortMin: o.ports.mediaMin, mediaPortMax: o.ports.mediaMax, procRoot: o.procRoot, rtpengineBinary: o.rtpengineBinary,
       drainDeadlineSeconds: o.drainDeadlineSeconds, drainLingerSeconds: LOCAL_LINGER_SECONDS, brokenDrain: o.brokenDrain,
+      ...(redis ? { persistenceRedis: (n: number) => redis.url(n) } : {}),
     });
     this.pods.start();
     for (let i = 0; i < o.pods; i++) await this.pods.create();
@@ -106,6 +118,7 @@ export class LocalRun {
     this.traffic = await startTraffic({
       dir: o.dir, kamailio: this.kamailio.sip, uacPort: o.ports.uac, uasPort: o.ports.uas, echoPort: o.ports.echo, controlPort: o.ports.sippControl,
       callerRtpPort: o.ports.callerRtp, uacMediaPort: o.ports.uacMedia, rate: o.rate, durationMinMs: o.durationMinMs, durationMaxMs: o.durationMaxMs,
+      ...(o.maxCalls ? { maxCalls: o.maxCalls } : {}),
     }, (e) => this.media!.onEvent(e));
     this.note(`traffic: ${o.rate} call(s)/s, ${o.durationMinMs / 1000}–${o.durationMaxMs / 1000} s each`);
     this.every(1000, async () => {
@@ -157,6 +170,7 @@ export class LocalRun {
     await this.sync?.stop().catch(() => undefined);
     await this.kamailio?.stop().catch(() => undefined);
     if (this.pods) await Promise.all(this.pods.live().map((p) => p.child.stop('SIGTERM', 5000)));
+    await this.redis?.stop().catch(() => undefined);
     await this.allocator?.close();
     this.loop.disable();
   }

@@ -11,6 +11,17 @@ export function packetsByParty(reply: Record<string, unknown>): number[] | undef
   return Object.keys(tags).sort().map((k) => (tags[k]!.medias ?? []).reduce((a, m) => a + (m.streams ?? []).reduce((b, s) => b + Number(s.stats?.packets ?? 0), 0), 0));
 }
 
+/**
+ * One sample against the previous one: every party's count grew, or one did not (a stall). Counters
+ * never go back within one rtpengine: a lower one means it restarted with the call restored from
+ * Redis (counters as last saved), a new baseline rather than a stall.
+ */
+export function counterStep(prev: number[] | undefined, now: number[]): 'first' | 'grew' | 'stall' | 'reset' {
+  if (!prev || prev.length !== now.length) return 'first';
+  if (now.some((n, i) => n < prev[i]!)) return 'reset';
+  return now.some((n, i) => n === prev[i]!) ? 'stall' : 'grew';
+}
+
 const QUERY_BATCH = 16;
 
 export interface RtpengineAt { mediaIp: string; host: string; ngPort: number }
@@ -76,7 +87,9 @@ export class MediaSampler {
         const now = packetsByParty(reply);
         if (!now) return;
         const prev = c.rtpe.last;
-        if (prev && prev.length === now.length && now.some((n, i) => n <= prev[i]!)) c.rtpe.stalledAt.push(at);
+        const step = counterStep(prev, now);
+        if (step === 'reset') c.rtpe.resets = (c.rtpe.resets ?? 0) + 1;
+        else if (step === 'stall') c.rtpe.stalledAt.push(at);
         c.rtpe.last = now;
         c.rtpe.lastAt = at;
         c.rtpe.samples++;

@@ -50,6 +50,8 @@ export interface SidecarStatus {
   rtpenginePid?: number;
   /** Exec mode: how often rtpengine was restarted after dying. */
   rtpengineRestarts?: number;
+  /** rtpengine was started with --redis/--redis-write (calls survive its crash); false when not configured or refused at start. */
+  persistence: boolean;
   steps: StepRecord[];
   proxy?: Record<string, unknown>;
 }
@@ -111,7 +113,7 @@ function statusOf(ctx: StartContext, steps: StepRecord[]): SidecarStatus {
     ng: ctx.proxy?.addresses.map((a) => `${a.host}:${a.port}`) ?? [], control: ctx.control?.url,
     sessions: ctx.proxy?.sessions.count() ?? 0, drainComplete: ls.drainComplete, terminating: ls.terminating, drainLingerSeconds: ctx.cfg.drainLingerSeconds,
     ...(ls.lingerUntil !== undefined ? { lingerUntil: ls.lingerUntil } : {}), ...(ls.drainedMarker ? { drainedMarker: ls.drainedMarker } : {}),
-    kernelForwarding: ctx.plan?.kernel ?? false, era: ctx.era, rtpenginePid: ctx.supervisor?.current.pid, rtpengineRestarts: ctx.supervisor?.restarts, steps: [...steps],
+    kernelForwarding: ctx.plan?.kernel ?? false, era: ctx.era, rtpenginePid: ctx.supervisor?.current.pid, rtpengineRestarts: ctx.supervisor?.restarts, persistence: ctx.persistence !== undefined, steps: [...steps],
     proxy: ctx.proxy?.status(),
   };
 }

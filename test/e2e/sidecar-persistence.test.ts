@@ -70,8 +70,9 @@ test('persistence on: calls survive kill -9 of the sidecar and rtpengine into th
       if (child.exitCode !== null || i > 600) throw new Error(`first sidecar not ready: ${stderr.slice(-2000)}`);
       await new Promise((r) => setTimeout(r, 100));
     }
-    const status = await (await fetch(`http://127.0.0.1:${control}/status`)).json() as { rtpenginePid: number; table: number };
+    const status = await (await fetch(`http://127.0.0.1:${control}/status`)).json() as { rtpenginePid: number; table: number; persistence: boolean };
     rtpenginePid = status.rtpenginePid;
+    assert.equal(status.persistence, true, '/status says rtpengine runs with --redis');
     const args1 = readFileSync(`/proc/${rtpenginePid}/cmdline`, 'utf8').split('\0');
     assert.ok(args1.includes(`--redis=127.0.0.1:${redis.port}/11`) && args1.includes(`--redis-write=127.0.0.1:${redis.port}/11`), args1.join(' '));
     for (const [i, id] of ids.entries()) {
