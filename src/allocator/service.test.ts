@@ -11,7 +11,7 @@ import { ProcRtpengine } from '../../test/support/proc-rtpengine.js';
 import { silentLogger } from '../log.js';
 import { isCoded } from '../errors.js';
 import type { Clock } from '../clock.js';
-import { canMount, mountTmpfs } from '../../test/support/small-tmpfs.js';
+import { mountSkip, mountTmpfs } from '../../test/support/small-tmpfs.js';
 
 function manualClock(start = 1_000_000): Clock & { advance(ms: number): void } {
   let now = start;
@@ -238,7 +238,7 @@ test('service: leftover kernel tables (listed, not ours, no holder) are deleted 
   } finally { await w.done(); }
 });
 
-test('service: on a nearly full filesystem Acquire fails ALLOC_STATE_WRITE, memory rolled back, the good state file untouched (issue 14.1)', { skip: canMount ? false : 'mounting a tmpfs needs root (CI runs as root)' }, async () => {
+test('service: on a nearly full filesystem Acquire fails ALLOC_STATE_WRITE, memory rolled back, the good state file untouched (issue 14.1)', { skip: mountSkip() }, async () => {
   const fs = mountTmpfs(96);
   const proc = new ProcRtpengine();
   const kernel = new ProcKernel({ root: proc.root, fs: proc });

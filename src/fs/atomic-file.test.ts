@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { AtomicFile, writeFileAtomic, writeFully } from './atomic-file.js';
 import { AllocError, isCoded } from '../errors.js';
-import { canMount, mountTmpfs } from '../../test/support/small-tmpfs.js';
+import { mountSkip, mountTmpfs } from '../../test/support/small-tmpfs.js';
 
 test('atomic file: replaces whole, keeps the previous generation when asked, leaves no temp file', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'atomic-'));
@@ -40,7 +40,7 @@ test('atomic file: writeFully writes every byte of a multi-byte string and retur
   } finally { rmSync(dir, { recursive: true, force: true }); }
 });
 
-test('atomic file: on a nearly full filesystem the write fails with the catalogue error, the good file untouched, no temp left', { skip: canMount ? false : 'mounting a tmpfs needs root (CI runs as root)' }, async () => {
+test('atomic file: on a nearly full filesystem the write fails with the catalogue error, the good file untouched, no temp left', { skip: mountSkip() }, async () => {
   const fs = mountTmpfs(64);
   try {
     const path = join(fs.dir, 'state');

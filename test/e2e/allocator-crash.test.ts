@@ -12,6 +12,7 @@ import fc from 'fast-check';
 import { AllocatorClient } from '../../src/allocator/client.js';
 import type { AllocatorConfig } from '../../src/allocator/allocator.js';
 import { ProcRtpengine } from '../support/proc-rtpengine.js';
+import { requires } from '../support/require.js';
 
 const CHILD = [process.execPath, '--import', 'tsx', 'test/support/allocator-child.ts'];
 /** As PID 1 of a fresh PID namespace, like a container's process (root only). */
@@ -183,7 +184,7 @@ function refusal(child: ChildProcess): Promise<{ code: number | null; stderr: st
   return new Promise((resolve) => child.once('exit', (code) => resolve({ code, stderr, stdout })));
 }
 
-test('container restart: kill -9 of an allocator that is PID 1 in its PID namespace, restart in a fresh one takes the state at once; a second allocator on a held state is refused at once (issue 14.2)', { skip: process.getuid?.() === 0 ? false : 'unshare --pid needs root (CI runs as root)', timeout: 120_000 }, async () => {
+test('container restart: kill -9 of an allocator that is PID 1 in its PID namespace, restart in a fresh one takes the state at once; a second allocator on a held state is refused at once (issue 14.2)', { skip: requires('root', 'unshare'), timeout: 120_000 }, async () => {
   const dir = mkdtempSync(join(tmpdir(), 'alloc-pidns-'));
   const proc = new ProcRtpengine();
   const config: AllocatorConfig = {

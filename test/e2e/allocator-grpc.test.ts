@@ -17,7 +17,7 @@ import type { ProcFs } from '../../src/allocator/kernel.js';
 import { silentLogger, createLogger } from '../../src/log.js';
 import { isCoded, GrpcStatus } from '../../src/errors.js';
 import { freePort } from '../support/ports.js';
-import { mountTmpfs } from '../support/small-tmpfs.js';
+import { mountSkip, mountTmpfs } from '../support/small-tmpfs.js';
 import { waitFor } from '../support/wait.js';
 
 const run = promisify(execFile);
@@ -329,7 +329,7 @@ test('TCP listener, /metrics and /healthz, and ctl list/release through the CLI'
   }
 });
 
-test('state: a read-only state directory stops start-up with ALLOC_STATE_DIR_UNWRITABLE and an explained message, also through the CLI (issue 14.7)', { skip: process.getuid?.() === 0 ? false : 'mounting a tmpfs needs root (CI runs as root)' }, async () => {
+test('state: a read-only state directory stops start-up with ALLOC_STATE_DIR_UNWRITABLE and an explained message, also through the CLI (issue 14.7)', { skip: mountSkip() }, async () => {
   const w = setup();
   const fs = mountTmpfs(64);
   try {

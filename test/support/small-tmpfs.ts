@@ -3,8 +3,13 @@ import { mkdtempSync, rmSync, statfsSync, writeFileSync } from 'node:fs';
 import { execFileSync } from 'node:child_process';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { requires } from './require.js';
 
-export const canMount = process.getuid?.() === 0;
+/**
+ * A test's `skip` for mounting: false as root; otherwise the reason, and under CI
+ * (RTPE_K8S_REQUIRE_ALL=1) a thrown error, so a root-only test fails there rather than skips.
+ */
+export const mountSkip = (): string | false => requires('root');
 
 export interface SmallTmpfs {
   dir: string;
