@@ -5,7 +5,7 @@ import type { KubePort, Lease } from './../kube/client.js';
 import { kubeStatus } from '../kube/client.js';
 import { V1MicroTime } from '../kube/k8s.js';
 import type { Logger } from '../log.js';
-import { systemClock, type Clock } from '../clock.js';
+import { systemClock, type Clock, type Timer } from '../clock.js';
 import type { PoolSpan } from './pools.js';
 import { IPPoolWriter, ipPoolName, parseOurEntryId } from './ippool.js';
 import { ANNOTATION_NODE, FINALIZER, LABEL_MANAGED, LABEL_ROLE } from './store-kube.js';
@@ -75,8 +75,10 @@ export interface NodeSweeperOptions extends InstallationScope {
   /** Period of a sweep round (ms); the leader Lease lasts 3 periods. 0: no timer (tests call round()). */
   intervalMs: number;
   leaseDurationSeconds?: number;
-  now?: () => number;
-  /** Monotonic time for how long a node has been absent (default: the system clock). */
+  /**
+   * Time (default: the system clock): the round timer, renewTime written, and — monotonic — how long
+   * the leader record has been unchanged and how long a node has been absent.
+   */
   clock?: Clock;
   /** Each freed object (rtpengine_k8s_allocator_swept_total{kind}). */
   onFreed?: (f: Freed) => void;
@@ -88,24 +90,23 @@ export interface NodeSweeperOptions extends InstallationScope {
  * apart, and never in a round whose node list lacks the leader's own node (a wrong or partial list).
  */
 export class NodeSweeper {
-  private timer: NodeJS.Timeout | undefined;
+  private timer: Timer | undefined;
   private running: Promise<unknown> | undefined;
-  private readonly now: () => number;
   private readonly clock: Clock;
+  /** The leader record as last read and the local monotonic time it was first seen so (client-go's observedTime). */
+  private observed: { record: string; at: number } | undefined;
   private readonly duration: number;
   /** Node → monotonic time this leader first saw it missing from the node list (reset when seen). */
   private readonly absentSince = new Map<string, number>();
 
   constructor(private readonly o: NodeSweeperOptions) {
-    this.now = o.now ?? Date.now;
     this.clock = o.clock ?? systemClock;
     this.duration = o.leaseDurationSeconds ?? Math.max(15, Math.ceil((3 * o.intervalMs) / 1000));
   }
 
   start(): void {
     if (this.o.intervalMs <= 0) return;
-    this.timer = setInterval(() => { if (!this.running) this.running = this.round().catch((e) => this.o.log?.warn({ error: (e as Error).message }, 'node sweep failed; next round retries')).finally(() => { this.running = undefined; }); }, this.o.intervalMs);
-    this.timer.unref();
+    this.timer = this.clock.setInterval(() => { if (!this.running) this.running = this.round().catch((e) => this.o.log?.warn({ error: (e as Error).message }, 'node sweep failed; next round retries')).finally(() => { this.running = undefined; }); }, this.o.intervalMs);
   }
 
   /** One round: lead (take or renew the Lease), then sweep. Returns what was freed ([] when not leader). */
@@ -137,11 +138,17 @@ export class NodeSweeper {
     return freed;
   }
 
-  /** Take the leader Lease if free or expired, renew it if ours; false when another allocator leads. */
+  /**
+   * Take the leader Lease if free or expired, renew it if ours; false when another allocator leads.
+   * Expiry as client-go's leader election: the holder's record (holder, renewTime, transitions) must
+   * have stayed unchanged for a lease duration of *local* monotonic time since this allocator first
+   * saw it so — never by comparing the holder's renewTime with the local wall clock (clocks differ).
+   */
   async lead(): Promise<boolean> {
     const ns = this.o.leaseNamespace;
     const me = this.o.identity;
-    const now = this.now();
+    const now = this.clock.now();
+    const mono = this.clock.monotonic();
     const spec = (transitions: number, acquired?: unknown) => ({
       holderIdentity: me, leaseDurationSeconds: this.duration, leaseTransitions: transitions,
       acquireTime: (acquired as V1MicroTime | undefined) ?? new V1MicroTime(now), renewTime: new V1MicroTime(now),
@@ -153,8 +160,9 @@ export class NodeSweeper {
         return true;
       }
       const holder = cur.spec?.holderIdentity;
-      const renewed = cur.spec?.renewTime ? new Date(cur.spec.renewTime as unknown as string).getTime() : 0;
-      const expired = !holder || renewed + (cur.spec?.leaseDurationSeconds ?? this.duration) * 1000 < now;
+      const record = JSON.stringify([holder, String(cur.spec?.renewTime ?? ''), cur.spec?.leaseTransitions ?? 0, cur.spec?.leaseDurationSeconds]);
+      if (this.observed?.record !== record) this.observed = { record, at: mono };
+      const expired = !holder || mono - this.observed.at >= (cur.spec?.leaseDurationSeconds ?? this.duration) * 1000;
       if (holder !== me && !expired) return false;
       const transitions = (cur.spec?.leaseTransitions ?? 0) + (holder === me ? 0 : 1);
       await this.o.kube.replaceLease(ns, { ...cur, spec: spec(transitions, holder === me && cur.spec?.acquireTime ? new V1MicroTime(new Date(cur.spec.acquireTime as unknown as string).getTime()) : undefined) });
@@ -166,7 +174,7 @@ export class NodeSweeper {
   }
 
   async stop(): Promise<void> {
-    if (this.timer) clearInterval(this.timer);
+    this.timer?.cancel();
     await this.running;
   }
 }

@@ -69,10 +69,13 @@ test('node sweeper: a vanished node\'s Leases (finalizers included) and IPPool e
     const m = (await registry.getMetricsAsJSON()).find((x) => x.name === 'rtpengine_k8s_allocator_swept_total')!;
     assert.deepEqual(Object.fromEntries(m.values.map((v) => [v.labels.kind, v.value])), { lease: 2, 'ippool-entry': 2 });
 
-    // Another allocator is not the leader while the Lease is fresh; after it expires it takes over.
+    // Another allocator is not the leader while the Lease is fresh; after it expires (unchanged for a
+    // lease duration of its own time) it takes over.
     const other = t.nodes[1] ?? `${live}-other`;
-    assert.equal(await new NodeSweeper({ ...scope, identity: other, intervalMs: 0 }).lead(), false);
-    const later = new NodeSweeper({ ...scope, identity: other, intervalMs: 0, now: () => Date.now() + 3_600_000 });
+    const otherClock = new SteppedClock();
+    const later = new NodeSweeper({ ...scope, identity: other, intervalMs: 0, clock: otherClock });
+    assert.equal(await later.lead(), false);
+    await otherClock.advance(15_000);
     assert.equal(await later.lead(), true);
     const l = (await kube.getLease(t.namespace, SWEEPER_LEASE))!;
     assert.equal(l.spec?.holderIdentity, other);
@@ -175,10 +178,44 @@ test('node sweeper (review #2): only the leader sweeps — a non-leader\'s round
     for (let i = 0; i < 3; i++) {
       assert.deepEqual(await other.round(), [], `non-leader round ${i + 1}`);
       await clock.advance(15_000);
+      assert.equal(await leader.lead(), true, 'the leader renews');
     }
     assert.deepEqual(await s.entryNodes(), s.all, 'the vanished node\'s entries remain');
     assert.deepEqual(await s.leaseNodes(), s.all, 'and its Leases');
     assert.equal((await s.kube.getLease(t.namespace, SWEEPER_LEASE))!.spec?.holderIdentity, s.live, 'the leader keeps the Lease');
+  } finally {
+    await s.close();
+    await t.close();
+  }
+});
+
+test('node sweeper (review #3): leader expiry runs on the candidate\'s own elapsed time since the record last changed, not on clocks agreeing', async () => {
+  const t = await kubeTarget();
+  const s = await vanishedAndLive(t);
+  try {
+    const aClock = new SteppedClock(Date.now());
+    const a = new NodeSweeper({ ...s.scope, identity: s.live, intervalMs: 0, leaseDurationSeconds: 15, clock: aClock });
+    assert.equal(await a.lead(), true);
+    // B's wall clock is an hour ahead: its view of A's renewTime says "expired long ago" — it must not matter.
+    const bClock = new SteppedClock(Date.now() + 3_600_000);
+    const b = new NodeSweeper({ ...s.scope, identity: t.nodes[1] ?? `${s.live}-other`, intervalMs: 0, leaseDurationSeconds: 15, clock: bClock });
+    assert.equal(await b.lead(), false, 'a clock ahead does not take a fresh Lease');
+    await bClock.advance(10_000);
+    await aClock.advance(10_000);
+    assert.equal(await a.lead(), true, 'A renews');
+    await bClock.advance(10_000);
+    assert.equal(await b.lead(), false, 'B sees A\'s renewed record now (20 s after it first saw the Lease): fresh again');
+    await bClock.advance(14_999);
+    assert.equal(await b.lead(), false, 'unchanged for just under 15 s of B\'s time');
+    await bClock.advance(1);
+    assert.equal(await b.lead(), true, 'unchanged for 15 s of B\'s time: expired, B takes over');
+    assert.equal((await s.kube.getLease(t.namespace, SWEEPER_LEASE))!.spec?.holderIdentity, t.nodes[1] ?? `${s.live}-other`);
+    // The round timer runs on the clock port: B sweeps when its clock says so, not the wall clock.
+    const timed = new NodeSweeper({ ...s.scope, identity: t.nodes[1] ?? `${s.live}-other`, intervalMs: 1000, leaseDurationSeconds: 15, clock: bClock });
+    timed.start();
+    assert.equal(bClock.pending, 1, 'one interval timer on the injected clock');
+    await timed.stop();
+    assert.equal(bClock.pending, 0);
   } finally {
     await s.close();
     await t.close();
