@@ -36,6 +36,8 @@ const localOptions = {
   procRoot: opt.string("the kernel module's proc tree", '/proc/rtpengine'),
   drainDeadlineSeconds: opt.int("a pod's drain gives up after this long", 120, { min: 1 }),
   refreshMs: opt.int('view refresh period', 1000, { min: 200 }),
+  persistence: opt.bool('call persistence: a local redis-server for the run, one database per pod; rtpengine gets --redis/--redis-write and a crashed rtpengine comes back with its calls (--no-persistence: off)', true),
+  redisPort: opt.int("the local redis-server's port (loopback; with persistence)", 25090, { min: 1024, max: 65535 }),
   brokenDrain: opt.bool('TEST ONLY: scale-in kills the pod at once instead of draining it (shows that scale-proof catches a broken drain)', false),
 };
 
@@ -111,6 +113,9 @@ export const localCommand = defineCommand({
     notes.push('pod-deletion-cost: skipped — no Kubernetes API in local mode (computed here the same way to pick the pod to remove)');
     const perPod = Math.floor((config.mediaPortMax - config.mediaPortMin + 1) / PORTS_PER_CALL);
     notes.push(`limit: media ports ${config.mediaPortMin}–${config.mediaPortMax} per pod on its own IP → at most ${perPod.toLocaleString('en')} calls per pod`);
+    notes.push(config.persistence
+      ? `call persistence: on — redis-server on 127.0.0.1:${config.redisPort} (nothing saved to disk), one database per pod; kill -9 a pod's rtpengine and its calls come back (--no-persistence: off)`
+      : 'call persistence: off (--no-persistence) — a crashed rtpengine loses its calls');
     notes.push(`drain: preStop \`rtpengine-k8s drain --wait\`, then SIGTERM; each pod lingers ${LOCAL_LINGER_SECONDS} s after its drain so Kamailio drops it first`);
 
     const run = new LocalRun({
@@ -118,6 +123,7 @@ export const localCommand = defineCommand({
       durationMinMs: config.callMinSeconds * 1000, durationMaxMs: config.callMaxSeconds * 1000,
       ports: localPorts(config), procRoot: kernelOk ? config.procRoot : join(config.dir, 'no-kernel-module'), kernel: kernelOk,
       rtpengineBinary: config.rtpengineBinary, drainDeadlineSeconds: config.drainDeadlineSeconds, brokenDrain: config.brokenDrain,
+      ...(config.persistence ? { persistence: { redisPort: config.redisPort } } : {}),
     }, log);
 
     let server: Server | undefined;

@@ -9,8 +9,9 @@ export function podTable(run: LocalRun): string {
     p.terminating && p.state === 'serving' ? 'draining' : p.state,
     run.kamailio ? (run.inKamailio(p) ? 'yes' : 'no') : '-',
     String(p.deletionCost() === -2147483648 ? 'min' : p.deletionCost()),
+    p.persistence === undefined ? '-' : p.persistence ? 'on' : 'off',
   ]);
-  const head = ['POD', 'TABLE', 'MEDIA IP', 'SESSIONS', 'STATE', 'IN KAMAILIO', 'DELETION COST'];
+  const head = ['POD', 'TABLE', 'MEDIA IP', 'SESSIONS', 'STATE', 'IN KAMAILIO', 'DELETION COST', 'PERSISTENCE'];
   const w = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
   const line = (r: string[]) => r.map((c, i) => c.padEnd(w[i]!)).join('  ').trimEnd();
   return [line(head), ...rows.map(line)].join('\n');

@@ -25,8 +25,9 @@ async function startLocal(extra: string[], pods = 2): Promise<Local> {
   const up = await freePortBlock(pods);
   const sip = await freePortBlock(2);
   const sipp = await freePortBlock(8);
+  const redis = await freePortBlock(1);
   const child = spawn(process.execPath, ['--import', 'tsx', 'src/cli.ts', 'local', '--dir', dir, '--sidecars', String(pods), '--ng-port', String(ng), '--control-port', String(ctl),
-    '--rtpengine-ng-port', String(up), '--sip-port', String(sip), '--rpc-port', String(sip + 1), '--sipp-port-base', String(sipp), '--refresh-ms', '300', ...extra],
+    '--rtpengine-ng-port', String(up), '--sip-port', String(sip), '--rpc-port', String(sip + 1), '--sipp-port-base', String(sipp), '--refresh-ms', '300', '--redis-port', String(redis), ...extra],
   { stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
   child.stdout!.on('data', (c) => { out += c; });
@@ -65,6 +66,8 @@ test('local --no-traffic: two sidecars with real rtpengine, status table, skippe
     await idleUp(l);
     assert.match(l.out(), /note: kernel forwarding: (skipped|on)/);
     assert.match(l.out(), /note: pod-deletion-cost: skipped/);
+    assert.match(l.out(), /note: call persistence: on — redis-server on 127\.0\.0\.1:\d+/);
+    await waitFor('persistence on for each pod in the table', () => /\nlocal-a .* on\n/.test(l.out()) && /\nlocal-b .* on\n/.test(l.out()), { timeoutMs: 30_000, intervalMs: 200 });
     assert.match(l.out(), /note: limit: media ports 30000–39999 per pod on its own IP → at most 2,500 calls per pod/);
     assert.ok(await pingOnce('127.0.0.1', l.ng, 1000), 'sidecar a answers ng');
     assert.ok(await pingOnce('127.0.0.1', l.ng + 1, 1000), 'sidecar b answers ng');
@@ -82,10 +85,12 @@ test('local --no-traffic: two sidecars with real rtpengine, status table, skippe
   }
 });
 
-test('local: a closed terminal (SIGHUP) stops everything like Ctrl-C — exit 0, no rtpengine left', { skip: requires('rtpengine', 'setpriv'), timeout: 180_000 }, async () => {
-  const l = await startLocal(['--no-traffic']);
+test('local --no-persistence: a closed terminal (SIGHUP) stops everything like Ctrl-C — exit 0, no rtpengine left; persistence off per pod', { skip: requires('rtpengine', 'setpriv'), timeout: 180_000 }, async () => {
+  const l = await startLocal(['--no-traffic', '--no-persistence']);
   try {
     await idleUp(l);
+    assert.match(l.out(), /note: call persistence: off \(--no-persistence\)/);
+    await waitFor('persistence off for each pod in the table', () => /\nlocal-a .* off\n/.test(l.out()) && /\nlocal-b .* off\n/.test(l.out()), { timeoutMs: 30_000, intervalMs: 200 });
     const below = await descendants(l.child.pid!);
     assert.equal((await comms(below)).filter((c) => c === 'rtpengine').length, 2, 'two rtpengines run below local');
     l.child.kill('SIGHUP');
