@@ -200,7 +200,10 @@ export async function startServer(service: AllocatorService, opts: ServerOptions
     Renew: unary(async (r, md) => {
       checkBounds([['uid', r.uid, LIMITS.uid]]);
       const held = r.held ? heldFromWire(r.held) : undefined;
-      mustBe(await authenticate(md), { uid: r.uid || '\u0000' });
+      const caller = await authenticate(md);
+      mustBe(caller, { uid: r.uid || '\u0000' });
+      // The claim may re-adopt a lost record under its pod's namespace and name: they must be the token's too.
+      if (held) mustBe(caller, { namespace: held.pod.namespace || '\u0000', name: held.pod.name || '\u0000', uid: held.pod.uid || '\u0000' });
       return toWire(await service.renew(r.uid, held));
     }, log),
     Release: unary(async (r, md) => {

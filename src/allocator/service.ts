@@ -137,7 +137,7 @@ export class AllocatorService {
     this.log.error({
       decision: 'state-recovered', reason: r.reason, from: r.from, damagedKeptAs: r.damagedKeptAs,
       recovered: [...this.byUid.values()].map(brief), dropped: dropped.map(brief), unknownKernelTables: unknown,
-    }, `STATE FILE DAMAGED: started from the previous generation (${r.from}); ${this.byUid.size} allocation(s) recovered, ${dropped.length} readable in the damaged file but not recovered (dropped), ${unknown.length} kernel table(s) held by daemons with no record (kept out of use). Recovered leases restart now; unrenewed ones are reclaimed after one TTL`);
+    }, `STATE FILE DAMAGED: started from the previous generation (${r.from}); ${this.byUid.size} allocation(s) recovered, ${dropped.length} readable in the damaged file but not recovered (dropped), ${unknown.length} kernel table(s) held by daemons with no record (kept out of use). ${this.cfg.leaseTtlMs > 0 ? 'Recovered leases restart now; unrenewed ones are reclaimed after one TTL' : 'Lease TTL 0: recovered records are kept until released (file mode: ctl release; Kubernetes mode: when their pod is gone)'}`);
     for (const a of dropped) this.log.error({ decision: 'state-recovery-dropped', ...brief(a) }, 'allocation lost with the damaged state file: its table stays out of use while a daemon holds it; its address may be handed out again');
     for (const u of unknown) this.log.error({ decision: 'state-recovery-unknown-table', ...u }, 'kernel table held by a daemon no recovered allocation names: kept out of use');
     this.d.onRecovery?.({ recovered: this.byUid.size, dropped: dropped.length, unknownKernelTables: unknown.length });

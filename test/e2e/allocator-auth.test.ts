@@ -217,3 +217,30 @@ test('token callers: Release by namespace/name frees only the token pod\'s own r
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test('token callers: a Renew whose held claim names another pod (namespace or name) is refused, so a re-adoption can only recreate the caller\'s own pod (review 14/16 finding 9)', { timeout: 60_000 }, async () => {
+  const t = await kubeTarget();
+  const dir = mkdtempSync(join(tmpdir(), 'rtpe-auth-held-'));
+  const { kubeTokenReviewer } = await import('../../src/kube/tokenreview.js');
+  const h = await startAllocator({
+    node: t.nodes[0]!, socket: join(dir, 'alloc.sock'), tableRange: { min: 0, max: 63 }, pools: [], stateFile: join(dir, 'state.json'),
+    procRoot: join(dir, 'no-proc'), leaseTtlMs: 0, sweepIntervalMs: 60_000, callerAuth: { audience: DEFAULT_TOKEN_AUDIENCE },
+  }, { log: createLogger({ level: 'silent' }), tokenReviewer: await kubeTokenReviewer(t.kubeconfig()) });
+  const file = join(dir, 'token');
+  const c = new AllocatorClient({ socket: join(dir, 'alloc.sock'), tokenFile: file });
+  try {
+    const a = await t.createPod({ name: 'rtpe-auth-held', nodeName: t.nodes[0]! });
+    writeFileSync(file, await podToken(t, a));
+    const got = await c.acquire({ pod: ref(a) });
+    assert.equal((await c.renew(ref(a).uid, got)).pod.uid, ref(a).uid, 'its own claim is fine');
+    const denied = (e: unknown) => isCoded(e, 'ALLOC_PERMISSION_DENIED');
+    await assert.rejects(c.renew(ref(a).uid, { ...got, pod: { ...ref(a), name: 'someone-else' } }), denied);
+    await assert.rejects(c.renew(ref(a).uid, { ...got, pod: { ...ref(a), namespace: 'other-ns' } }), denied);
+    await assert.rejects(c.renew(ref(a).uid, { ...got, pod: { ...ref(a), uid: 'other-uid' } }), denied);
+  } finally {
+    c.close();
+    await h.close();
+    await t.close();
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
