@@ -8,7 +8,7 @@ import { AddressPool, compilePool, ipFromOffset, type PoolConfig } from './pools
 import { pickTable, freeTables, rangeSize, rangeText, type TableRange } from './tables.js';
 import type { KernelPort } from './kernel.js';
 import { podKey, type Allocation, type AllocationStore, type AllocatedAddress, type PodRef, type StateRecovery } from './store.js';
-import { clip } from './limits.js';
+import { LIMITS, clip } from './limits.js';
 import type { AllocationView } from './wire.js';
 
 export interface ServiceConfig {
@@ -194,9 +194,9 @@ export class AllocatorService {
   private validatePod(pod: PodRef | undefined | null): PodRef {
     const bad = (field: string, reason: string) => new AllocError('ALLOC_INVALID_ARGUMENT', { field, reason });
     if (!pod) throw bad('pod', 'is required');
-    if (!pod.uid || pod.uid.length > 128) throw bad('pod.uid', 'is required (1-128 characters)');
-    if (!pod.namespace || !NAME_RE.test(pod.namespace) || pod.namespace.length > 63) throw bad('pod.namespace', `must be a Kubernetes namespace name, got '${clip(pod.namespace)}'`);
-    if (!pod.name || !NAME_RE.test(pod.name) || pod.name.length > 253) throw bad('pod.name', `must be a Kubernetes pod name, got '${clip(pod.name)}'`);
+    if (!pod.uid || pod.uid.length > LIMITS.uid) throw bad('pod.uid', `is required (1-${LIMITS.uid} characters)`);
+    if (!pod.namespace || !NAME_RE.test(pod.namespace) || pod.namespace.length > LIMITS.namespace) throw bad('pod.namespace', `must be a Kubernetes namespace name, got '${clip(pod.namespace)}'`);
+    if (!pod.name || !NAME_RE.test(pod.name) || pod.name.length > LIMITS.podName) throw bad('pod.name', `must be a Kubernetes pod name, got '${clip(pod.name)}'`);
     return { namespace: pod.namespace, name: pod.name, uid: pod.uid };
   }
 

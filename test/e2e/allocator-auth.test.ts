@@ -16,6 +16,7 @@ import { isCoded } from '../../src/errors.js';
 import { DEFAULT_TOKEN_AUDIENCE } from '../../src/kube/tokenreview.js';
 import { kubeTarget, type KubeTarget } from '../support/kube-target.js';
 import { cleanupKube } from '../support/kube-cleanup.js';
+import { captureLog } from '../support/log-capture.js';
 
 const run = promisify(execFile);
 
@@ -36,8 +37,7 @@ test('kubernetes mode: a pod acts only for itself (token pod claims via TokenRev
   const dir = mkdtempSync(join(tmpdir(), 'rtpe-auth-'));
   const kubeconfig = join(dir, 'kubeconfig');
   writeFileSync(kubeconfig, t.kubeconfig().exportConfig());
-  const lines: Array<Record<string, unknown>> = [];
-  const log = createLogger({ level: 'info' }, { write: (s: string) => { lines.push(JSON.parse(s) as Record<string, unknown>); } });
+  const { log, lines } = captureLog();
   const config: AllocatorConfig = {
     node: t.nodes[0]!, socket: join(dir, 'alloc.sock'), tableRange: { min: 0, max: 63 }, pools: [], stateFile: join(dir, 'unused.json'),
     procRoot: join(dir, 'no-proc'), leaseTtlMs: 0, sweepIntervalMs: 1000,
@@ -158,8 +158,7 @@ test('kubernetes mode: an operator socket that cannot be created (read-only plac
   const kubeconfig = join(dir, 'kubeconfig');
   writeFileSync(kubeconfig, t.kubeconfig().exportConfig());
   writeFileSync(join(dir, 'not-a-dir'), '');
-  const lines: Array<Record<string, unknown>> = [];
-  const log = createLogger({ level: 'info' }, { write: (s: string) => { lines.push(JSON.parse(s) as Record<string, unknown>); } });
+  const { log, lines } = captureLog();
   const h = await startAllocator({
     node: t.nodes[0]!, socket: join(dir, 'alloc.sock'), tableRange: { min: 0, max: 63 }, pools: [], stateFile: join(dir, 'unused.json'),
     procRoot: join(dir, 'no-proc'), leaseTtlMs: 0, sweepIntervalMs: 1000,

@@ -14,11 +14,12 @@ import { startAllocator, type AllocatorConfig } from '../../src/allocator/alloca
 import { AllocatorClient } from '../../src/allocator/client.js';
 import { ProcRtpengine } from '../support/proc-rtpengine.js';
 import type { ProcFs } from '../../src/allocator/kernel.js';
-import { silentLogger, createLogger } from '../../src/log.js';
+import { silentLogger } from '../../src/log.js';
 import { isCoded, GrpcStatus } from '../../src/errors.js';
 import { freePort } from '../support/ports.js';
 import { mountSkip, mountTmpfs } from '../support/small-tmpfs.js';
 import { waitFor } from '../support/wait.js';
+import { captureLog } from '../support/log-capture.js';
 
 const run = promisify(execFile);
 
@@ -219,13 +220,6 @@ test('state: a corrupt state file with no previous generation stops start-up wit
   } finally { w.done(); }
 });
 
-/** A logger whose JSON lines the test reads. */
-function capture() {
-  const lines: Array<Record<string, unknown>> = [];
-  const log = createLogger({ level: 'info' }, { write: (s: string) => { lines.push(JSON.parse(s) as Record<string, unknown>); } });
-  return { log, lines };
-}
-
 test('state: one bad byte → start from the previous generation, reconciled with /proc, logged loudly and counted; both generations bad → refused (issue 14.3)', async () => {
   const w = setup({ leaseTtlMs: 0 });
   const pod = (n: string) => ({ namespace: 'voice', name: `rtp-${n}`, uid: `uid-${n}` });
@@ -245,7 +239,7 @@ test('state: one bad byte → start from the previous generation, reconciled wit
   assert.notDeepEqual(bad.toString('utf8'), text);
 
   const mport = await freePort();
-  const cap = capture();
+  const cap = captureLog();
   h = await startAllocator({ ...w.config, metricsListen: `127.0.0.1:${mport}` }, { log: cap.log, procFs: w.proc });
   const c2 = new AllocatorClient({ socket: w.config.socket });
   try {
@@ -429,7 +423,7 @@ test('idle gRPC connections are closed (max_connection_idle), raw sockets too; a
 test('connection cap: beyond --max-connections a new connection is closed at once, logged and counted; a freed slot serves again (review 14/16 finding 6)', { timeout: 60_000 }, async () => {
   const w = setup();
   const mport = await freePort();
-  const cap = capture();
+  const cap = captureLog();
   // Idle limit far away: only the cap can close these connections within the test.
   const h = await startAllocator({ ...w.config, metricsListen: `127.0.0.1:${mport}`, transport: { maxConnections: 4, idleTimeoutMs: 600_000 } }, { log: cap.log, procFs: w.proc });
   const held: Socket[] = [];
