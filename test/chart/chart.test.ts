@@ -150,7 +150,7 @@ test('rtpengine pod: native sidecar, preStop drain, grace = deadline + margin, N
     for (const c of [...(p.initContainers ?? []), ...p.containers]) {
       assert.notEqual(c.securityContext.privileged, true, `${name}/${c.name}`);
       const add = name === 'full' && c.name === 'sidecar' ? ['NET_ADMIN', 'NET_RAW'] : ['NET_ADMIN'];
-      assert.deepEqual(c.securityContext.capabilities, { drop: ['ALL'], add }, `${name}/${c.name}`);
+      assert.deepEqual(c.securityContext.capabilities, c.name === 'redis' ? { drop: ['ALL'] } : { drop: ['ALL'], add }, `${name}/${c.name}`);
     }
     assert.equal(p.hostNetwork, undefined, name);
   }
@@ -202,6 +202,31 @@ test('httpGet preStop: refused exactly while the real control server lacks GET /
   const pre = deployment(renderChart({ rtpengine: { preStop: 'httpGet', image: { repository: 'example/rtpengine' } } })).containers.find((c: any) => c.name === 'rtpengine').lifecycle.preStop;
   assert.deepEqual(pre, { httpGet: { path: '/drain/wait', port: (defaultValues() as any).sidecar.controlPort } });
   assert.equal(deployment(renderChart({ rtpengine: { image: { repository: 'example/rtpengine' } } })).containers.find((c: any) => c.name === 'rtpengine').lifecycle.preStop.httpGet?.path, '/drain/wait', 'auto picks httpGet for a custom image');
+});
+
+test('call persistence (off by default): a Redis native sidecar before the sidecar, loopback only, nothing on disk, probed; the sidecar points at its db 0', () => {
+  for (const name of ['defaults', 'exec']) {
+    const p = deployment(renders[name]!);
+    assert.ok(![...(p.initContainers ?? []), ...p.containers].some((c: any) => c.name === 'redis'), `${name}: no Redis unless asked`);
+    const sc = [...(p.initContainers ?? []), ...p.containers].find((c: any) => c.name === 'sidecar');
+    assert.ok(!sc.env.some((e: any) => e.name === 'RTPE_K8S_PERSISTENCE_REDIS'), name);
+  }
+  for (const [name, port, image] of [['persistence', 6379, 'docker.io/library/redis:7.4-alpine'], ['persistenceExec', 6380, 'example/redis:7']] as const) {
+    const p = deployment(renders[name]!);
+    const inits = p.initContainers.map((c: any) => c.name);
+    assert.equal(inits[0], 'redis', `${name}: Redis starts first (${inits.join(',')})`);
+    const redis = p.initContainers[0];
+    assert.equal(redis.restartPolicy, 'Always', 'a native sidecar: up before the sidecar, stopped after rtpengine');
+    assert.equal(redis.image, image);
+    assert.deepEqual(redis.command, ['redis-server', '--port', String(port), '--bind', '127.0.0.1', '--protected-mode', 'yes', '--save', '', '--appendonly', 'no', '--dir', '/tmp']);
+    for (const probe of ['startupProbe', 'livenessProbe', 'readinessProbe']) assert.deepEqual(redis[probe].exec.command, ['redis-cli', '-p', String(port), 'ping'], `${name} ${probe}`);
+    assert.ok(redis.resources.limits.memory, 'a memory limit');
+    assert.equal(redis.volumeMounts, undefined, 'no volume: nothing kept beyond the pod');
+    const sc = [...p.initContainers, ...p.containers].find((c: any) => c.name === 'sidecar');
+    assert.deepEqual(sc.env.filter((e: any) => e.name === 'RTPE_K8S_PERSISTENCE_REDIS'), [{ name: 'RTPE_K8S_PERSISTENCE_REDIS', value: `redis://127.0.0.1:${port}/0` }]);
+  }
+  assert.deepEqual(deployment(renders.persistenceExec!).containers.map((c: any) => c.name), ['sidecar']);
+  assert.throws(() => renderChart({ rtpengine: { nativeSidecar: false, persistence: { enabled: true } } }), (e: unknown) => e instanceof TemplateError && /native sidecars/.test(e.message));
 });
 
 test('sidecar probes and control port: named ports exist, readiness tolerates two misses', () => {
@@ -470,6 +495,7 @@ function commandOf(c: any): string | undefined {
   if (c.args?.[0]) return c.args[0];
   if (c.lifecycle?.preStop?.exec?.command?.[1]) return c.lifecycle.preStop.exec.command[1];
   if (c.lifecycle?.preStop?.httpGet && !c.env) return undefined;
+  if (c.name === 'redis' && c.command?.[0] === 'redis-server' && !c.env) return undefined; // call persistence's Redis: not our binary, no env
   throw new Error(`container ${c.name}: cannot tell which command it runs`);
 }
 

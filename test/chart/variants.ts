@@ -16,6 +16,8 @@ export const variants: Record<string, Record<string, unknown>> = {
     sidecar: { allowedSources: ['10.0.0.0/8'], extraCapabilities: ['NET_RAW'], extraEnv: [{ name: 'RTPE_K8S_LOG_PRETTY', value: 'false' }], ipv6NdiscNotify: true, admissionPolicy: { enabled: true } },
     nameOverride: 'rtpe',
   },
+  persistence: { rtpengine: { persistence: { enabled: true } } },
+  persistenceExec: { rtpengine: { mode: 'exec', persistence: { enabled: true, port: 6380, image: { repository: 'example/redis', tag: '7' } } } },
   noAllocator: { allocator: { enabled: false }, sidecar: { deletionCost: { enabled: false } }, pdb: { enabled: false }, autoscaling: { hpa: { enabled: false } }, rbac: { create: false } },
 };
 

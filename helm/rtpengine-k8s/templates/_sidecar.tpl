@@ -72,6 +72,11 @@
       value: {{ .Values.sidecar.deletionCost.enabled | quote }}
     - name: RTPE_K8S_DELETION_COST_INTERVAL_SECONDS
       value: {{ .Values.sidecar.deletionCost.minIntervalSeconds | quote }}
+    {{- if .Values.rtpengine.persistence.enabled }}
+    # Call persistence: the pod's own Redis container (db 0); rtpengine gets --redis/--redis-write.
+    - name: RTPE_K8S_PERSISTENCE_REDIS
+      value: {{ printf "redis://127.0.0.1:%d/0" (int .Values.rtpengine.persistence.port) | quote }}
+    {{- end }}
     {{- with .Values.sidecar.extraEnv }}
     {{- toYaml . | nindent 4 }}
     {{- end }}
@@ -131,4 +136,40 @@
       readOnly: true
   resources:
     {{- toYaml .Values.sidecar.resources | nindent 4 }}
+{{- end -}}
+
+{{/* Call persistence: the pod's Redis, a native sidecar started before the rtpengine-k8s sidecar
+     (its startup probe gates it) and stopped after it. Nothing on disk: it lives as long as the pod. */}}
+{{- define "rtpengine-k8s.redisContainer" -}}
+{{- $p := .Values.rtpengine.persistence -}}
+{{- $port := printf "%d" (int $p.port) -}}
+- name: redis
+  image: {{ printf "%s:%s" $p.image.repository $p.image.tag | quote }}
+  imagePullPolicy: {{ .Values.image.pullPolicy }}
+  restartPolicy: Always
+  command: ["redis-server", "--port", {{ $port | quote }}, "--bind", "127.0.0.1", "--protected-mode", "yes", "--save", "", "--appendonly", "no", "--dir", "/tmp"]
+  startupProbe:
+    exec: { command: ["redis-cli", "-p", {{ $port | quote }}, "ping"] }
+    periodSeconds: 1
+    failureThreshold: 30
+  livenessProbe:
+    exec: { command: ["redis-cli", "-p", {{ $port | quote }}, "ping"] }
+    periodSeconds: 10
+    timeoutSeconds: 2
+    failureThreshold: 3
+  readinessProbe:
+    exec: { command: ["redis-cli", "-p", {{ $port | quote }}, "ping"] }
+    periodSeconds: 5
+    timeoutSeconds: 2
+    failureThreshold: 3
+  securityContext:
+    runAsUser: 999
+    runAsGroup: 999
+    runAsNonRoot: true
+    readOnlyRootFilesystem: true
+    allowPrivilegeEscalation: false
+    capabilities:
+      drop: ["ALL"]
+  resources:
+    {{- toYaml $p.resources | nindent 4 }}
 {{- end -}}
