@@ -203,6 +203,10 @@ const CATALOGUE = {
     message: (d) => `pool ${s(d.pool)} (${s(d.range)}) cannot be reserved safely beside whereabouts: ${s(d.reason)}; give the media pool its own range (or use --ip-mode network-status) — see docs/kubernetes.md`,
     grpc: GrpcStatus.FAILED_PRECONDITION, exit: Exit.CONFIG,
   },
+  ALLOC_UNINSTALLING: {
+    message: (d) => `IPPool ${s(d.pool)} is marked uninstalled (${s(d.since)}) by 'ctl cleanup': this installation's allocators write no more entries or Leases; restart the allocator if the installation is to stay (a starting allocator clears the mark)`,
+    grpc: GrpcStatus.UNAVAILABLE, exit: Exit.TEMPFAIL,
+  },
   ALLOC_WHEREABOUTS_UNCHECKED: {
     message: (d) => `cannot check whereabouts IPPools in namespace ${s(d.namespace)} for ranges overlapping the media pools: ${s(d.reason)}; grant list on ippools there (the chart does), or start anyway with --allow-unchecked-overlap (duplicate IPs possible if another NetworkAttachmentDefinition covers the range) — see docs/kubernetes.md`,
     grpc: GrpcStatus.FAILED_PRECONDITION, exit: Exit.CONFIG,

@@ -90,7 +90,7 @@ async function cleanup(config: Parsed<typeof ctlOptions>, ctx: CommandContext): 
   const { compilePool } = await import('./pools.js');
   const kube = createKubeClient(kubeConfigFrom({ kubeconfig: config.kubeconfig }));
   const freed = await freeInstallation({ kube, leaseNamespace: config.leaseNamespace, poolNamespace: config.poolNamespace,
-    pools: pools.map((p) => ({ span: compilePool(p), networkName: config.networkName || undefined })) }, () => true);
+    pools: pools.map((p) => ({ span: compilePool(p), networkName: config.networkName || undefined })), markUninstalled: new Date().toISOString() }, () => true);
   for (const f of freed) ctx.stdout.write(`freed ${f.kind} ${f.name} (node ${f.node})\n`);
   const leader = await kube.deleteLease(config.leaseNamespace, SWEEPER_LEASE);
   if (leader) ctx.stdout.write(`freed lease ${SWEEPER_LEASE} (node sweeper leader)\n`);

@@ -3,7 +3,13 @@
 // re-read and jittered retry on 409/422, pool created with its canonical range when absent.
 import type { KubePort, IPPool, JsonPatchOp } from '../kube/client.js';
 import { kubeStatus } from '../kube/client.js';
-import { KubeError } from '../errors.js';
+import { AllocError, KubeError } from '../errors.js';
+
+/**
+ * Set on our IPPools by `ctl cleanup` before it frees anything (ADR 0059): every later pool write
+ * (resourceVersion-tested, so it re-reads and sees the mark) is refused with ALLOC_UNINSTALLING.
+ */
+export const ANNOTATION_UNINSTALLED = 'rtpengine-k8s.io/uninstalled';
 
 export interface PoolEntry { id: string; podref: string; ifname?: string }
 
@@ -98,7 +104,7 @@ export class IPPoolWriter {
   }
 
   /** Apply `change` to the pool under the resourceVersion test, re-reading on 409/422. */
-  private async mutate<T>(name: string, range: string, change: (pool: IPPool) => { ops: JsonPatchOp[]; result: T } | { done: T }): Promise<T> {
+  private async mutate<T>(name: string, range: string, change: (pool: IPPool) => { ops: JsonPatchOp[]; result: T } | { done: T }, ignoreMark = false): Promise<T> {
     const cached = this.cache.get(name);
     let fresh = !cached;
     let pool = cached ?? await this.read(name, range);
@@ -106,6 +112,8 @@ export class IPPoolWriter {
       if (pool.spec.range !== range) {
         throw new KubeError('KUBE_API', { verb: 'patch', resource: `ippools ${this.namespace}/${name}`, status: '-', reason: `pool range is '${pool.spec.range}', expected canonical '${range}': offsets would disagree with whereabouts` });
       }
+      const since = pool.metadata.annotations?.[ANNOTATION_UNINSTALLED];
+      if (since !== undefined && !ignoreMark) throw new AllocError('ALLOC_UNINSTALLING', { pool: `${this.namespace}/${name}`, since });
       const c = change(pool);
       // A verdict without a write ("held by X", "not ours") must come from a fresh read, never the cache.
       if ('done' in c && !fresh) { pool = await this.read(name, range); fresh = true; attempt--; continue; }
@@ -141,12 +149,24 @@ export class IPPoolWriter {
     });
   }
 
+  /** Set (`at`) or clear (undefined) the uninstalled mark; false when the pool does not exist. */
+  async markUninstalled(name: string, range: string, at: string | undefined): Promise<boolean> {
+    try { if (!(await this.kube.getIPPool(this.namespace, name))) return false; } catch (e) { if (kubeStatus(e) !== 404) throw e; return false; }
+    const key = `/metadata/annotations/${ANNOTATION_UNINSTALLED.replace(/~/g, '~0').replace(/\//g, '~1')}`;
+    return this.mutate<boolean>(name, range, (pool) => {
+      const has = pool.metadata.annotations?.[ANNOTATION_UNINSTALLED] !== undefined;
+      if (at === undefined) return has ? { ops: [{ op: 'remove', path: key }], result: true } : { done: false };
+      if (!pool.metadata.annotations) return { ops: [{ op: 'add', path: '/metadata/annotations', value: { [ANNOTATION_UNINSTALLED]: at } }], result: true };
+      return { ops: [{ op: 'add', path: key, value: at }], result: true };
+    }, true);
+  }
+
   /** Remove the entry at `offset` only if it is ours (`id`); true when something was removed. */
-  release(name: string, range: string, offset: string, id: string): Promise<boolean> {
+  release(name: string, range: string, offset: string, id: string, ignoreMark = false): Promise<boolean> {
     return this.mutate<boolean>(name, range, (pool) => {
       const held = pool.spec.allocations?.[offset];
       if (!held || held.id !== id) return { done: false };
       return { ops: [{ op: 'remove', path: `/spec/allocations/${offset}` }], result: true };
-    });
+    }, ignoreMark);
   }
 }

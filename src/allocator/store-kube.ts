@@ -241,6 +241,12 @@ export class KubeStore implements AllocationStore {
 
   async load(): Promise<StoreState> {
     await this.checkWhereaboutsSetup();
+    // A starting allocator is an installation that stays: clear a mark a past `ctl cleanup` left (ADR 0059).
+    for (const p of this.pools.values()) {
+      if (this.reserves(p) && await this.writer.markUninstalled(this.poolObjectName(p), p.span.range, undefined)) {
+        this.o.log?.info({ pool: this.poolObjectName(p) }, 'cleared the uninstalled mark of a previous ctl cleanup');
+      }
+    }
     const leases = await this.kube.listLeases(this.o.leaseNamespace, `${LABEL_MANAGED}=${MANAGER},${LABEL_NODE}=${nodeLabel(this.o.node)}`);
     const allocations: Allocation[] = [];
     this.leases.clear();
@@ -451,6 +457,8 @@ export class KubeStore implements AllocationStore {
       }
       await this.deleteLease(a);
     } catch (e) {
+      // Uninstalled meanwhile (ctl cleanup freed our records): nothing left to remove or record.
+      if (isCoded(e, 'ALLOC_UNINSTALLING')) { this.o.log?.info({ pod: a.pod, err: (e as Error).message }, 'release after uninstall cleanup: no record written'); this.leases.delete(a.table); this.cni.delete(a.pod.uid); return; }
       throw this.writeError(e, `allocation of ${a.pod.namespace}/${a.pod.name}`);
     }
     this.releasedAt[String(a.table)] = releasedAt;

@@ -21,6 +21,11 @@ export interface InstallationScope {
   /** The pools the allocators reserve in (their IPPools are searched for our entries). */
   pools: Array<{ span: PoolSpan; networkName?: string }>;
   log?: Logger;
+  /**
+   * Uninstall (`ctl cleanup`): first mark every pool uninstalled (this time) so allocators still
+   * running write nothing more — a pool write re-reads and refuses, an Acquire rolls back its Lease.
+   */
+  markUninstalled?: string;
 }
 
 export interface Freed { kind: 'lease' | 'ippool-entry'; node: string; name: string }
@@ -33,6 +38,10 @@ export interface Freed { kind: 'lease' | 'ippool-entry'; node: string; name: str
  */
 export async function freeInstallation(o: InstallationScope, pick: (node: string) => boolean | Promise<boolean>, nodesListedAfter?: () => Promise<void>): Promise<Freed[]> {
   const freed: Freed[] = [];
+  if (o.markUninstalled !== undefined) {
+    const marker = new IPPoolWriter(o.kube, o.poolNamespace);
+    for (const p of o.pools) await marker.markUninstalled(ipPoolName(p.span.range, p.networkName), p.span.range, o.markUninstalled);
+  }
   const leases = (await o.kube.listLeases(o.leaseNamespace, `${LABEL_MANAGED}=${MANAGER}`)).filter((l) => l.metadata?.labels?.[LABEL_ROLE] !== ROLE_SWEEPER);
   const writer = new IPPoolWriter(o.kube, o.poolNamespace);
   const entries: Array<{ pool: string; range: string; offset: string; id: string; node: string }> = [];
@@ -48,7 +57,7 @@ export async function freeInstallation(o: InstallationScope, pick: (node: string
   const nodeOf = (l: Lease) => l.metadata?.annotations?.[ANNOTATION_NODE] ?? '';
   for (const e of entries) {
     if (!(await pick(e.node))) continue;
-    if (await writer.release(e.pool, e.range, e.offset, e.id)) freed.push({ kind: 'ippool-entry', node: e.node, name: `${e.pool}[${e.offset}]` });
+    if (await writer.release(e.pool, e.range, e.offset, e.id, true)) freed.push({ kind: 'ippool-entry', node: e.node, name: `${e.pool}[${e.offset}]` });
   }
   for (const l of leases) {
     const node = nodeOf(l);

@@ -16,7 +16,7 @@ export type EndpointSlice = V1EndpointSlice;
 export interface IPPool {
   apiVersion?: string;
   kind?: string;
-  metadata: { name: string; namespace?: string; resourceVersion?: string; uid?: string; labels?: Record<string, string> };
+  metadata: { name: string; namespace?: string; resourceVersion?: string; uid?: string; labels?: Record<string, string>; annotations?: Record<string, string> };
   spec: { range: string; allocations?: Record<string, { id: string; podref: string; ifname?: string }> };
 }
 /** whereabouts OverlappingRangeIPReservation: named by the IP (`:` → `-`), `<network_name>-` prefixed when set. */

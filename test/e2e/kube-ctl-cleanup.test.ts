@@ -18,7 +18,7 @@ import { ipPoolName, IPPoolWriter } from '../../src/allocator/ippool.js';
 import { compilePool, type PoolConfig } from '../../src/allocator/pools.js';
 import { systemClock } from '../../src/clock.js';
 import { silentLogger } from '../../src/log.js';
-import { Exit } from '../../src/errors.js';
+import { Exit, isCoded } from '../../src/errors.js';
 import { ProcRtpengine } from '../support/proc-rtpengine.js';
 import { cleanupKube, randomRange } from '../support/kube-cleanup.js';
 
@@ -37,17 +37,27 @@ test('ctl cleanup --yes frees every node\'s IPPool entries and Leases (finalizer
   const dir = mkdtempSync(join(tmpdir(), 'rtpe-cleanup-'));
   const procs: ProcRtpengine[] = [];
   const kube = createKubeClient(t.kubeconfig());
+  const agents: Array<{ rec: KubeReconciler; service: AllocatorService; stop(): Promise<void> }> = [];
+  const agent = async (node: string) => {
+    const proc = new ProcRtpengine(); procs.push(proc);
+    const store = new KubeStore({ kube, node, leaseNamespace: t.namespace, poolNamespace: POOL_NS, pools: [{ span }] });
+    const service = await AllocatorService.open({ node, tableRange: { min: 0, max: 63 }, pools: [pool], leaseTtlMs: 0 },
+      { store, kernel: new ProcKernel({ root: proc.root, fs: proc }), clock: systemClock, log: silentLogger });
+    const rec = new KubeReconciler({ kube, node, service, store, resyncMs: 0, log: silentLogger });
+    await rec.start();
+    const a = { rec, service, stop: async () => { await rec.stop(); await service.drain(); } };
+    agents.push(a);
+    return a;
+  };
   try {
+    const pods: Pod[] = [];
     for (const [i, node] of [t.nodes[0]!, `${t.nodes[0]!}-2`].entries()) {
-      const proc = new ProcRtpengine(); procs.push(proc);
-      const store = new KubeStore({ kube, node, leaseNamespace: t.namespace, poolNamespace: POOL_NS, pools: [{ span }] });
-      const service = await AllocatorService.open({ node, tableRange: { min: 0, max: 63 }, pools: [pool], leaseTtlMs: 0 },
-        { store, kernel: new ProcKernel({ root: proc.root, fs: proc }), clock: systemClock, log: silentLogger });
-      const rec = new KubeReconciler({ kube, node, service, store, resyncMs: 0, log: silentLogger });
-      await rec.start();
-      await rec.acquire({ pod: podRef(await t.createPod({ name: `c${i}`, nodeName: node })), pools: ['media'] });
-      await rec.stop(); await service.drain();
+      const a = await agent(node);
+      pods.push(await t.createPod({ name: `c${i}`, nodeName: node }));
+      await a.rec.acquire({ pod: podRef(pods[i]!), pools: ['media'] });
     }
+    // the second node's allocator stops; the first keeps running through the cleanup (uninstall race, review finding 6)
+    await agents[1]!.stop();
     // whereabouts' own entry in the same pool, and a sweeper leader Lease
     await new IPPoolWriter(kube, POOL_NS).reserve(poolName, span.range, '200', { id: 'containerid-1', podref: 'other/pod', ifname: 'net1' });
     await new NodeSweeper({ kube, identity: t.nodes[0]!, leaseNamespace: t.namespace, poolNamespace: POOL_NS, pools: [], intervalMs: 0 }).lead();
@@ -76,7 +86,25 @@ test('ctl cleanup --yes frees every node\'s IPPool entries and Leases (finalizer
     assert.match(done.out, /cleanup: 2 IPPool entries and 3 Lease\(s\) freed/);
     assert.equal(await leases(), 0, 'Leases gone, finalizers and all');
     assert.deepEqual(await ids(), ['containerid-1'], 'whereabouts\' entry stays');
+
+    // An allocator still running after the cleanup writes nothing more: a release re-creates no
+    // release-times Lease, a new Acquire fails coded and leaves no Lease and no entry.
+    const running = agents[0]!;
+    assert.equal((await running.service.release({ uid: pods[0]!.metadata!.uid! }, 'test')).found, true);
+    assert.equal(await leases(), 0, 'the release after cleanup wrote no Lease');
+    const late = await running.rec.acquire({ pod: podRef(await t.createPod({ name: 'c-late', nodeName: t.nodes[0]! })), pools: ['media'] }).catch((e) => e);
+    assert.ok(isCoded(late, 'ALLOC_UNINSTALLING'), String(late));
+    assert.equal(await leases(), 0, 'the Acquire after cleanup rolled its Lease back');
+    assert.deepEqual(await ids(), ['containerid-1'], 'and wrote no entry');
+    await running.stop();
+
+    // A new installation's allocator clears the mark at start and serves.
+    const fresh = await agent(t.nodes[0]!);
+    const again = await fresh.rec.acquire({ pod: podRef(await t.createPod({ name: 'c-new', nodeName: t.nodes[0]! })), pools: ['media'] });
+    assert.equal(again.addresses.length, 1);
+    await fresh.stop();
   } finally {
+    for (const a of agents) await a.stop().catch(() => undefined);
     await cleanupKube(t.kubeconfig(), { poolNamespace: POOL_NS, pools: [poolName], leaseNamespace: t.namespace }).catch(() => undefined);
     await t.close();
     for (const p of procs) p.remove();
