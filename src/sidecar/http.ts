@@ -90,46 +90,51 @@ function drainDeadline(url: URL, body: string): { deadlineMs?: number } | string
   return { deadlineMs: n * 1000 };
 }
 
+/** POST /drain: start (or join) a drain, answered at once with the drain status. */
+async function postDrain(o: ControlServerOptions, log: Logger, req: IncomingMessage, res: ServerResponse, url: URL): Promise<void> {
+  if (req.method !== 'POST') { res.writeHead(405, { allow: 'POST' }).end('use POST /drain\n'); return; }
+  const peer = req.socket.remoteAddress ?? '';
+  if (!mayDrain(peer, req.headers, o)) {
+    log.warn({ peer }, 'POST /drain refused: not from the pod itself');
+    json(res, 403, { error: DRAIN_REFUSED });
+    return;
+  }
+  const body = await readBody(req);
+  if (body === undefined) { json(res, 400, { error: `body larger than ${MAX_BODY} bytes or unreadable` }); return; }
+  const d = drainDeadline(url, body);
+  if (typeof d === 'string') { json(res, 400, { error: d }); return; }
+  log.info({ peer, ...d }, 'drain requested over HTTP');
+  json(res, 202, o.target.drain({ ...d, trigger: 'http' }));
+}
+
+/**
+ * GET /drain/wait, an httpGet preStop hook: start (or join) the drain with the sidecar's own
+ * deadline and hold the response until it is complete. The kubelet waits for it up to the grace
+ * period; a client that goes away does not stop the drain. Repeated calls join the same drain.
+ */
+async function drainWait(o: ControlServerOptions, log: Logger, req: IncomingMessage, res: ServerResponse): Promise<void> {
+  if (req.method !== 'GET') { res.writeHead(405, { allow: 'GET' }).end('use GET /drain/wait\n'); return; }
+  const peer = req.socket.remoteAddress ?? '';
+  if (!mayDrain(peer, req.headers, o)) {
+    log.warn({ peer }, 'GET /drain/wait refused: not from the pod itself');
+    json(res, 403, { error: DRAIN_REFUSED });
+    return;
+  }
+  if (!o.target.drained) { json(res, 501, { error: 'this control target cannot wait for a drain; use POST /drain and poll /status' }); return; }
+  log.info({ peer }, 'drain requested by GET /drain/wait (preStop): holding the response until drained');
+  o.target.drain({ trigger: 'prestop-http' });
+  req.socket.setTimeout(0);
+  const done = await o.target.drained();
+  if (!res.destroyed) json(res, 200, done);
+}
+
 export async function startControlServer(o: ControlServerOptions): Promise<ControlServer> {
   const log = o.log.child({ component: 'control-http' });
   const handle = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
     const url = new URL(req.url ?? '/', 'http://x');
     const path = url.pathname;
-    if (path === '/drain') {
-      if (req.method !== 'POST') { res.writeHead(405, { allow: 'POST' }).end('use POST /drain\n'); return; }
-      const peer = req.socket.remoteAddress ?? '';
-      if (!mayDrain(peer, req.headers, o)) {
-        log.warn({ peer }, 'POST /drain refused: not from the pod itself');
-        json(res, 403, { error: DRAIN_REFUSED });
-        return;
-      }
-      const body = await readBody(req);
-      if (body === undefined) { json(res, 400, { error: `body larger than ${MAX_BODY} bytes or unreadable` }); return; }
-      const d = drainDeadline(url, body);
-      if (typeof d === 'string') { json(res, 400, { error: d }); return; }
-      log.info({ peer, ...d }, 'drain requested over HTTP');
-      json(res, 202, o.target.drain({ ...d, trigger: 'http' }));
-      return;
-    }
-    if (path === '/drain/wait') {
-      // An httpGet preStop hook: start (or join) the drain with the sidecar's own deadline and hold
-      // the response until it is complete. The kubelet waits for it up to the grace period; a
-      // client that goes away does not stop the drain. Repeated calls join the same drain.
-      if (req.method !== 'GET') { res.writeHead(405, { allow: 'GET' }).end('use GET /drain/wait\n'); return; }
-      const peer = req.socket.remoteAddress ?? '';
-      if (!mayDrain(peer, req.headers, o)) {
-        log.warn({ peer }, 'GET /drain/wait refused: not from the pod itself');
-        json(res, 403, { error: DRAIN_REFUSED });
-        return;
-      }
-      if (!o.target.drained) { json(res, 501, { error: 'this control target cannot wait for a drain; use POST /drain and poll /status' }); return; }
-      log.info({ peer }, 'drain requested by GET /drain/wait (preStop): holding the response until drained');
-      o.target.drain({ trigger: 'prestop-http' });
-      req.socket.setTimeout(0);
-      const done = await o.target.drained();
-      if (!res.destroyed) json(res, 200, done);
-      return;
-    }
+    if (path === '/drain') { await postDrain(o, log, req, res, url); return; }
+    if (path === '/drain/wait') { await drainWait(o, log, req, res); return; }
     if (req.method !== 'GET' && req.method !== 'HEAD') { res.writeHead(405, { allow: 'GET' }).end(); return; }
     switch (path) {
       case '/metrics': {

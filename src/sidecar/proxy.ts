@@ -162,6 +162,16 @@ export async function startNgProxy(config: NgProxyConfig, deps: NgProxyDeps): Pr
   const { sockets, addresses } = listeners;
   log.info({ listen: addresses, upstream: upstreamName }, 'ng proxy listening');
 
+  const unfollow = followDrainPhase(life, metrics, reconciler, events);
+  // Not awaited: the first answer to a ping starts the first reconciliation.
+  health.start();
+  reconciler.schedule();
+
+  return facade({ config, deps, upstream, ownsUpstream, life, events, sessions, cache, health, reconciler, core: c, sockets, addresses, log, unfollow });
+}
+
+/** Metrics, reconciliation pace and the 'drain' event follow the lifecycle's drain phase; returns the unsubscribe. */
+function followDrainPhase(life: SidecarLifecycle, metrics: ProxyMetrics, reconciler: Reconciler, events: EventEmitter): () => void {
   let drainPhase = life.drainPhase;
   metrics.drainPhase(drainPhase);
   const onPhase = (s: LifecycleStatus) => {
@@ -173,23 +183,23 @@ export async function startNgProxy(config: NgProxyConfig, deps: NgProxyDeps): Pr
     events.emit('drain', s.drain);
   };
   life.on('phase', onPhase);
-  // Not awaited: the first answer to a ping starts the first reconciliation.
-  health.start();
-  reconciler.schedule();
+  return () => life.off('phase', onPhase);
+}
 
-  const status = (): ProxyStatus & Record<string, unknown> => ({
-    drain: life.drainStatus(),
-    sessions: sessions.count(),
-    rtpengine: { upstream: upstreamName, up: health.up, reason: health.reason, sessionsOwn: reconciler.sessionsOwn, sessionsTotal: reconciler.sessionsTotal, lastReconcileAt: reconciler.lastReconcileAt },
-    inFlight: c.inflight.size,
-    replyCache: { entries: cache.size, bytes: cache.bytes },
-    listeners: addresses,
-  });
+interface ProxyParts {
+  config: NgProxyConfig; deps: NgProxyDeps; upstream: NgUpstream; ownsUpstream: boolean; life: SidecarLifecycle; events: EventEmitter;
+  sessions: SessionRegistry; cache: ReplyCache; health: UpstreamHealth; reconciler: Reconciler; core: ProxyCore;
+  sockets: Socket[]; addresses: Array<{ host: string; port: number }>; log: Logger; unfollow: () => void;
+}
 
+/** The proxy's public face over its parts. */
+function facade(p: ProxyParts): NgProxy {
+  const { life, sessions, health, reconciler, core, cache } = p;
+  const upstreamName = p.config.ngUpstream;
   return {
-    sessions,
-    events,
-    addresses,
+    sessions: p.sessions,
+    events: p.events,
+    addresses: p.addresses,
     drain(opts = {}) {
       const s = life.requestDrain({ deadlineMs: opts.deadlineMs, trigger: opts.trigger ?? 'api' });
       return { ...s, sessions: sessions.count() };
@@ -201,21 +211,28 @@ export async function startNgProxy(config: NgProxyConfig, deps: NgProxyDeps): Pr
       reasons.push(...life.notReadyReasons());
       return { ready: reasons.length === 0, reasons };
     },
-    status,
+    status: () => ({
+      drain: life.drainStatus(),
+      sessions: sessions.count(),
+      rtpengine: { upstream: upstreamName, up: health.up, reason: health.reason, sessionsOwn: reconciler.sessionsOwn, sessionsTotal: reconciler.sessionsTotal, lastReconcileAt: reconciler.lastReconcileAt },
+      inFlight: core.inflight.size,
+      replyCache: { entries: cache.size, bytes: cache.bytes },
+      listeners: p.addresses,
+    }),
     reconcile: () => reconciler.reconcile(),
     upstreamGone: (reason) => health.hold(reason),
     upstreamBack: () => health.release(),
     async close() {
-      if (c.closed) return;
-      c.closed = true;
+      if (core.closed) return;
+      core.closed = true;
       health.close();
       reconciler.close();
-      life.off('phase', onPhase);
-      if (!deps.lifecycle) life.close();
+      p.unfollow();
+      if (!p.deps.lifecycle) life.close();
       cache.close();
-      await Promise.all(sockets.map((s) => new Promise<void>((r) => s.close(() => r()))));
-      if (ownsUpstream) upstream.close();
-      log.info({ inFlight: c.inflight.size }, 'ng proxy closed');
+      await Promise.all(p.sockets.map((s) => new Promise<void>((r) => s.close(() => r()))));
+      if (p.ownsUpstream) p.upstream.close();
+      p.log.info({ inFlight: core.inflight.size }, 'ng proxy closed');
     },
   };
 }
