@@ -9,6 +9,7 @@ import { proxyView } from './drain-command.js';
 import { createRegistry } from '../metrics.js';
 import { silentLogger } from '../log.js';
 import { freePort } from '../../test/support/ports.js';
+import { waitFor } from '../../test/support/wait.js';
 
 test('control server: metrics text, healthz, readyz, status, POST /drain (validated), 404/405', async () => {
   const registry = createRegistry({ defaultMetrics: false });
@@ -83,7 +84,7 @@ test('GET /drain/wait starts the drain and holds the answer until the target is 
     const first = fetch(`${http.url}/drain/wait`).then(async (r) => { answered = true; return { status: r.status, body: await r.json() }; });
     const second = fetch(`${http.url}/drain/wait`).then((r) => r.status);
     // Both requests reached the server (two drain calls) and neither was answered yet.
-    for (let i = 0; i < 200 && triggers.length < 2; i++) await new Promise((r) => setTimeout(r, 10));
+    await waitFor('both requests reached the server', () => triggers.length >= 2);
     assert.deepEqual(triggers, ['prestop-http', 'prestop-http']);
     assert.equal(answered, false, 'the answer waits for the drain');
     finish({ phase: 'drained', outcome: 'empty' });

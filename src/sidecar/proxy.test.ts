@@ -10,6 +10,7 @@ import { silentLogger } from '../log.js';
 import { scanRouting } from '../ng/scan.js';
 import { decodeDict, str } from '../ng/codec.js';
 import { freePort } from '../../test/support/ports.js';
+import { waitFor } from '../../test/support/wait.js';
 import { requires } from '../../test/support/require.js';
 import { startRtpengine } from '../../test/support/rtpengine.js';
 import { startRawRelay } from '../../bench/raw-relay.js';
@@ -69,8 +70,7 @@ test('bad input never crashes the proxy: every datagram with a cookie and a brok
       sock.send(Buffer.concat([Buffer.from(`fz${i} `), dict]), port, '127.0.0.1');
       if (i % 25 === 24) await new Promise((r) => setTimeout(r, 5)); // stay inside socket buffers
     }
-    const deadline = Date.now() + 5000;
-    while (replies.size < inputs.length && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+    await waitFor('every broken request answered', () => replies.size === inputs.length, { timeoutMs: 5000 });
     assert.equal(replies.size, inputs.length, 'every broken request was answered');
     for (const [c, m] of replies) {
       const body = m.subarray(c.length + 1);
@@ -81,9 +81,9 @@ test('bad input never crashes the proxy: every datagram with a cookie and a brok
     // No cookie: dropped and counted, no reply.
     sock.send(Buffer.from('nospace'), port, '127.0.0.1');
     sock.send(Buffer.from(' leading-space'), port, '127.0.0.1');
-    await new Promise((r) => setTimeout(r, 100));
-    const dropped = (await registry.getSingleMetric('rtpengine_k8s_ng_dropped_datagrams_total')!.get()).values.find((v) => v.labels.reason === 'no_cookie');
-    assert.equal(dropped?.value, 2);
+    const noCookie = async () => (await registry.getSingleMetric('rtpengine_k8s_ng_dropped_datagrams_total')!.get()).values.find((v) => v.labels.reason === 'no_cookie')?.value ?? 0;
+    await waitFor('both datagrams counted as dropped', async () => (await noCookie()) >= 2);
+    assert.equal(await noCookie(), 2);
   } finally {
     sock.close();
     await proxy.close();
@@ -131,7 +131,7 @@ test('rtpengine starting after the proxy: new calls get load limit meanwhile, th
     assert.equal(await upEvent, true);
     assert.deepEqual(proxy.ready(), { ready: true, reasons: [] });
     // The transition to up reconciles at once (the interval is a minute).
-    for (let i = 0; i < 100 && proxy.status().rtpengine.lastReconcileAt === undefined; i++) await new Promise((r) => setTimeout(r, 20));
+    await waitFor('the reconciliation the transition to up starts', () => proxy.status().rtpengine.lastReconcileAt !== undefined);
     assert.equal(proxy.status().rtpengine.sessionsOwn, 0);
     const ok = decodeDict(await ask(sock, port, 'c-late', OFFER('late-1')));
     assert.equal(str(ok.result), 'ok');
