@@ -46,9 +46,18 @@ BUILD=("${PODMAN[@]}" build --isolation=chroot --network=host --pull=never --lay
 # The package registries may need this machine's CA bundle (a TLS-inspecting proxy): it is given
 # to the build as a secret, mounted only for the npm steps (RUN --mount=type=secret,id=ca-bundle)
 # and never written into a layer. Checked below.
+# No bundle named: no --secret flag at all (the RUN --mount of an absent secret is skipped and npm
+# uses the image's own CA store, as on a machine with direct access to the registry).
 CA_FILE=${RTPE_K8S_IMAGE_CA_FILE:-${NODE_EXTRA_CA_CERTS:-}}
 SECRET=()
-if [ -n "$CA_FILE" ] && [ -f "$CA_FILE" ]; then SECRET=(--secret "id=ca-bundle,src=$CA_FILE"); fi
+if [ -z "$CA_FILE" ]; then
+  say "no CA bundle named (RTPE_K8S_IMAGE_CA_FILE, NODE_EXTRA_CA_CERTS unset): building without a CA secret"
+elif [ ! -f "$CA_FILE" ]; then
+  fail "the CA bundle $CA_FILE (RTPE_K8S_IMAGE_CA_FILE or NODE_EXTRA_CA_CERTS) is not a file; unset both to build without one"
+else
+  SECRET=(--secret "id=ca-bundle,src=$CA_FILE")
+  say "CA bundle $CA_FILE given to the npm steps as a build secret (checked below: in no layer)"
+fi
 
 # ---- base image: the tag the Dockerfile's FROM names ---------------------------------------
 base_tag=$(sed -n 's/^ARG NODE_IMAGE=//p' "$DOCKERFILE")
@@ -165,7 +174,7 @@ in_image() { # in_image TAG USER ARGS...
 }
 expect() { # expect WHAT PATTERN CMD...: the command exits 0 and its output matches PATTERN
   local what=$1 pat=$2 out; shift 2
-  out=$("$@" 2>&1) || { echo "$out" >&2; fail "$what: exit status $?"; }
+  out=$("$@" 2>&1) || { local rc=$?; echo "$out" >&2; fail "$what: exit status $rc"; }
   grep -Eq -- "$pat" <<<"$out" || { echo "$out" >&2; fail "$what: output does not match /$pat/"; }
   say "ok  $what: $(head -1 <<<"$out" | cut -c1-90)"
 }
@@ -195,7 +204,7 @@ for tag in runtime runtime-exec default; do
     # shellcheck disable=SC2086
     want=$(node bin/rtpengine-k8s.js $args 2>&1) || fail "rtpengine-k8s $args fails from the sources"
     # shellcheck disable=SC2086
-    got=$(in_image "$tag" "$user" "${entrypoint[@]}" $args 2>&1) || { echo "$got" >&2; fail "$tag: rtpengine-k8s $args: exit status $?"; }
+    got=$(in_image "$tag" "$user" "${entrypoint[@]}" $args 2>&1) || { rc=$?; echo "$got" >&2; fail "$tag: rtpengine-k8s $args: exit status $rc"; }
     [ "$got" = "$want" ] || { diff <(echo "$want") <(echo "$got") >&2 || true; fail "$tag: rtpengine-k8s $args prints other text than the sources"; }
     say "ok  $tag: rtpengine-k8s $args (as $user, through the entrypoint): $(head -1 <<<"$got" | cut -c1-60)…"
   done
@@ -209,7 +218,7 @@ for tag in runtime runtime-exec default; do
   # The allocator's state-file lock is taken through flock(1) (util-linux, Essential in Debian; ADR 0005).
   [ -x "$mnt/usr/bin/flock" ] || fail "$tag: /usr/bin/flock missing (the allocator's state lock needs it)"
   # The CA bundle given to the build is in no layer.
-  if [ -n "$CA_FILE" ] && [ -f "$CA_FILE" ]; then
+  if [ ${#SECRET[@]} -gt 0 ]; then
     size=$(stat -c %s "$CA_FILE"); sum=$(sha256sum <"$CA_FILE" | cut -d' ' -f1)
     while IFS= read -r f; do
       [ "$(sha256sum <"$f" | cut -d' ' -f1)" != "$sum" ] || fail "$tag: the build's CA bundle was baked into $f"
@@ -236,6 +245,7 @@ for tag in "${STAGES[@]}" default; do
   printf '  %-14s %s\n' "$tag" "$("${PODMAN[@]}" image inspect --format '{{.Size}}' "$PREFIX:$tag" | awk '{printf "%.0f MB", $1/1e6}')"
 done
 # Superseded images of earlier runs (untagged, no longer anyone's parent) would pile up on a
-# machine that keeps its storage; the tagged images and their layer cache stay.
-"${PODMAN[@]}" image prune -f >/dev/null || true
+# machine that keeps its storage; the tagged images and their layer cache stay. Only ours: every
+# image built from the local base inherits its label (with a registry base nothing is pruned).
+"${PODMAN[@]}" image prune -f --filter label=rtpengine-k8s.local-base >/dev/null || true
 say "passed in $((SECONDS - t0)) s (base ${t_base} s, builds ${t_build} s)"
