@@ -60,6 +60,18 @@ export interface KubeStoreOptions {
   allowUncheckedOverlap?: boolean;
 }
 
+/**
+ * Remove our finalizer (if the Lease has it), then delete it with its UID as precondition; false
+ * when it was already gone. 404/409 from the finalizer update surface to the caller.
+ */
+export async function stripAndDeleteLease(kube: KubePort, namespace: string, lease: Lease): Promise<boolean> {
+  let cur = lease;
+  if (cur.metadata?.finalizers?.includes(FINALIZER)) {
+    cur = await kube.replaceLease(namespace, { ...cur, metadata: { ...cur.metadata, finalizers: cur.metadata.finalizers.filter((f) => f !== FINALIZER) } });
+  }
+  return kube.deleteLease(namespace, cur.metadata!.name!, { uid: cur.metadata!.uid! });
+}
+
 /** Label values are ≤ 63 characters: long node names are hashed (the annotation keeps the name). */
 export const nodeLabel = (node: string) =>
   /^[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$/.test(node) ? node : `h-${createHash('sha256').update(node).digest('hex').slice(0, 40)}`;
@@ -402,10 +414,7 @@ export class KubeStore implements AllocationStore {
       const cur = attempt === 0 ? (this.leases.get(a.table) ?? await this.kube.getLease(this.o.leaseNamespace, name)) : await this.kube.getLease(this.o.leaseNamespace, name);
       if (!cur || cur.spec?.holderIdentity !== a.pod.uid) break; // gone, or the name belongs to another holder now
       try {
-        if (cur.metadata?.finalizers?.includes(FINALIZER)) {
-          await this.kube.replaceLease(this.o.leaseNamespace, { ...cur, metadata: { ...cur.metadata, finalizers: cur.metadata.finalizers.filter((f) => f !== FINALIZER) } });
-        }
-        await this.kube.deleteLease(this.o.leaseNamespace, name, { uid: cur.metadata!.uid! });
+        await stripAndDeleteLease(this.kube, this.o.leaseNamespace, cur);
         break;
       } catch (e) {
         const st = kubeStatus(e);

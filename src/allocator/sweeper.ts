@@ -8,7 +8,7 @@ import type { Logger } from '../log.js';
 import { systemClock, type Clock, type Timer } from '../clock.js';
 import type { PoolSpan } from './pools.js';
 import { IPPoolWriter, ipPoolName, parseOurEntryId } from './ippool.js';
-import { ANNOTATION_NODE, FINALIZER, LABEL_MANAGED, LABEL_ROLE } from './store-kube.js';
+import { ANNOTATION_NODE, LABEL_MANAGED, LABEL_ROLE, stripAndDeleteLease } from './store-kube.js';
 
 const MANAGER = 'rtpengine-k8s';
 export const SWEEPER_LEASE = 'rtpengine-k8s-node-sweeper';
@@ -64,11 +64,7 @@ export async function freeInstallation(o: InstallationScope, pick: (node: string
     if (!node || !(await pick(node))) continue;
     const name = l.metadata!.name!;
     try {
-      let cur: Lease | undefined = l;
-      if (cur.metadata?.finalizers?.includes(FINALIZER)) {
-        cur = await o.kube.replaceLease(o.leaseNamespace, { ...cur, metadata: { ...cur.metadata, finalizers: cur.metadata.finalizers.filter((f) => f !== FINALIZER) } });
-      }
-      if (await o.kube.deleteLease(o.leaseNamespace, name, { uid: cur.metadata!.uid! })) freed.push({ kind: 'lease', node, name });
+      if (await stripAndDeleteLease(o.kube, o.leaseNamespace, l)) freed.push({ kind: 'lease', node, name });
     } catch (e) {
       // 404: gone meanwhile; 409: changed (a new holder) — either way not ours to free now
       const st = kubeStatus(e);

@@ -74,6 +74,17 @@ async function addOrip(w: World, ip: string, podref: string): Promise<void> {
   w.orips.push(name);
 }
 
+/** whereabouts' pool of a NAD whose range contains ours (a /23 around our /24); its name. */
+async function addWiderPool(w: World): Promise<string> {
+  const first = ipFromOffset(compilePool(w.pool), 0n).split('.');
+  const range = compilePool({ name: 'x', cidr: `${first[0]}.${first[1]}.${Number(first[2]) & ~1}.0/23` }).range;
+  const name = ipPoolName(range);
+  await w.t.kubeconfig().makeApiClient(CustomObjectsApi).createNamespacedCustomObject({ ...WB, plural: 'ippools',
+    body: { apiVersion: 'whereabouts.cni.cncf.io/v1alpha1', kind: 'IPPool', metadata: { name }, spec: { range, allocations: {} } } });
+  w.extraPools.push(name);
+  return name;
+}
+
 for (const watch of [false, true]) test(`an IP reserved by an OverlappingRangeIPReservation is never handed out (present at start, and created later) — ${watch ? 'ORIP informer (allocator default)' : 'GET per Acquire'}`, async () => {
   const w = await world();
   const node = w.t.nodes[0]!;
@@ -99,13 +110,7 @@ for (const watch of [false, true]) test(`an IP reserved by an OverlappingRangeIP
 test('start refused (ALLOC_WHEREABOUTS_UNSAFE) when another IPPool overlaps the range', async () => {
   const w = await world();
   try {
-    const span = compilePool(w.pool);
-    // whereabouts' pool of a NAD whose range contains ours (a /23 around our /24)
-    const wider = `${ipFromOffset(span, 0n).split('.').slice(0, 2).join('.')}.${Number(ipFromOffset(span, 0n).split('.')[2]) & ~1}.0/23`;
-    const other = ipPoolName(compilePool({ name: 'x', cidr: wider }).range);
-    await w.t.kubeconfig().makeApiClient(CustomObjectsApi).createNamespacedCustomObject({ ...WB, plural: 'ippools',
-      body: { apiVersion: 'whereabouts.cni.cncf.io/v1alpha1', kind: 'IPPool', metadata: { name: other }, spec: { range: compilePool({ name: 'x', cidr: wider }).range, allocations: {} } } });
-    w.extraPools.push(other);
+    const other = await addWiderPool(w);
     const err = await startAgent(w, w.t.nodes[0]!).then(async (a) => { await a.stop(); return undefined; }, (e) => e);
     assert.ok(isCoded(err, 'ALLOC_WHEREABOUTS_UNSAFE'), String(err));
     assert.match(err.message, new RegExp(`IPPool ${POOL_NS}/${other.replace(/\./g, '\\.')}`));
@@ -119,12 +124,7 @@ test('an overlapping IPPool that appears after start is an error in the log at e
   try {
     const agent = await startAgent(w, w.t.nodes[0]!, log);
     try {
-      const span = compilePool(w.pool);
-      const wider = `${ipFromOffset(span, 0n).split('.').slice(0, 2).join('.')}.${Number(ipFromOffset(span, 0n).split('.')[2]) & ~1}.0/23`;
-      const other = ipPoolName(compilePool({ name: 'x', cidr: wider }).range);
-      await w.t.kubeconfig().makeApiClient(CustomObjectsApi).createNamespacedCustomObject({ ...WB, plural: 'ippools',
-        body: { apiVersion: 'whereabouts.cni.cncf.io/v1alpha1', kind: 'IPPool', metadata: { name: other }, spec: { range: compilePool({ name: 'x', cidr: wider }).range, allocations: {} } } });
-      w.extraPools.push(other);
+      await addWiderPool(w);
       assert.equal(lines.filter((l) => l.includes('ALLOC_WHEREABOUTS_UNSAFE')).length, 0);
       await agent.reconciler.resync();
       const err = lines.map((l) => JSON.parse(l)).find((l) => l.code === 'ALLOC_WHEREABOUTS_UNSAFE');

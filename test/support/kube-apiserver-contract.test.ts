@@ -98,19 +98,23 @@ test('no-op writes keep the resourceVersion and emit no MODIFIED', async () => {
   assert.deepEqual(seen, ['MODIFIED']);
 });
 
-test('watches: closed by the server after timeoutSeconds; bookmarks only when allowed, never first', async () => {
+test('watches: closed by the server after timeoutSeconds; bookmarks only when allowed, never before the initial events', async () => {
   let ended = false;
   const events: string[] = [];
   await new Watch(srv.kubeconfig()).watch('/api/v1/namespaces/wt/pods', { timeoutSeconds: 1 }, (t) => events.push(t), () => { ended = true; });
   await waitFor('the server to end the watch', () => ended);
   assert.deepEqual(events, [], 'no bookmarks without allowWatchBookmarks');
   const marks: string[] = [];
-  const ctl = await new Watch(srv.kubeconfig()).watch('/api/v1/namespaces/wt/pods', { allowWatchBookmarks: true, resourceVersion: String(srv.store.resourceVersion()) },
-    (t, o) => marks.push(`${t}:${o.metadata.resourceVersion}`), () => undefined);
+  // The pod is added before the watch starts, from a resourceVersion before it: its ADDED is the
+  // watch's initial event, and no BOOKMARK may come before it.
+  const from = String(srv.store.resourceVersion());
   srv.store.addPod({ namespace: 'wt', name: 'p', nodeName: 'n' });
+  const ctl = await new Watch(srv.kubeconfig()).watch('/api/v1/namespaces/wt/pods', { allowWatchBookmarks: true, resourceVersion: from },
+    (t, o) => marks.push(`${t}:${o.metadata.resourceVersion}`), () => undefined);
   await waitFor('two bookmarks', () => marks.filter((m) => m.startsWith('BOOKMARK')).length >= 2);
   ctl.abort();
-  assert.ok(marks[0]!.startsWith('ADDED') || marks[0]!.startsWith('BOOKMARK'));
+  assert.equal(marks[0], `ADDED:${srv.store.get('pods', 'wt', 'p')!.metadata.resourceVersion}`, 'the initial event first, never a BOOKMARK');
+  assert.equal(marks.filter((m) => m.startsWith('ADDED')).length, 1);
   const last = marks.filter((m) => m.startsWith('BOOKMARK')).at(-1)!;
   assert.equal(last.split(':')[1], String(srv.store.resourceVersion()), 'a bookmark carries the current resourceVersion');
 });

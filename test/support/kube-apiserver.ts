@@ -759,7 +759,7 @@ export async function startKubeApiServer(opts: StandInOptions = {}): Promise<Kub
     w.timer = setTimeout(end, timeoutMs); w.timer.unref();
     if (q.get('allowWatchBookmarks') === 'true') {
       // As the cacher: a BOOKMARK every bookmarkFrequency and one shortly (2 s) before the deadline;
-      // never as the first event of a watch.
+      // the first only after bookmarkFrequency, so never before the initial events of a watch.
       const bookmark = () => {
         if (w.closed) return;
         rec.lastBookmark = String(rv);
