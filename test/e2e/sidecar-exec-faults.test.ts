@@ -109,6 +109,41 @@ test('exec mode: restarts that keep failing end the sidecar after --rtpengine-re
   }
 });
 
+test('exec mode: while rtpengine is down and being restarted the pod keeps its table and IP — lease renewed past its TTL, no release, the allocator\'s sweep reclaims nothing (docs/kernel.md: the kernel table must survive the restart)',
+  { skip: requires('rtpengine'), timeout: 120_000 }, async () => {
+    const s = await setup([], undefined, 1500); // a 1.5 s lease: rtpengine stays down longer than that
+    // rtpengine that refuses to start while the 'down' file exists; every start is counted.
+    const counter = join(s.dir, 'starts');
+    const down = join(s.dir, 'down');
+    const wrapper = join(s.dir, 'rtpengine-gated.sh');
+    await writeFile(wrapper, `#!/bin/sh\necho x >> '${counter}'\n[ -e '${down}' ] && { echo 'held down by the test' >&2; exit 1; }\nexec rtpengine "$@"\n`);
+    await chmod(wrapper, 0o755);
+    s.cfg.rtpengineBinary = wrapper;
+    s.cfg.rtpengineEra = 'mr11';
+    const h = await startSidecar(s.cfg, { log: silentLogger, registry: createRegistry({ defaultMetrics: false }) });
+    try {
+      const held = () => s.alloc.service.list().allocations.filter((a) => a.pod.uid === s.cfg.podUid).map((a) => ({ table: a.table, ips: a.addresses.map((x) => x.ip) }));
+      const before = held();
+      assert.equal(before.length, 1);
+      assert.deepEqual(before[0]!.table, h.status().table);
+      await writeFile(down, '');
+      process.kill(h.status().rtpenginePid!, 'SIGKILL');
+      // Three failed restarts: 0.5 + 1 + 2 s of backoff, rtpengine down for more than twice the lease TTL.
+      await waitFor('three failed restarts', async () => (await readFile(counter, 'utf8').catch(() => '')).trim().split('\n').length >= 1 + 3, { timeoutMs: 30_000, intervalMs: 100 });
+      await s.alloc.service.sweep();
+      assert.deepEqual(held(), before, 'still held with the same table and IP while rtpengine is down: renewed, not released, not reclaimed');
+      await rm(down);
+      await waitFor('restarted and ready', () => (h.status().rtpengineRestarts ?? 0) === 1 && (h.status().proxy as { rtpengine: { up: boolean | null } }).rtpengine.up === true, { timeoutMs: 30_000, intervalMs: 100 });
+      await s.alloc.service.sweep();
+      assert.deepEqual(held(), before, 'the same allocation after the restart');
+      assert.equal(h.status().table, before[0]!.table);
+      assert.equal(h.status().state, 'serving');
+    } finally {
+      await h.stop('test');
+      await s.close();
+    }
+  });
+
 test('exec mode: a stale rtpengine on the upstream port is refused at start (it would co-bind and answer our pings)', { skip: requires('rtpengine'), timeout: 60_000 }, async () => {
   const stale = await startRtpengine();
   const s = await setup([], stale.ngPort);
