@@ -17,7 +17,7 @@ import { startLocalKamailio } from '../src/local/kamailio.js';
 import { startTraffic, type TrafficEvent } from '../src/local/traffic.js';
 import { startAllocator } from '../src/allocator/allocator.js';
 import { parseTableRange } from '../src/allocator/tables.js';
-import { renderRtpengineTable, writeFileAtomic } from '../src/kamailio/dbtext.js';
+import { renderRtpengineTable, writeDbTextFile } from '../src/kamailio/dbtext.js';
 import { nodeUrl } from '../src/kamailio/endpoints.js';
 import { freePortBlock } from '../test/support/ports.js';
 
@@ -74,7 +74,7 @@ async function setupRate(ctx: { quick: boolean; log: (m: string) => void }): Pro
       const kdir = join(dir, `kam-${port}`);
       // Kamailio's one node, written before it starts (it reads the table at start-up).
       await mkdir(join(kdir, 'kamailio-db'), { recursive: true });
-      await writeFileAtomic(join(kdir, 'kamailio-db', 'rtpengine'), renderRtpengineTable([{ setid: 0, url: nodeUrl('127.0.0.1', port), weight: 1, disabled: false }]));
+      await writeDbTextFile(join(kdir, 'kamailio-db', 'rtpengine'), renderRtpengineTable([{ setid: 0, url: nodeUrl('127.0.0.1', port), weight: 1, disabled: false }]));
       const kam = await startLocalKamailio({ dir: kdir, sipPort: p.sip, httpPort: p.rpc, callee: { host: '127.0.0.1', port: p.uas } });
       let up = 0; let failed = 0; let ended = 0; let firstAt = 0; let lastAt = 0;
       const onEvent = (e: TrafficEvent) => {

@@ -4,8 +4,9 @@ import { mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import fc from 'fast-check';
-import { escapeValue, splitLine, renderRtpengineTable, parseRtpengineTable, writeFileAtomic, ensureVersionRow, RTPENGINE_HEADER } from './dbtext.js';
+import { escapeValue, splitLine, renderRtpengineTable, parseRtpengineTable, writeDbTextFile, ensureVersionRow, RTPENGINE_HEADER } from './dbtext.js';
 import { isCoded } from '../errors.js';
+import { mountSkip, mountTmpfs } from '../../test/support/small-tmpfs.js';
 
 test('escapes exactly the characters db_text escapes', () => {
   assert.equal(escapeValue('udp:127.0.0.1:2223'), 'udp\\:127.0.0.1\\:2223');
@@ -53,13 +54,30 @@ test('atomic write leaves no temp file, replaces content, and moves the mtime pa
     const p = join(dir, 'rtpengine');
     writeFileSync(p, 'old');
     const future = Math.floor(Date.now() / 1000) + 5;
-    const m = await writeFileAtomic(p, 'new\n', { minMtimeS: future });
+    const m = await writeDbTextFile(p, 'new\n', { minMtimeS: future });
     assert.equal(readFileSync(p, 'utf8'), 'new\n');
     assert.equal(m, future);
     assert.equal(Math.floor(statSync(p).mtimeMs / 1000), future);
     assert.deepEqual(readdirSync(dir), ['rtpengine']);
-    await assert.rejects(writeFileAtomic(join(dir, 'missing-dir', 'x'), 'y'), (e) => isCoded(e, 'DBTEXT_WRITE_FAILED'));
+    await assert.rejects(writeDbTextFile(join(dir, 'missing-dir', 'x'), 'y'), (e) => isCoded(e, 'DBTEXT_WRITE_FAILED'));
   } finally { rmSync(dir, { recursive: true, force: true }); }
+});
+
+test('a db_text write that fails (disk full) keeps the previous table and its mtime, no temp file', { skip: mountSkip() }, async () => {
+  const fs = mountTmpfs(64);
+  try {
+    const p = join(fs.dir, 'rtpengine');
+    const good = renderRtpengineTable([{ setid: 0, url: 'udp:10.0.0.1:2223', weight: 1, disabled: false }]);
+    const m = await writeDbTextFile(p, good);
+    const rows = Array.from({ length: 300 }, (_, i) => ({ setid: 0, url: `udp:10.0.${i >> 8}.${i & 255}:2223`, weight: 1, disabled: false }));
+    const big = renderRtpengineTable(rows);
+    fs.fillLeaving(big.length);
+    const before = readdirSync(fs.dir).sort();
+    await assert.rejects(writeDbTextFile(p, big, { minMtimeS: m + 5 }), (e) => isCoded(e, 'DBTEXT_WRITE_FAILED') && /ENOSPC/.test(e.message));
+    assert.equal(readFileSync(p, 'utf8'), good, 'Kamailio still reads the previous, whole table');
+    assert.equal(Math.floor(statSync(p).mtimeMs / 1000), m, 'mtime not moved: db_text does not reload');
+    assert.deepEqual(readdirSync(fs.dir).sort(), before, 'no temp file left');
+  } finally { fs.close(); }
 });
 
 test('version row is added once and other tables are kept', async () => {

@@ -1,9 +1,10 @@
 // Kamailio db_text files for the `rtpengine` table: render and parse with db_text's own escaping
-// (dbt_file.c: `\:` `\\` `\n` `\r` `\t` `\0`), written atomically (temp + fsync + rename) so
+// (dbt_file.c: `\:` `\\` `\n` `\r` `\t` `\0`), written by the one atomic writer (src/fs/atomic-file.ts) so
 // Kamailio never reads half a table, with an mtime that always moves forward (db_text compares seconds).
-import { open, readFile, rename, stat, utimes, unlink } from 'node:fs/promises';
+import { readFile, stat, utimes } from 'node:fs/promises';
 import { join } from 'node:path';
 import { KamailioError } from '../errors.js';
+import { writeFileAtomic } from '../fs/atomic-file.js';
 
 /** One row of Kamailio's `rtpengine` table (the columns rtpengine_db.c reads, plus id/stamp). */
 export interface RtpengineRow {
@@ -100,31 +101,24 @@ export function parseRtpengineTable(text: string, path = 'rtpengine'): Rtpengine
   return rows;
 }
 
-/** Write `text` to `path` atomically: temp file in the same directory, fsync, rename, fsync the dir. */
-export async function writeFileAtomic(path: string, text: string, opts: { minMtimeS?: number } = {}): Promise<number> {
-  const tmp = `${path}.tmp-${process.pid}-${Date.now()}`;
-  try {
-    const fh = await open(tmp, 'w', 0o644);
-    try {
-      await fh.writeFile(text);
-      await fh.sync();
-    } finally {
-      await fh.close();
-    }
-    // db_text reloads only when st_mtime (whole seconds) grows: never reuse the previous second.
-    let mtimeS = Math.floor(Date.now() / 1000);
-    if (opts.minMtimeS !== undefined && mtimeS < opts.minMtimeS) {
-      mtimeS = opts.minMtimeS;
-      await utimes(tmp, mtimeS, mtimeS);
-    }
-    await rename(tmp, path);
-    const dir = await open(join(path, '..'), 'r');
-    try { await dir.sync(); } catch { /* some filesystems refuse fsync on directories */ } finally { await dir.close(); }
-    return mtimeS;
-  } catch (e) {
-    await unlink(tmp).catch(() => undefined);
-    throw new KamailioError('DBTEXT_WRITE_FAILED', { path, reason: (e as Error).message }, { cause: e });
-  }
+/**
+ * Replace a db_text file through the one atomic writer (src/fs/atomic-file.ts); db_text reloads only
+ * when st_mtime (whole seconds) grows, so the mtime is moved to `minMtimeS` when the clock is behind it.
+ * Returns the file's mtime in seconds. Any failure: DBTEXT_WRITE_FAILED, the previous file untouched.
+ */
+export async function writeDbTextFile(path: string, text: string, opts: { minMtimeS?: number } = {}): Promise<number> {
+  let mtimeS = Math.floor(Date.now() / 1000);
+  await writeFileAtomic(path, text, {
+    error: (reason, cause) => new KamailioError('DBTEXT_WRITE_FAILED', { path, reason }, { cause }),
+    beforeRename: async (tmp) => {
+      mtimeS = Math.floor(Date.now() / 1000);
+      if (opts.minMtimeS !== undefined && mtimeS < opts.minMtimeS) {
+        mtimeS = opts.minMtimeS;
+        await utimes(tmp, mtimeS, mtimeS);
+      }
+    },
+  });
+  return mtimeS;
 }
 
 /** Current mtime of a file in whole seconds, or undefined when it does not exist. */
@@ -159,6 +153,6 @@ export async function ensureVersionRow(dir: string, table: string, version = RTP
   if (mine >= 0 && rows[mine]![1] === String(version)) return false;
   const row = [escapeValue(table), String(version)];
   if (mine >= 0) lines[mine + 1] = row.join(':'); else lines.push(row.join(':'));
-  await writeFileAtomic(path, lines.join('\n') + '\n');
+  await writeDbTextFile(path, lines.join('\n') + '\n');
   return true;
 }

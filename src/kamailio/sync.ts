@@ -7,7 +7,7 @@ import { Counter, Gauge, type Registry } from 'prom-client';
 import type { Clock, Timer } from '../clock.js';
 import type { Logger } from '../log.js';
 import { METRIC_PREFIX } from '../metrics.js';
-import { ensureVersionRow, mtimeSeconds, readRtpengineTable, renderRtpengineTable, writeFileAtomic } from './dbtext.js';
+import { ensureVersionRow, mtimeSeconds, readRtpengineTable, renderRtpengineTable, writeDbTextFile } from './dbtext.js';
 import {
   desiredNodes, diffNodes, drainProbeTargets, selectedEndpoints,
   type DesiredNode, type DrainProbe, type DrainReport, type EndpointSlice, type EndpointSource, type PodAnnotations, type SelectOptions,
@@ -302,7 +302,7 @@ export class KamailioSync {
     if (!this.tableMatchesDesired()) {
       const before = this.table ?? [];
       const minMtimeS = this.lastMtimeS === undefined ? undefined : this.lastMtimeS + 1;
-      this.lastMtimeS = await writeFileAtomic(this.path, renderRtpengineTable(desired.map((n) => ({ setid: n.setid, url: n.url, weight: n.weight, disabled: false }))), { minMtimeS });
+      this.lastMtimeS = await writeDbTextFile(this.path, renderRtpengineTable(desired.map((n) => ({ setid: n.setid, url: n.url, weight: n.weight, disabled: false }))), { minMtimeS });
       this.table = desired;
       this.loaded = false;
       this.m.writes.inc();
@@ -391,7 +391,7 @@ export async function writeOnce(o: Pick<SyncOptions, 'dbDir' | 'table' | 'select
       log.warn({ err: (e as Error).message }, 'listing EndpointSlices failed; retrying');
     }
     if (nodes.length) {
-      await writeFileAtomic(path, renderRtpengineTable(nodes.map((n) => ({ setid: n.setid, url: n.url, weight: n.weight, disabled: false }))));
+      await writeDbTextFile(path, renderRtpengineTable(nodes.map((n) => ({ setid: n.setid, url: n.url, weight: n.weight, disabled: false }))));
       log.info({ path, nodes: nodes.map(label) }, 'wrote the rtpengine table');
       return { rows: nodes.length, wrote: true };
     }
@@ -403,7 +403,7 @@ export async function writeOnce(o: Pick<SyncOptions, 'dbDir' | 'table' | 'select
     log.warn({ path, rows: existing.length }, 'no serving rtpengine found; keeping the existing table');
     return { rows: existing.length, wrote: false };
   }
-  await writeFileAtomic(path, renderRtpengineTable([]));
+  await writeDbTextFile(path, renderRtpengineTable([]));
   log.warn({ path }, 'no serving rtpengine found and no table yet; wrote an empty table so Kamailio can start (the sync fills it)');
   return { rows: 0, wrote: true };
 }

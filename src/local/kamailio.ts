@@ -5,7 +5,7 @@ import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { LOCAL_KAMAILIO_CFG } from './kamailio-cfg.js';
 import { startChild, type Child } from './children.js';
-import { ensureVersionRow, readRtpengineTable, renderRtpengineTable, writeFileAtomic } from '../kamailio/dbtext.js';
+import { ensureVersionRow, readRtpengineTable, renderRtpengineTable, writeDbTextFile } from '../kamailio/dbtext.js';
 import { httpRpc, type KamailioRpc } from '../kamailio/jsonrpc.js';
 
 export interface LocalKamailioOptions {
@@ -33,7 +33,7 @@ export async function startLocalKamailio(o: LocalKamailioOptions): Promise<Local
   await mkdir(dbDir, { recursive: true });
   await ensureVersionRow(dbDir, 'rtpengine');
   // Kamailio needs the table file to start; kamailio-sync fills it (an existing one is kept).
-  if (!(await readRtpengineTable(join(dbDir, 'rtpengine')).catch(() => undefined))) await writeFileAtomic(join(dbDir, 'rtpengine'), renderRtpengineTable([]));
+  if (!(await readRtpengineTable(join(dbDir, 'rtpengine')).catch(() => undefined))) await writeDbTextFile(join(dbDir, 'rtpengine'), renderRtpengineTable([]));
   const cfg = join(o.dir, 'kamailio.cfg');
   await writeFile(cfg, LOCAL_KAMAILIO_CFG);
   const counts: KamailioCounts = { failovers: 0, offerFailed: 0, deleteFailed: 0, answerFailed: 0 };

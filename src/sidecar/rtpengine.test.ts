@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtemp, writeFile, rm, readFile } from 'node:fs/promises';
+import { mkdtemp, writeFile, rm, readFile, readdir } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { processRunner } from '../exec.js';
@@ -13,8 +13,11 @@ import { requires } from '../../test/support/require.js';
 import { freePort, freePortRange } from '../../test/support/ports.js';
 import {
   classifyEra, detectKernel, detectVersion, parseVersion, planForwarding, renderArgs, renderConfig,
-  rtpengineOptions, spawnRtpengine, waitNgReady, writeConfigFile,
+  rtpengineOptions, spawnRtpengine, waitNgReady,
 } from './rtpengine.js';
+import { writeFileAtomic } from '../fs/atomic-file.js';
+import { isCoded } from '../errors.js';
+import { mountSkip, mountTmpfs } from '../../test/support/small-tmpfs.js';
 
 test('versions parse and classify into the three firewall eras', () => {
   const cases: Array<[string, string]> = [
@@ -72,9 +75,25 @@ test('config file and argv carry the same managed options plus pass-through', as
     (e: any) => e.code === 'RTPENGINE_OPTION_MANAGED');
   const dir = await mkdtemp(join(tmpdir(), 'rtpe-conf-'));
   try {
-    await writeConfigFile(join(dir, 'sub', 'rtpengine.conf'), renderConfig(opts));
+    await writeFileAtomic(join(dir, 'sub', 'rtpengine.conf'), renderConfig(opts), { mkdir: true });
     assert.match(await readFile(join(dir, 'sub', 'rtpengine.conf'), 'utf8'), /^table = 4$/m);
   } finally { await rm(dir, { recursive: true, force: true }); }
+});
+
+test('a config write that fails (disk full) leaves the previous config whole and no temp file', { skip: mountSkip() }, async () => {
+  const fs = mountTmpfs(64);
+  try {
+    const file = join(fs.dir, 'rtpengine.conf');
+    const base = { plan: { table: 4, kernel: true, rules: 'daemon' as const }, addresses: ['10.1.0.4'], ngHost: '127.0.0.1', ngPort: 2223, portMin: 30000, portMax: 30999 };
+    const good = renderConfig(rtpengineOptions({ ...base, extra: {} }));
+    await writeFileAtomic(file, good, { mkdir: true });
+    const big = renderConfig(rtpengineOptions({ ...base, extra: { 'log-facility': 'x'.repeat(12_000) } }));
+    fs.fillLeaving(big.length);
+    const before = (await readdir(fs.dir)).sort();
+    await assert.rejects(writeFileAtomic(file, big, { mkdir: true }), (e) => isCoded(e, 'FILE_WRITE_FAILED') && /ENOSPC/.test(e.message));
+    assert.equal(await readFile(file, 'utf8'), good, 'rtpengine still reads the previous, whole config');
+    assert.deepEqual((await readdir(fs.dir)).sort(), before, 'no temp file left');
+  } finally { fs.close(); }
 });
 
 test('a rendered config file is accepted by the real daemon', { skip: requires('rtpengine') }, async () => {
@@ -82,7 +101,7 @@ test('a rendered config file is accepted by the real daemon', { skip: requires('
   const ngPort = await freePort();
   const { min, max } = await freePortRange(20);
   const file = join(dir, 'rtpengine.conf');
-  await writeConfigFile(file, renderConfig(rtpengineOptions({
+  await writeFileAtomic(file, renderConfig(rtpengineOptions({
     plan: { table: -1, kernel: false, rules: 'none' }, addresses: ['127.0.0.1'], ngHost: '127.0.0.1', ngPort, portMin: min, portMax: max,
     extra: { 'delete-delay': 0, 'num-threads': 2 },
   })));

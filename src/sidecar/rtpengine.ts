@@ -5,8 +5,9 @@ import { spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { createSocket } from 'node:dgram';
 import { randomBytes } from 'node:crypto';
-import { stat, writeFile, rename, mkdir, readFile, unlink, readdir, readlink } from 'node:fs/promises';
-import { dirname, join } from 'node:path';
+import { stat, readFile, unlink, readdir, readlink } from 'node:fs/promises';
+import { join } from 'node:path';
+import { writeFileAtomic } from '../fs/atomic-file.js';
 import { dieWithParent, type Runner } from '../exec.js';
 import { formatHostPort } from '../net/host-port.js';
 import type { Logger } from '../log.js';
@@ -131,14 +132,6 @@ export function renderConfig(opts: Array<[string, string]>, header = ''): string
 /** argv for exec mode: no config file, foreground, logs on stderr, then our options. */
 export function renderArgs(opts: Array<[string, string]>): string[] {
   return ['--config-file=none', '--foreground', '--log-stderr', ...opts.map(([k, v]) => `--${k}=${v}`)];
-}
-
-/** Atomic write (temp file + rename) so rtpengine never reads half a file. */
-export async function writeConfigFile(path: string, text: string): Promise<void> {
-  await mkdir(dirname(path), { recursive: true });
-  const tmp = `${path}.${process.pid}.tmp`;
-  await writeFile(tmp, text, { mode: 0o644 });
-  await rename(tmp, path);
 }
 
 // ---- ng readiness ---------------------------------------------------------------------------
@@ -375,8 +368,7 @@ export async function adoptOrSpawn(o: { pidFile: string; binary: string; args: r
   if (o.ng) await assertNgPortFree(o.ng.host, o.ng.port);
   const proc = spawnRtpengine(o.binary, o.args, o.log, { clock: o.clock });
   if (proc.pid > 0) {
-    await mkdir(dirname(o.pidFile), { recursive: true });
-    await writeFile(o.pidFile, JSON.stringify({ pid: proc.pid, args: o.args }));
+    await writeFileAtomic(o.pidFile, JSON.stringify({ pid: proc.pid, args: o.args }), { mkdir: true });
   }
   return { proc, adopted: false };
 }

@@ -8,7 +8,7 @@ import { acquireWithRetry, releaseAllocation } from './acquire.js';
 import { leaseKeeper } from './lease.js';
 import {
   adoptOrSpawn, assertNgPortOwner, detectKernel, detectVersion, planForwarding, removePidFile, renderArgs, renderConfig,
-  rtpengineOptions, waitNgReady, writeConfigFile, type SupervisedRtpengine,
+  rtpengineOptions, waitNgReady, type SupervisedRtpengine,
 } from './rtpengine.js';
 import { RtpengineSupervisor } from './supervisor.js';
 import { createIptables, detectBackend } from './iptables.js';
@@ -155,7 +155,7 @@ const rtpengine: Step = {
       ngHost: ctx.ngUp.host, ngPort: ctx.ngUp.port, portMin: cfg.portMin, portMax: cfg.portMax, extra: { 'delete-delay': cfg.deleteDelaySeconds, ...ctx.persistence?.options, ...cfg.rtpengineOptions },
     });
     if (cfg.rtpengineMode === 'config') {
-      await writeConfigFile(cfg.rtpengineConfig, renderConfig(opts, `written by rtpengine-k8s sidecar for ${ctx.pod} (uid ${cfg.podUid})`));
+      await writeFileAtomic(cfg.rtpengineConfig, renderConfig(opts, `written by rtpengine-k8s sidecar for ${ctx.pod} (uid ${cfg.podUid})`), { mkdir: true });
       return done(`config written to ${cfg.rtpengineConfig}`);
     }
     const args = renderArgs(opts);
