@@ -17,6 +17,8 @@ const { values: a } = parseArgs({
     full: { type: 'boolean', default: false },
     'broken-drain': { type: 'boolean', default: false },
     out: { type: 'string', default: 'scale-proof-out' },
+    // 34 consecutive loopback ports from here (ng, control, rtpengine ng: 8 each; SIP, RPC; SIPp 8).
+    'port-base': { type: 'string', default: '23200' },
   },
 });
 // CI size (2 cores): 3 pods, ≥ 60 calls up at once. Full: 4 pods, ≥ 200 calls.
@@ -25,6 +27,8 @@ const plan = a.full
   : { name: 'ci', pods: 3, target: 60, rate: 5, minS: 10, maxS: 20 };
 const NEW_POD_CALL_WITHIN_MS = 5000;
 
+const base = Number(a['port-base']);
+if (!Number.isInteger(base) || base < 1024 || base + 34 > 65535) throw new Error(`--port-base: expected a port 1024–65501, got ${a['port-base']}`);
 const out = resolve(a.out);
 await mkdir(out, { recursive: true });
 const dir = join(tmpdir(), `rtpengine-k8s-scale-proof-${process.pid}`);
@@ -35,7 +39,7 @@ const t0 = Date.now();
 
 const run = new LocalRun({
   dir, pods: plan.pods, traffic: true, rate: plan.rate, durationMinMs: plan.minS * 1000, durationMaxMs: plan.maxS * 1000,
-  ports: localPorts({ ngPort: 23222, controlPort: 9550, rtpengineNgPort: 23300, mediaPortMin: 40000, mediaPortMax: 49999, sipPort: 26060, rpcPort: 26071, sippPortBase: 26080 }),
+  ports: localPorts({ ngPort: base, controlPort: base + 8, rtpengineNgPort: base + 16, mediaPortMin: 40000, mediaPortMax: 49999, sipPort: base + 24, rpcPort: base + 25, sippPortBase: base + 26 }),
   procRoot: join(dir, 'no-kernel-module'), kernel: false, rtpengineBinary: 'rtpengine', drainDeadlineSeconds: 120, brokenDrain: a['broken-drain'],
 }, log);
 
