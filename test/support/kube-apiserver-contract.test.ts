@@ -211,3 +211,18 @@ test('EndpointSlice controller on 1.32: the native sidecar\'s named port resolve
     assert.equal(version.gitVersion, 'v1.32.0');
   } finally { await v132.close(); }
 });
+
+test('pod status as the pod strategy: reset to Pending on create, ignored through the main resource, written only through /status', async () => {
+  const core = srv.kubeconfig().makeApiClient(CoreV1Api);
+  const spec = { nodeName: 'n', containers: [{ name: 'c', image: 'registry.k8s.io/pause:3.9' }] };
+  const created = await core.createNamespacedPod({ namespace: 'ps', body: { metadata: { name: 'p' }, spec, status: { phase: 'Running', podIP: '127.0.0.9' } } });
+  assert.deepEqual({ ...created.status }, { phase: 'Pending' }, 'the status sent with a create is dropped');
+  const put = await core.replaceNamespacedPod({ namespace: 'ps', name: 'p', body: { ...created, metadata: { ...created.metadata, labels: { a: 'b' } }, status: { phase: 'Running' } } });
+  assert.equal(put.status?.phase, 'Pending', 'a status change through the main resource is ignored');
+  assert.equal(put.metadata?.labels?.a, 'b', 'the rest of the update applies');
+  const patched = await core.patchNamespacedPod({ namespace: 'ps', name: 'p', body: { status: { phase: 'Running' } } }, setHeaderOptions('Content-Type', PatchStrategy.MergePatch));
+  assert.equal(patched.status?.phase, 'Pending', 'nor through a patch');
+  const st = await core.patchNamespacedPodStatus({ namespace: 'ps', name: 'p', body: { status: { phase: 'Running' }, spec: { nodeName: 'other' } } }, setHeaderOptions('Content-Type', PatchStrategy.MergePatch));
+  assert.equal(st.status?.phase, 'Running', '/status writes the status');
+  assert.equal(st.spec?.nodeName, 'n', 'and not the spec');
+});

@@ -608,6 +608,14 @@ export async function startKubeApiServer(opts: StandInOptions = {}): Promise<Kub
 
   // -------------------------------------------------------------- routing
   interface Route { resource: string; namespace?: string; name?: string; subresource?: string }
+  /**
+   * The pod strategies' PrepareForUpdate: through the main resource a status change is ignored
+   * (the old status kept); through `/status` only the status changes (spec kept).
+   */
+  const podStrategy = (r: Route, cur: KObj, next: KObj): KObj => {
+    if (r.resource !== 'pods' || !next || typeof next !== 'object') return next;
+    return r.subresource === 'status' ? { ...next, spec: cur.spec } : { ...next, status: cur.status };
+  };
   function route(pathname: string): Route | undefined {
     const p = pathname.split('/').filter(Boolean).map(decodeURIComponent);
     let rest: string[];
@@ -688,6 +696,13 @@ export async function startKubeApiServer(opts: StandInOptions = {}): Promise<Kub
       if (method === 'GET') return sendJson(res, 200, decorate(r.resource, ops.get(r.resource, r.namespace, r.name!)));
       if (method === 'POST' && !r.name) {
         const body = (await readBody(req)) as KObj;
+        // The pod strategy's PrepareForCreate: whatever status was sent, a new pod is Pending.
+        // (after decoding: a status that cannot be decoded is still a 400)
+        if (r.resource === 'pods' && body && typeof body === 'object' && body.metadata) {
+          try { admit(r.resource, clone(body), fv); } catch (e) { if ((e as HttpError).status === 400) throw e; }
+          pendingWarnings = [];
+          body.status = { phase: 'Pending' };
+        }
         const created = ops.create(r.resource, r.namespace, body, fv);
         withWarnings();
         return sendJson(res, 201, decorate(r.resource, created));
@@ -697,7 +712,7 @@ export async function startKubeApiServer(opts: StandInOptions = {}): Promise<Kub
         const cur = ops.get(r.resource, r.namespace, r.name);
         // custom resources do not allow unconditional updates (the CR strategy), built-ins do
         if (isCustom(def) && !body?.metadata?.resourceVersion) throw new HttpError(422, 'Invalid', `${def.kind}.${def.group} "${r.name}" is invalid: metadata.resourceVersion: Invalid value: 0x0: must be specified for an update`);
-        const written = ops.write(r.resource, cur, body, fv);
+        const written = ops.write(r.resource, cur, podStrategy(r, cur, body), fv);
         withWarnings();
         return sendJson(res, 200, decorate(r.resource, written));
       }
@@ -713,7 +728,7 @@ export async function startKubeApiServer(opts: StandInOptions = {}): Promise<Kub
         else throw new HttpError(415, 'UnsupportedMediaType', `the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json${isCustom(def) ? '' : ', application/strategic-merge-patch+json'}`);
         // a resourceVersion changed by the patch is an optimistic-lock precondition, as in the real server
         if (next?.metadata && next.metadata.resourceVersion === cur.metadata.resourceVersion) delete next.metadata.resourceVersion;
-        const written = ops.write(r.resource, cur, next, fv);
+        const written = ops.write(r.resource, cur, podStrategy(r, cur, next), fv);
         withWarnings();
         return sendJson(res, 200, decorate(r.resource, written));
       }
