@@ -1,6 +1,6 @@
 // Wires one allocator: store + kernel port + service + gRPC server + sweep timer + optional
 // /metrics,/healthz HTTP port. `startAllocator` is what the CLI, `npm start` and tests embed.
-import { createServer, type Server } from 'node:http';
+import { startMetricsServer, type MetricsServer } from '../http/metrics-server.js';
 import { readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import type { Registry } from 'prom-client';
@@ -176,20 +176,12 @@ export async function startAllocator(config: AllocatorConfig, deps: AllocatorDep
     throw e;
   }
 
-  let http: Server | undefined;
+  let http: MetricsServer | undefined;
   let metricsAddress: string | undefined;
   if (config.metricsListen) {
     const { host, port } = parseListen(config.metricsListen, 'metrics-listen');
-    http = createServer((req, res) => {
-      if (req.url === '/healthz') { res.writeHead(200, { 'content-type': 'text/plain' }).end('ok\n'); return; }
-      if (req.url !== '/metrics') { res.writeHead(404).end(); return; }
-      registry.metrics().then(
-        (text) => res.writeHead(200, { 'content-type': registry.contentType }).end(text),
-        (e) => res.writeHead(500).end(String(e)),
-      );
-    });
     try {
-      await new Promise<void>((resolve, reject) => { http!.once('error', reject); http!.listen(port, host, () => resolve()); });
+      http = await startMetricsServer({ host, port, registry, log });
     } catch (e) {
       await server.close();
       await operator?.close();
@@ -197,9 +189,8 @@ export async function startAllocator(config: AllocatorConfig, deps: AllocatorDep
       await store.close().catch(() => undefined);
       throw new AllocError('ALLOC_UNAVAILABLE', { target: config.metricsListen, reason: `cannot listen: ${(e as Error).message}` });
     }
-    const a = http.address() as { port: number };
-    metricsAddress = `${host.includes(':') ? `[${host}]` : host}:${a.port}`;
-    log.info({ metrics: metricsAddress }, 'serving /metrics and /healthz');
+    metricsAddress = `${host.includes(':') ? `[${host}]` : host}:${http.port}`;
+    log.info({ metrics: metricsAddress }, 'serving /metrics, /healthz and /readyz');
   }
 
   // Sweep once now (leftover busy tables, leases restarted at load), then on a timer.
@@ -217,7 +208,7 @@ export async function startAllocator(config: AllocatorConfig, deps: AllocatorDep
         await km?.stop();
         await service.drain();
         await store.close();
-        if (http) await new Promise<void>((r) => http!.close(() => r()));
+        if (http) await http.close();
         log.info({ socket: config.socket }, 'allocator stopped');
       })();
       return closed;

@@ -1,6 +1,5 @@
 // `rtpengine-k8s kamailio-sync`: wires the EndpointSlice watch (KubePort), Kamailio JSON-RPC, the
-// db_text table and a small /metrics server into KamailioSync; `--once` is the init-container mode.
-import { createServer, type Server } from 'node:http';
+// db_text table and the one metrics + health server (with /status) into KamailioSync; `--once` is the init-container mode.
 import { defineCommand } from '../command.js';
 import { systemClock } from '../clock.js';
 import { createRegistry } from '../metrics.js';
@@ -9,26 +8,13 @@ import { kamailioSyncOptions, selectorOf, type KamailioSyncConfig } from './opti
 import { httpDrainProbe, kubeEndpointSource, kubePodAnnotations, type EndpointSlice } from './endpoints.js';
 import { fifoRpc, httpRpc } from './jsonrpc.js';
 import { KamailioSync, worstCaseRemovalMs, writeOnce } from './sync.js';
-import type { Registry } from 'prom-client';
+import { json, startMetricsServer } from '../http/metrics-server.js';
 import { parseHostPort } from '../net/host-port.js';
 
 function listenAddr(s: string): { host: string; port: number } {
   const hp = parseHostPort(s);
   if (!hp) throw new ConfigError('CONFIG_INVALID', { problems: [`--metrics-listen: expected host:port, got '${s}'`] });
   return hp;
-}
-
-function metricsServer(registry: Registry, status: () => unknown, at: { host: string; port: number }): Promise<Server> {
-  const server = createServer((req, res) => {
-    void (async () => {
-      const path = (req.url ?? '/').split('?')[0];
-      if (path === '/metrics') { res.writeHead(200, { 'content-type': registry.contentType }); res.end(await registry.metrics()); return; }
-      if (path === '/healthz') { res.writeHead(200, { 'content-type': 'text/plain' }); res.end('ok\n'); return; }
-      if (path === '/status') { res.writeHead(200, { 'content-type': 'application/json' }); res.end(JSON.stringify(status(), null, 2)); return; }
-      res.writeHead(404, { 'content-type': 'text/plain' }); res.end('try /metrics /healthz /status\n');
-    })().catch(() => { res.writeHead(500); res.end(); });
-  });
-  return new Promise((resolve, reject) => { server.once('error', reject); server.listen(at.port, at.host, () => resolve(server)); });
 }
 
 export const kamailioSyncCommand = defineCommand({
@@ -60,13 +46,15 @@ export const kamailioSyncCommand = defineCommand({
         podAnnotations: c.podAnnotations ? kubePodAnnotations(kube) : undefined,
         drainProbe: c.controlPortName ? httpDrainProbe(c.drainProbeTimeoutMs) : undefined },
     );
-    const server = c.metricsListen ? await metricsServer(registry, () => sync.status(), listenAddr(c.metricsListen)) : undefined;
+    const server = c.metricsListen
+      ? await startMetricsServer({ ...listenAddr(c.metricsListen), registry, log: ctx.log, routes: { '/status': (_req, res) => json(res, 200, sync.status()) } })
+      : undefined;
     ctx.log.info({ namespace: c.namespace, selector, dbDir: c.dbDir, rpc: c.rpcTransport, metrics: c.metricsListen || 'off',
       drainProbe: c.controlPortName ? { port: c.controlPortName, pollMs: c.drainPollMs, timeoutMs: c.drainProbeTimeoutMs, sidecarLingerMustExceedMs: worstCaseRemovalMs(c) } : 'off' }, 'kamailio-sync starting');
     await sync.start();
     await new Promise<void>((resolve) => { if (ctx.signal.aborted) resolve(); else ctx.signal.addEventListener('abort', () => resolve(), { once: true }); });
     await sync.stop();
-    await new Promise<void>((r) => (server ? server.close(() => r()) : r()));
+    await server?.close();
     return Exit.OK;
   },
 });

@@ -1,14 +1,14 @@
-// The sidecar's HTTP control server: /metrics (Prometheus), /healthz, /readyz, GET /status (JSON)
+// The sidecar's HTTP control server: the one metrics + health server plus GET /status (JSON),
 // POST /drain, and GET /drain/wait (the image-independent preStop: drain, answer when drained).
 // It knows nothing of ng: it asks a ControlTarget (the proxy, or the sidecar
 // main composing more state) for readiness, status and to drain.
-import { createServer, type IncomingMessage, type ServerResponse, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import { timingSafeEqual } from 'node:crypto';
 import type { Registry } from 'prom-client';
 import type { Logger } from '../log.js';
+import { json, startMetricsServer, type MetricsServer, type Readiness } from '../http/metrics-server.js';
 
-export interface Readiness { ready: boolean; reasons: string[] }
+export type { Readiness };
 
 export interface ControlTarget {
   ready(): Readiness;
@@ -31,7 +31,7 @@ export interface ControlServerOptions {
   drainToken?: string;
 }
 
-export interface ControlServer { host: string; port: number; url: string; close(): Promise<void> }
+export type ControlServer = MetricsServer;
 
 const LOOPBACK = /^(127\.|::1$|::ffff:127\.)/;
 /** Istio's inbound passthrough source: traffic from any peer, re-sent over loopback by the mesh. */
@@ -54,12 +54,6 @@ export function mayDrain(peer: string, headers: IncomingMessage['headers'], o: {
 }
 const MAX_BODY = 4096;
 const DRAIN_REFUSED = 'a drain is accepted only from the pod itself: loopback (not a mesh passthrough address), or with the token of --control-drain-token (header x-drain-token); see docs/sidecar.md';
-
-function json(res: ServerResponse, code: number, body: unknown): void {
-  const text = JSON.stringify(body, null, 2) + '\n';
-  res.writeHead(code, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) });
-  res.end(text);
-}
 
 function readBody(req: IncomingMessage): Promise<string | undefined> {
   return new Promise((resolve) => {
@@ -128,55 +122,19 @@ async function drainWait(o: ControlServerOptions, log: Logger, req: IncomingMess
   if (!res.destroyed) json(res, 200, done);
 }
 
+/** The one metrics + health server (src/http/metrics-server.ts) with the control routes added. */
 export async function startControlServer(o: ControlServerOptions): Promise<ControlServer> {
   const log = o.log.child({ component: 'control-http' });
-  const handle = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
-    const url = new URL(req.url ?? '/', 'http://x');
-    const path = url.pathname;
-    if (path === '/drain') { await postDrain(o, log, req, res, url); return; }
-    if (path === '/drain/wait') { await drainWait(o, log, req, res); return; }
-    if (req.method !== 'GET' && req.method !== 'HEAD') { res.writeHead(405, { allow: 'GET' }).end(); return; }
-    switch (path) {
-      case '/metrics': {
-        const text = await o.registry.metrics();
-        res.writeHead(200, { 'content-type': o.registry.contentType });
-        res.end(text);
-        return;
-      }
-      case '/healthz':
-        res.writeHead(200, { 'content-type': 'text/plain' }).end('ok\n');
-        return;
-      case '/readyz': {
-        const r = o.target.ready();
-        json(res, r.ready ? 200 : 503, r);
-        return;
-      }
-      case '/status':
+  return startMetricsServer({
+    host: o.host, port: o.port, registry: o.registry, log: o.log, component: 'control-http',
+    ready: () => o.target.ready(),
+    routes: {
+      '/status': (req, res) => {
+        if (req.method !== 'GET' && req.method !== 'HEAD') { res.writeHead(405, { allow: 'GET' }).end(); return; }
         json(res, 200, o.target.status());
-        return;
-      default:
-        json(res, 404, { error: `no such endpoint ${path}; try /metrics /healthz /readyz /status, POST /drain, GET /drain/wait` });
-    }
-  };
-
-  const server: Server = createServer((req, res) => {
-    handle(req, res).catch((e: unknown) => {
-      log.error({ err: e, path: req.url }, 'control request failed');
-      if (!res.headersSent) json(res, 500, { error: (e as Error).message });
-      else res.destroy();
-    });
+      },
+      '/drain': (req, res, url) => postDrain(o, log, req, res, url),
+      '/drain/wait': (req, res) => drainWait(o, log, req, res),
+    },
   });
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(o.port, o.host, () => { server.off('error', reject); resolve(); });
-  });
-  const addr = server.address() as AddressInfo;
-  const host = addr.address.includes(':') ? `[${addr.address}]` : addr.address;
-  log.info({ address: addr.address, port: addr.port }, 'control server listening');
-  return {
-    host: addr.address,
-    port: addr.port,
-    url: `http://${host}:${addr.port}`,
-    close: () => new Promise<void>((r) => { server.closeAllConnections?.(); server.close(() => r()); }),
-  };
 }
