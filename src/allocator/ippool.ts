@@ -4,6 +4,7 @@
 import type { KubePort, IPPool, JsonPatchOp } from '../kube/client.js';
 import { kubeStatus } from '../kube/client.js';
 import { AllocError, KubeError } from '../errors.js';
+import { backoff } from '../backoff.js';
 
 /**
  * Set on our IPPools by `ctl cleanup` before it frees anything (ADR 0059): every later pool write
@@ -128,7 +129,7 @@ export class IPPoolWriter {
         if (st === 404) { this.cache.delete(name); pool = await this.read(name, range); fresh = true; continue; }
         if (st !== 409 && st !== 422) throw e;
         // lost the race: wait a little (jitter against lock-step retries), re-read, recompute
-        await this.sleep(this.random() * this.jitterMs * Math.min(16, 2 ** Math.min(attempt - 1, 4)));
+        await this.sleep(backoff(attempt, { initialDelayMs: this.jitterMs, maxDelayMs: 16 * this.jitterMs, jitter: 'full' }, this.random));
         pool = await this.read(name, range);
         fresh = true;
       }

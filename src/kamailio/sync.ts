@@ -13,6 +13,7 @@ import {
   type DesiredNode, type DrainProbe, type DrainReport, type EndpointSlice, type EndpointSource, type PodAnnotations, type SelectOptions,
 } from './endpoints.js';
 import { isReloadTooSoon, showNodes, type KamailioRpc } from './jsonrpc.js';
+import { backoff } from '../backoff.js';
 
 export interface SyncOptions {
   /** db_text directory (the `text:///DIR` of the rtpengine db_url). */
@@ -87,7 +88,8 @@ export class KamailioSync {
   private pendingSince: number | undefined;
   private lastReloadAt: number | undefined;
   private nextRetryAt = 0;
-  private retryDelay: number;
+  /** Unreachable-RPC reload failures in a row (the retry delay doubles with each, src/backoff.ts). */
+  private reloadFailures = 0;
   private lastMtimeS: number | undefined;
   private timer: Timer | undefined;
   private running: Promise<void> | undefined;
@@ -109,7 +111,6 @@ export class KamailioSync {
   constructor(private readonly o: SyncOptions, private readonly d: SyncDeps) {
     this.log = d.log.child({ component: 'kamailio-sync' });
     this.path = join(o.dbDir, o.table);
-    this.retryDelay = o.retryMs;
     const r = [d.registry];
     this.m = {
       nodes: new Gauge({ name: `${METRIC_PREFIX}kamailio_nodes`, help: 'rtpengine nodes in the Kamailio table file', registers: r }),
@@ -317,7 +318,7 @@ export class KamailioSync {
     if (await this.kamailioHasTable()) {
       this.loaded = true;
       this.pendingSince = undefined;
-      this.retryDelay = this.o.retryMs;
+      this.reloadFailures = 0;
       this.log.info({ nodes: this.table!.length }, 'Kamailio already has this table; no reload needed');
       return;
     }
@@ -355,13 +356,13 @@ export class KamailioSync {
         return;
       }
       this.m.failures.inc({ reason: 'unreachable' });
-      this.nextRetryAt = now + this.retryDelay;
-      this.log.warn({ err: (e as Error).message, retryInMs: this.retryDelay }, 'Kamailio RPC unreachable; the table file is written and the reload will be retried');
-      this.retryDelay = Math.min(this.retryDelay * 2, this.o.reloadIntervalMs);
+      const retryInMs = backoff(++this.reloadFailures, { initialDelayMs: this.o.retryMs, maxDelayMs: this.o.reloadIntervalMs, jitter: 'none' });
+      this.nextRetryAt = now + retryInMs;
+      this.log.warn({ err: (e as Error).message, retryInMs }, 'Kamailio RPC unreachable; the table file is written and the reload will be retried');
       return;
     }
     this.lastReloadAt = this.d.clock.monotonic();
-    this.retryDelay = this.o.retryMs;
+    this.reloadFailures = 0;
     this.loaded = true;
     this.pendingSince = undefined;
     this.reloads++;

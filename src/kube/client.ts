@@ -7,6 +7,7 @@ import {
   setHeaderOptions, type KubernetesObject, type V1EndpointSlice, type V1Lease, type V1Pod,
 } from './k8s.js';
 import { KubeError, isCoded } from '../errors.js';
+import { backoff } from '../backoff.js';
 
 export type Pod = V1Pod;
 export type Lease = V1Lease;
@@ -200,7 +201,7 @@ export function createKubeClient(kc: KubeConfig, opts: KubeClientOptions = {}): 
     const keyOf = (o: T) => `${o.metadata?.namespace ?? ''}/${o.metadata?.name ?? ''}`;
     let rv = '';
     let stopped = false;
-    let delay = retryMin;
+    let failures = 0;
     let timer: NodeJS.Timeout | undefined;
     let wake: (() => void) | undefined;
     let ctl: AbortController | undefined;
@@ -247,12 +248,11 @@ export function createKubeClient(kc: KubeConfig, opts: KubeClientOptions = {}): 
         try {
           if (!rv) await relist();
           await watchOnce();
-          delay = retryMin;
+          failures = 0;
         } catch (e) {
           if (stopped) return;
           const ke = toKubeError(e, 'watch', what);
-          const wait = delay;
-          delay = Math.min(delay * 2, retryMax);
+          const wait = backoff(++failures, { initialDelayMs: retryMin, maxDelayMs: retryMax, jitter: 'none' });
           h.error?.(ke, wait);
           await new Promise<void>((r) => { wake = r; timer = setTimeout(r, wait); timer.unref(); });
           timer = undefined; wake = undefined;

@@ -6,26 +6,22 @@ import type { AllocationView } from '../allocator/wire.js';
 import type { Clock, Timer } from '../clock.js';
 import type { Logger } from '../log.js';
 import { SidecarError, isCoded, type ErrorCode } from '../errors.js';
+import { backoff, type BackoffPolicy } from '../backoff.js';
 
 export type AllocatorPort = Pick<AllocatorClient, 'acquire' | 'renew' | 'release' | 'target'>;
 
 /** Errors that cannot heal by waiting: a wrong request is wrong every time. */
 const PERMANENT: ReadonlySet<ErrorCode> = new Set(['ALLOC_INVALID_ARGUMENT', 'ALLOC_UNKNOWN_POOL', 'ALLOC_POOL_INVALID', 'ALLOC_STATE_VERSION']);
 
-export interface RetryPolicy {
+export interface RetryPolicy extends BackoffPolicy {
   /** Give up after this long in total (ms). */
   timeoutMs: number;
-  initialDelayMs: number;
-  maxDelayMs: number;
 }
 
 export const DEFAULT_RETRY: RetryPolicy = { timeoutMs: 120_000, initialDelayMs: 200, maxDelayMs: 5000 };
 
-/** Exponential backoff with ±20 % jitter so a node full of restarting sidecars does not stampede. */
-export function backoff(attempt: number, p: RetryPolicy, rnd: () => number = Math.random): number {
-  const base = Math.min(p.maxDelayMs, p.initialDelayMs * 2 ** Math.max(0, attempt - 1));
-  return Math.round(base * (0.8 + 0.4 * rnd()));
-}
+/** The one backoff (src/backoff.ts), ±20 % jitter by default so a node full of restarting sidecars does not stampede. */
+export { backoff };
 
 export interface AcquireDeps { allocator: AllocatorPort; clock: Clock; log: Logger }
 

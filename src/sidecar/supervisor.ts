@@ -5,7 +5,8 @@
 import type { Clock } from '../clock.js';
 import type { Logger } from '../log.js';
 import { SidecarError } from '../errors.js';
-import { backoff, type RetryPolicy } from './acquire.js';
+import type { RetryPolicy } from './acquire.js';
+import { backoff } from '../backoff.js';
 import type { ExitStatus, SupervisedRtpengine } from './rtpengine.js';
 
 export interface RestartHooks {
