@@ -7,6 +7,11 @@ import {
 } from '../../src/kube/k8s.js';
 import { startKubeApiServer, type KubeApiServer } from './kube-apiserver.js';
 import { waitFor } from './wait.js';
+import { readFileSync } from 'node:fs';
+import { join, dirname } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import * as yaml from 'js-yaml';
+import { createKubeClient } from '../../src/kube/client.js';
 
 let srv: KubeApiServer;
 before(async () => { srv = await startKubeApiServer({ bookmarkIntervalMs: 50 }); });
@@ -225,4 +230,24 @@ test('pod status as the pod strategy: reset to Pending on create, ignored throug
   const st = await core.patchNamespacedPodStatus({ namespace: 'ps', name: 'p', body: { status: { phase: 'Running' }, spec: { nodeName: 'other' } } }, setHeaderOptions('Content-Type', PatchStrategy.MergePatch));
   assert.equal(st.status?.phase, 'Running', '/status writes the status');
   assert.equal(st.spec?.nodeName, 'n', 'and not the spec');
+});
+
+test('with crds: required, whereabouts resources are 404 until their CRD is created and Established (as without whereabouts installed)', async () => {
+  const api = await startKubeApiServer({ crds: 'required' });
+  try {
+    const kube = createKubeClient(api.kubeconfig());
+    assert.deepEqual(await kube.listOverlappingReservations('kube-system'), [], 'no ORIP CRD: the client reads 404 as none');
+    assert.equal(await kube.listNodeSlicePools('kube-system'), undefined, 'no NodeSlicePool CRD: undefined');
+    const custom = api.kubeconfig().makeApiClient(CustomObjectsApi);
+    const WBO = { group: 'whereabouts.cni.cncf.io', version: 'v1alpha1', namespace: 'kube-system', plural: 'overlappingrangeipreservations' };
+    const body = { apiVersion: 'whereabouts.cni.cncf.io/v1alpha1', kind: 'OverlappingRangeIPReservation', metadata: { name: '10.1.2.3' }, spec: { podref: 'a/b' } };
+    assert.equal((await failure(custom.createNamespacedCustomObject({ ...WBO, body }))).code, 404);
+    const manifest = readFileSync(join(dirname(fileURLToPath(import.meta.url)), '..', 'crds', 'whereabouts.cni.cncf.io_overlappingrangeipreservations.yaml'), 'utf8');
+    const crd = (yaml.loadAll(manifest) as any[]).find((d) => d?.kind === 'CustomResourceDefinition');
+    await custom.createClusterCustomObject({ group: 'apiextensions.k8s.io', version: 'v1', plural: 'customresourcedefinitions', body: crd });
+    await waitFor('the ORIP CRD Established', async () => (await kube.listOverlappingReservations('kube-system').then(() => true, () => false)) && (await failure(custom.listNamespacedCustomObject(WBO))).code === 200);
+    await custom.createNamespacedCustomObject({ ...WBO, body });
+    assert.equal((await kube.listOverlappingReservations('kube-system')).length, 1);
+    assert.equal(await kube.listNodeSlicePools('kube-system'), undefined, 'still no NodeSlicePool CRD');
+  } finally { await api.close(); }
 });

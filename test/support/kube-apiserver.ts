@@ -314,6 +314,12 @@ export interface StandInOptions {
   gc?: 'auto' | 'manual';
   /** Clock of TokenRequest/TokenReview (ms, default Date.now): a test steps it past a token's exp (kube-tokenreview.ts). */
   tokenClock?: () => number;
+  /**
+   * 'served' (default): custom resources are served as if their CRDs were installed. 'required':
+   * as the real server, a custom resource is served only once its CRD exists and is Established
+   * (else 404, e.g. whereabouts not installed).
+   */
+  crds?: 'served' | 'required';
 }
 
 const SCHEMA_TYPES = Object.values(RESOURCES).map((d) => ({ apiVersion: apiVersionOf(d), kind: d.kind }));
@@ -680,6 +686,10 @@ export async function startKubeApiServer(opts: StandInOptions = {}): Promise<Kub
       }
       if (!r) throw new HttpError(404, 'NotFound', `the server could not find the requested resource (${url.pathname})`);
       const def = RESOURCES[r.resource]!;
+      if (isCustom(def) && opts.crds === 'required') {
+        const crd = objects.get('customresourcedefinitions')!.get(key(undefined, `${def.plural}.${def.group}`));
+        if (!crd?.status?.conditions?.some((c: any) => c.type === 'Established' && c.status === 'True')) throw new HttpError(404, 'NotFound', 'the server could not find the requested resource');
+      }
       if (r.subresource && !(r.resource === 'pods' && r.subresource === 'status')) throw new HttpError(404, 'NotFound', `subresource ${r.subresource} not served by the stand-in`);
       const q = url.searchParams;
       const fv = q.get('fieldValidation');
