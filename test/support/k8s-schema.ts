@@ -74,6 +74,37 @@ export function isValidTime(s: string): boolean { const m = s.match(TIME_RE); re
 /** metav1.MicroTime: time.Parse(RFC3339Micro) — exactly six fractional digits. */
 export function isValidMicroTime(s: string): boolean { const m = s.match(MICRO_RE); return !!m && fieldsInRange(m); }
 
+/**
+ * As the server stores and answers them: metav1.Time marshals `t.UTC().Format(RFC3339)` (UTC,
+ * whole seconds), MicroTime `t.UTC().Format(RFC3339Micro)` (UTC, six digits). Input must be valid.
+ */
+export function normalTime(s: string, micro: boolean): string {
+  const m = s.match(/^(\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2})(?:[.,](\d+))?(Z|[+-]\d{2}:\d{2})$/);
+  if (!m) return s;
+  const whole = new Date(`${m[1]}${m[3]}`).toISOString().slice(0, 19);
+  return micro ? `${whole}.${(m[2] ?? '').padEnd(6, '0').slice(0, 6)}Z` : `${whole}Z`;
+}
+
+/** Rewrite every Time/MicroTime of a built-in object (by its type catalogue) to the server's form, in place. */
+export function normalizeTimes(obj: unknown): void {
+  const t = typeOf(obj);
+  if (!t) return;
+  const walk = (v: any, type: string, fmt: string, set: (x: unknown) => void): void => {
+    if (v === null || v === undefined) return;
+    let m: RegExpMatchArray | null;
+    if ((m = type.match(/^Array<(.+)>$/))) { if (Array.isArray(v)) v.forEach((e, i) => walk(e, m![1]!, '', (x) => { v[i] = x; })); return; }
+    if ((m = type.match(/^\{ \[key: string\]: (.+); \}$/))) { if (isPlainObject(v)) for (const k of Object.keys(v)) walk(v[k], m[1]!, '', (x) => { v[k] = x; }); return; }
+    if (type === 'Date') { if (typeof v === 'string' && fmt === 'date-time' && isValidTime(v)) set(normalTime(v, false)); return; }
+    if (type === 'V1MicroTime') { if (typeof v === 'string' && isValidMicroTime(v)) set(normalTime(v, true)); return; }
+    const attrs = attrsOf(type);
+    if (!attrs || !isPlainObject(v)) return;
+    for (const a of attrs) if (a.baseName in v) walk(v[a.baseName], a.type, a.format, (x) => { v[a.baseName] = x; });
+  };
+  const builtin = attrsOf(builtinType(t)) ? builtinType(t) : undefined;
+  if (builtin) walk(obj, builtin, '', () => undefined);
+  else if (isPlainObject((obj as any).metadata)) walk((obj as any).metadata, 'V1ObjectMeta', '', () => undefined);
+}
+
 // ---------------------------------------------------------------- built-in kinds
 type Attr = { baseName: string; type: string; format: string };
 const models = k8s as unknown as Record<string, { getAttributeTypeMap?: () => Attr[] } | undefined>;

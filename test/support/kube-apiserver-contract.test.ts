@@ -251,3 +251,23 @@ test('with crds: required, whereabouts resources are 404 until their CRD is crea
     assert.equal(await kube.listNodeSlicePools('kube-system'), undefined, 'still no NodeSlicePool CRD');
   } finally { await api.close(); }
 });
+
+test('Time and MicroTime are stored as the server marshals them: UTC, Time in whole seconds, MicroTime six digits', async () => {
+  const coord = srv.kubeconfig().makeApiClient(CoordinationV1Api);
+  const core = srv.kubeconfig().makeApiClient(CoreV1Api);
+  const l = await raw('POST', '/apis/coordination.k8s.io/v1/namespaces/tn/leases', { metadata: { name: 'tz' }, spec: { holderIdentity: 'x', renewTime: '2026-03-01T10:00:00.123456+02:00', acquireTime: '2026-03-01T08:00:00.000001Z' } });
+  assert.equal(l.status, 201);
+  const got = await coord.readNamespacedLease({ namespace: 'tn', name: 'tz' });
+  const rawLease = (await raw('GET', '/apis/coordination.k8s.io/v1/namespaces/tn/leases/tz')).body;
+  assert.equal(rawLease.spec.renewTime, '2026-03-01T08:00:00.123456Z', 'MicroTime: to UTC, six digits kept');
+  assert.equal(rawLease.spec.acquireTime, '2026-03-01T08:00:00.000001Z');
+  assert.ok(got.spec?.renewTime);
+  const p = await raw('POST', '/api/v1/namespaces/tn/pods', { metadata: { name: 'tp', deletionTimestamp: undefined }, spec: { containers: [{ name: 'c', image: 'i' }], activeDeadlineSeconds: 5 } });
+  assert.equal(p.status, 201);
+  const pod = await core.readNamespacedPod({ namespace: 'tn', name: 'tp' });
+  srv.store.update('pods', { ...srv.store.get('pods', 'tn', 'tp')!, status: { phase: 'Running' } });
+  const st = await raw('PATCH', '/api/v1/namespaces/tn/pods/tp/status', { status: { startTime: '2026-03-01T10:00:00.987+02:00' } }, 'application/merge-patch+json');
+  assert.equal(st.status, 200, JSON.stringify(st.body));
+  assert.equal(st.body.status.startTime, '2026-03-01T08:00:00Z', 'Time: to UTC, whole seconds');
+  assert.ok(pod.metadata?.creationTimestamp);
+});

@@ -6,7 +6,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { Socket } from 'node:net';
 import { randomUUID } from 'node:crypto';
 import { KubeConfig } from '../../src/kube/k8s.js';
-import { dropUnknownFields, preloadSchemas, statusFor, validateObjectSync, warningsFor } from './k8s-schema.js';
+import { dropUnknownFields, normalizeTimes, preloadSchemas, statusFor, validateObjectSync, warningsFor } from './k8s-schema.js';
 import { MANAGED_BY, SERVICE_NAME_LABEL, desiredSlices } from './kube-endpointslice-controller.js';
 import { tokenAuthority } from './kube-tokenreview.js';
 
@@ -459,13 +459,14 @@ export async function startKubeApiServer(opts: StandInOptions = {}): Promise<Kub
    * 400, invalid 422, unknown fields dropped with a Warning (400 under fieldValidation=Strict).
    */
   function admit(resource: string, obj: KObj, fieldValidation?: string | null): KObj {
-    const full = decorate(resource, obj);
+    const full = clone(decorate(resource, obj));
     const issues = validateObjectSync(full);
-    if (!issues.length) return obj;
+    if (!issues.length) { normalizeTimes(full); delete full.apiVersion; delete full.kind; return full; }
     const verdict = statusFor(full, issues, { fieldValidation: (fieldValidation ?? undefined) as 'Strict' | undefined });
     if (verdict) throw new HttpError(verdict.code, verdict.status.reason, verdict.status.message, verdict.status.details as Record<string, unknown> | undefined);
     pendingWarnings.push(...warningsFor(issues));
     const kept = dropUnknownFields(full, issues);
+    normalizeTimes(kept);
     delete kept.apiVersion; delete kept.kind;
     return kept;
   }
