@@ -7,6 +7,8 @@ import { isCoded, type NgError } from '../errors.js';
 import { NgUdpClient, MAX_DATAGRAM, type NgForwardHandler } from './client.js';
 import { NgUdpServer, type NgHandler } from '../../test/support/ng-udp-server.js';
 import { splitMessage, joinMessage } from './framing.js';
+import { requires } from '../../test/support/require.js';
+import { createNetns } from '../../test/support/netns.js';
 import { decodeDict, encodeDict, str } from './codec.js';
 
 /** A real UDP ng peer on loopback with a scripted handler; the client under test talks to it. */
@@ -312,4 +314,25 @@ test('holdOpen: from its first request the client keeps the process alive until 
   clearTimeout(killer);
   assert.equal(code, 0, 'the child exited by itself');
   assert.equal(out, 'pong alive ');
+});
+
+test('a request that could not be sent (connect fails: network down) fails at once with NG_SOCKET, not a timeout, and the client lives on (#15 defect 2)', { skip: requires('root') }, async () => {
+  // A namespace the test creates, its loopback down and its local routes gone: connecting to
+  // 127.0.0.1 there fails (ENETUNREACH), nothing can be sent.
+  const ns = createNetns('ngsend');
+  try {
+    ns.sh('ip', 'link', 'set', 'lo', 'down');
+    ns.sh('ip', 'route', 'flush', 'table', 'local');
+    const child = fileURLToPath(new URL('../../test/support/ng-connect-child.ts', import.meta.url));
+    const r = await ns.runner.run(process.execPath, ['--import', 'tsx', child, '127.0.0.1', '2223'], { timeoutMs: 60_000 });
+    // Before: the connect callback ignored its error, the queued datagram was sent on an
+    // unconnected socket and the process died (ERR_SOCKET_BAD_PORT).
+    assert.equal(r.code, 0, `child exited ${r.code}: ${r.stderr}`);
+    const lines = r.stdout.trim().split('\n').map((l) => JSON.parse(l) as { outcome: string; message: string });
+    assert.equal(lines.length, 2);
+    for (const l of lines) {
+      assert.equal(l.outcome, 'NG_SOCKET', JSON.stringify(l));
+      assert.match(l.message, /not sent/);
+    }
+  } finally { ns.delete(); }
 });

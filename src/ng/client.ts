@@ -151,15 +151,7 @@ export class NgUdpClient implements NgUpstream {
     this.socket = createSocket({ type: v6 ? 'udp6' : 'udp4' });
     this.socket.on('message', (msg, rinfo) => this.onMessage(msg, rinfo));
     this.socket.on('error', (err) => this.onSocketError(err));
-    if (this.connect) {
-      this.early = [];
-      this.socket.connect(this.port, this.host, () => {
-        this.connected = true;
-        const early = this.early!;
-        this.early = undefined;
-        if (!this.closed) for (const d of early) this.socket.send(d);
-      });
-    }
+    if (this.connect) this.startConnect();
     this.holdOpen = opts.holdOpen ?? false;
     this.socket.unref();
   }
@@ -251,7 +243,31 @@ export class NgUdpClient implements NgUpstream {
   private transmit(datagram: Buffer): void {
     if (this.connected) this.socket.send(datagram);
     else if (this.early) this.early.push(datagram);
+    else if (this.connect) { this.startConnect(); this.early!.push(datagram); } // the last connect failed: try again
     else this.socket.send(datagram, this.port, this.host);
+  }
+
+  /** Connect the socket; datagrams wait in `early` meanwhile (once per client, again after a failure). */
+  private startConnect(): void {
+    this.early = [];
+    this.socket.connect(this.port, this.host, (err?: Error) => this.onConnect(err));
+  }
+
+  /**
+   * A failed connect (no route, network down) means nothing waiting was sent: each such request
+   * gets NG_SOCKET now, not a timeout later (#15 defect 2); the next request connects again.
+   */
+  private onConnect(err: Error | undefined): void {
+    const early = this.early!;
+    this.early = undefined;
+    if (this.closed) return;
+    if (err) {
+      this.log?.warn({ peer: this.peer, err: err.message }, 'ng socket cannot connect to rtpengine; the requests waiting were not sent');
+      this.failAll(new NgError('NG_SOCKET', { peer: this.peer, reason: `${err.message} (request not sent)` }, { cause: err }));
+      return;
+    }
+    this.connected = true;
+    for (const d of early) this.socket.send(d);
   }
 
   /** The one timer: fires at the earliest deadline, retransmits or times out what is due. */
