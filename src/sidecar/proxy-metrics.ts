@@ -79,7 +79,7 @@ function registerRequestCounter(registry: Registry, reqCounts: Counted[]): void 
   const name = `${METRIC_PREFIX}ng_requests_total`;
   const help = 'ng requests answered, by command, result and origin of the reply';
   registry.registerMetric({
-    name, help, type: 'counter',
+    name: `${METRIC_PREFIX}ng_requests_total`, help, type: 'counter',
     get: async () => ({ name, help, type: 'counter', aggregator: 'sum',
       values: reqCounts.filter((c) => c.n > 0).map((c) => ({ labels: { ...c.labels }, value: c.n })) }),
     reset: () => { for (const c of reqCounts) c.n = 0; },
@@ -91,7 +91,7 @@ function registerLatency(registry: Registry, lat: Map<string, Hist>): void {
   const latName = `${METRIC_PREFIX}ng_request_duration_seconds`;
   const latHelp = 'Time from receiving an ng request to sending its reply';
   registry.registerMetric({
-    name: latName, help: latHelp, type: 'histogram',
+    name: `${METRIC_PREFIX}ng_request_duration_seconds`, help: latHelp, type: 'histogram',
     get: async () => {
       const values: Array<{ labels: Record<string, string | number>; value: number; metricName: string }> = [];
       for (const [command, h] of lat) {
