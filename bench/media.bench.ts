@@ -85,7 +85,7 @@ async function setupRate(ctx: { quick: boolean; log: (m: string) => void }): Pro
         if (e.kind === 'END' || e.kind === 'FAIL' || e.kind === 'BYEFAIL') { ended++; lastAt = t; }
       };
       const traffic = await startTraffic({ dir: kdir, kamailio: kam.sip, uacPort: p.uac, uasPort: p.uas, echoPort: p.echo, controlPort: p.sippControl, callerRtpPort: p.callerRtp,
-        uacMediaPort: p.uacMedia, rate: 1000, durationMinMs: 1, durationMaxMs: 1, maxCalls: calls, concurrencyLimit: 50 }, onEvent);
+        uacMediaPort: p.uacMedia, rate: 20000, durationMinMs: 1, durationMaxMs: 1, maxCalls: calls, concurrencyLimit: 50 }, onEvent);
       await Promise.race([traffic.uac.exited, new Promise((r) => setTimeout(r, 300_000))]);
       await traffic.stop();
       await kam.stop();
