@@ -171,7 +171,13 @@ export class BoundedFdStream implements DestinationStream {
 
   /** Only for the process's last moments; a non-blocking descriptor may refuse part of it. */
   flushSync(): void {
-    try { for (const b of this.queue) writeSync(this.fd, b); } catch { /* stalled or closed: dropped */ }
+    // Each buffer whole or nothing after it: a short write means the pipe is full, and the next
+    // attempt then fails (EAGAIN) and ends the flush instead of writing past a torn line.
+    try {
+      for (const b of this.queue) {
+        for (let off = 0; off < b.length;) { const n = writeSync(this.fd, b, off); if (n <= 0) return; off += n; }
+      }
+    } catch { /* stalled or closed: dropped */ }
   }
 
   private push(b: Buffer): void {
