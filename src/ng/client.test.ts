@@ -336,3 +336,17 @@ test('a request that could not be sent (connect fails: network down) fails at on
     }
   } finally { ns.delete(); }
 });
+
+test('a send the kernel refuses on a connected socket (firewall: EPERM) fails that request at once with NG_SOCKET, not a timeout; the client lives on (#15 defect 2)', { skip: requires('netns', 'iptables') }, async () => {
+  const ns = createNetns('ngperm');
+  try {
+    const child = fileURLToPath(new URL('../../test/support/ng-send-child.ts', import.meta.url));
+    const r = await ns.runner.run(process.execPath, ['--import', 'tsx', child, '2224'], { timeoutMs: 60_000 });
+    assert.equal(r.code, 0, `child exited ${r.code}: ${r.stderr}`);
+    const lines = r.stdout.trim().split('\n').map((l) => JSON.parse(l) as { outcome: string; message?: string });
+    // Before: Node dropped the send's error (no callback), and the request waited out 2 × 20 s
+    // for NG_TIMEOUT (the test's 60 s limit ended it first).
+    assert.deepEqual(lines.map((l) => l.outcome), ['reply', 'NG_SOCKET', 'reply'], r.stdout);
+    assert.match(lines[1]!.message!, /EPERM.*not sent/);
+  } finally { ns.delete(); }
+});

@@ -59,6 +59,8 @@ interface Pending {
   timeoutMs: number;
   /** Monotonic ms when the current attempt times out. */
   deadline: number;
+  /** The kernel took at least one attempt (a failed send before that: the request was never sent). */
+  sent: boolean;
   startedAt: number;
   ctx: unknown;
   handler: NgForwardHandler<unknown>;
@@ -105,8 +107,11 @@ export function checkRemote(reply: NgReply, command: string | undefined): NgRepl
 
 /**
  * Per request: one Pending object and the datagram, nothing else — no timer (one timer for the
- * whole client, armed at the earliest deadline), no send callback (with one, Node skips its
- * synchronous uv_udp_try_send and every datagram waits for the next loop turn).
+ * whole client, armed at the earliest deadline), no closure: the send callback is one function for
+ * the whole client. Node drops the error of a send without a callback (EPERM from a firewall,
+ * ENOBUFS), so every send has that callback; a connected socket's callbacks come back in send
+ * order (libuv sends in order and tries a synchronous send only when nothing is queued), so a
+ * FIFO of the requests sent tells whose send it was.
  */
 export class NgUdpClient implements NgUpstream {
   readonly peer: string;
@@ -129,8 +134,11 @@ export class NgUdpClient implements NgUpstream {
    */
   private readonly connect: boolean;
   private connected = false;
-  /** Datagrams sent before connect() completed (the first few at most). */
-  private early: Buffer[] | undefined;
+  /** Requests whose datagram waits for connect() to complete (the first few at most). */
+  private early: Pending[] | undefined;
+  /** Requests handed to the connected socket whose send callback has not come back yet, in send order. */
+  private readonly unconfirmed: Pending[] = [];
+  private unconfirmedHead = 0;
   private timer: Timer | undefined;
   private timerAt = Infinity;
   /** The socket is ref'd while requests wait, or from the first request on with `holdOpen`. */
@@ -213,7 +221,7 @@ export class NgUdpClient implements NgUpstream {
     const now = this.clock.monotonic();
     const p: Pending = {
       seq, datagram, dictStart, attempts: 1, maxAttempts: opts?.retries === undefined ? this.retries : Math.max(1, opts.retries),
-      timeoutMs, deadline: now + timeoutMs, startedAt: now,
+      timeoutMs, deadline: now + timeoutMs, startedAt: now, sent: false,
       ctx, handler: handler as NgForwardHandler<unknown>, signal, onAbort: undefined,
     };
     if (signal) {
@@ -226,7 +234,7 @@ export class NgUdpClient implements NgUpstream {
       this.socket.ref();
     }
     if (p.deadline < this.timerAt) this.arm(p.deadline, now);
-    this.transmit(datagram);
+    this.transmit(p);
   }
 
   /** The cookie of a request, as text (logs, errors, request() results). */
@@ -240,11 +248,44 @@ export class NgUdpClient implements NgUpstream {
     return checkRemote(parseReply(reply), typeof obj.command === 'string' ? obj.command : undefined);
   }
 
-  private transmit(datagram: Buffer): void {
-    if (this.connected) this.socket.send(datagram);
-    else if (this.early) this.early.push(datagram);
-    else if (this.connect) { this.startConnect(); this.early!.push(datagram); } // the last connect failed: try again
-    else this.socket.send(datagram, this.port, this.host);
+  private transmit(p: Pending): void {
+    if (this.connected) this.sendConnected(p);
+    else if (this.early) this.early.push(p);
+    else if (this.connect) { this.startConnect(); this.early!.push(p); } // the last connect failed: try again
+    // A host name: looked up per send, and lookups may finish out of order, so this rare path
+    // ties the outcome to its request with a closure.
+    else this.socket.send(p.datagram, this.port, this.host, (err) => this.sendDone(p, err));
+  }
+
+  private sendConnected(p: Pending): void {
+    this.unconfirmed.push(p);
+    this.socket.send(p.datagram, this.onSent);
+  }
+
+  /** The send callback of the connected socket: the oldest unconfirmed send is this one. */
+  private readonly onSent = (err: Error | null): void => {
+    const p = this.unconfirmed[this.unconfirmedHead++];
+    if (this.unconfirmedHead === this.unconfirmed.length) { this.unconfirmed.length = 0; this.unconfirmedHead = 0; }
+    else if (this.unconfirmedHead >= 1024 && this.unconfirmedHead * 2 >= this.unconfirmed.length) { this.unconfirmed.splice(0, this.unconfirmedHead); this.unconfirmedHead = 0; }
+    if (p) this.sendDone(p, err);
+  };
+
+  /**
+   * The kernel took the datagram, or refused it (firewall EPERM, ENOBUFS, no route). A request none
+   * of whose attempts went out fails now with NG_SOCKET (#15 defect 2), never as a timeout; one
+   * already sent keeps waiting for its reply, and its timeout names the failed retransmission.
+   */
+  private sendDone(p: Pending, err: Error | null | undefined): void {
+    if (!err) { p.sent = true; return; }
+    if (this.pending.get(p.seq) !== p) return; // answered or settled meanwhile
+    const code = (err as NodeJS.ErrnoException).code ?? 'EIO';
+    this.lastSoftError = { code, at: this.clock.monotonic() };
+    if (p.sent) return;
+    this.settle(p);
+    this.log?.debug({ code, peer: this.peer, cookie: this.cookieOf(p) }, 'ng request could not be sent');
+    p.handler.fail(p.ctx, new NgError('NG_SOCKET', {
+      peer: this.peer, reason: `${code}: ${err.message} (request not sent)`, command: dictCommand(p.datagram.subarray(p.dictStart)) ?? 'unknown',
+    }, { cause: err }));
   }
 
   /** Connect the socket; datagrams wait in `early` meanwhile (once per client, again after a failure). */
@@ -267,7 +308,7 @@ export class NgUdpClient implements NgUpstream {
       return;
     }
     this.connected = true;
-    for (const d of early) this.socket.send(d);
+    for (const p of early) if (this.pending.get(p.seq) === p) this.sendConnected(p);
   }
 
   /** The one timer: fires at the earliest deadline, retransmits or times out what is due. */
@@ -293,7 +334,7 @@ export class NgUdpClient implements NgUpstream {
         p.deadline = now + p.timeoutMs;
         if (p.deadline < next) next = p.deadline;
         this.log?.debug({ cookie: this.cookieOf(p), attempt: p.attempts, peer: this.peer }, 'ng retransmit');
-        this.transmit(p.datagram);
+        this.transmit(p);
         continue;
       }
       this.settle(p);
@@ -301,7 +342,7 @@ export class NgUdpClient implements NgUpstream {
         peer: this.peer, attempts: p.attempts, timeoutMs: p.timeoutMs,
         command: dictCommand(p.datagram.subarray(p.dictStart)) ?? 'unknown', cookie: this.cookieOf(p),
       };
-      // The peer's ICMP answer (port closed, no route) seen while this request waited.
+      // The peer's ICMP answer (port closed, no route), or a send the kernel refused, while this request waited.
       if (this.lastSoftError && this.lastSoftError.at >= p.startedAt) details.socketError = this.lastSoftError.code;
       p.handler.fail(p.ctx, new NgError('NG_TIMEOUT', details));
     }

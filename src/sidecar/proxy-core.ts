@@ -61,8 +61,8 @@ function frame(o: Origin, dict: Buffer): Buffer {
   return out;
 }
 
-// No completion callback: without one, Node tries a synchronous send (uv_udp_try_send) first;
-// with one, every reply waits for the next event-loop turn. Failures surface as 'error' events.
+// Replies to the client: no completion callback. A reply the kernel refuses is lost like one lost
+// on the way, and the client's retransmission is answered from the reply cache.
 const send = (sock: Socket, buf: Buffer, port: number, address: string) => { sock.send(buf, port, address); };
 
 export interface ProxyCoreDeps {
@@ -261,15 +261,16 @@ export class ProxyCore implements NgForwardHandler<InFlight> {
   }
 
   /**
-   * rtpengine did not answer this request (NgForwardHandler). An error for this request only:
-   * health is the pings' business (a reply rtpengine never sends, e.g. above 64 KB, must not mark
-   * it down), so a timeout only asks for a ping now.
+   * rtpengine did not answer this request, or it could not be sent (NgForwardHandler). An error for
+   * this request only: health is the pings' business (a reply rtpengine never sends, e.g. above
+   * 64 KB, must not mark it down), so a timeout or a failed send only asks for a ping now.
    */
   fail(f: InFlight, e: NgError): void {
     this.inflight.delete(f.key);
     const r = f.routing;
     const reason = failureReason(e);
     if (isCoded(e, 'NG_TIMEOUT')) { this.d.metrics.upstreamTimeout(); void this.d.health.ping(); }
+    else if (isCoded(e, 'NG_SOCKET')) void this.d.health.ping(); // not sent: does anything get through?
     if (isCoded(e, 'NG_CLOSED')) return; // shutting down: nothing to answer from
     const creating = r.command !== undefined && CREATING_COMMANDS.has(r.command) && !this.isKnown(f);
     const d: Exclude<GateDecision, { action: 'forward' }> = creating ? { action: 'refuse', why: 'upstream-down' } : { action: 'fail', why: 'upstream-down' };
