@@ -1,98 +1,17 @@
-// kamailio-sync tests on the shared Kamailio harness (kamailio.ts): a config whose rtpengine nodes
-// come from a db_text table (db_mode 1), with JSON-RPC over HTTP (xhttp) and the jsonrpcs FIFO,
-// INVITE → rtpengine_offer, BYE → rtpengine_delete; plus EndpointSlice objects for the API stand-in.
+// kamailio-sync tests on the shared Kamailio harness (kamailio.ts): the project's Kamailio config
+// (src/local/kamailio-cfg.ts) with nodes from a db_text table (db_mode 1), JSON-RPC over HTTP (xhttp)
+// and the jsonrpcs FIFO, INVITE → rtpengine_offer, BYE → rtpengine_delete; plus EndpointSlice
+// objects for the API stand-in.
 import type { KubeApiServer } from './kube-apiserver.js';
 import { startKamailio, type KamailioHandle } from './kamailio.js';
 import { freePort } from './ports.js';
+import { kamailioConfig } from '../../src/local/kamailio-cfg.js';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
-export const KAMAILIO_DB_CFG = `#!KAMAILIO
-# kamailio-sync test config: rtpengine nodes from db_text (db_mode 1), JSON-RPC over HTTP + FIFO.
-#!ifndef SIP_LISTEN
-#!define SIP_LISTEN udp:127.0.0.1:5060
-#!endif
-#!ifndef HTTP_LISTEN
-#!define HTTP_LISTEN tcp:127.0.0.1:5071
-#!endif
-#!ifndef CTL_SOCK
-#!define CTL_SOCK "unix:/run/kamailio/kamailio_ctl"
-#!endif
-#!ifndef JSONRPC_FIFO
-#!define JSONRPC_FIFO "/run/kamailio/kamailio_rpc.fifo"
-#!endif
-#!ifndef JSONRPC_REPLY_DIR
-#!define JSONRPC_REPLY_DIR "/run/kamailio/"
-#!endif
-#!ifndef DB_URL
-#!define DB_URL "text:///var/lib/kamailio/db"
-#!endif
-#!ifndef SERVER_ID
-#!define SERVER_ID 1
-#!endif
-
-debug=2
-log_stderror=yes
-fork=yes
-children=2
-tcp_children=1
-auto_aliases=no
-listen=SIP_LISTEN
-listen=HTTP_LISTEN
-tcp_accept_no_cl=yes
-server_id=SERVER_ID
-
-loadmodule "kex.so"
-loadmodule "corex.so"
-loadmodule "tm.so"
-loadmodule "sl.so"
-loadmodule "pv.so"
-loadmodule "textops.so"
-loadmodule "xlog.so"
-loadmodule "ctl.so"
-loadmodule "db_text.so"
-loadmodule "xhttp.so"
-loadmodule "jsonrpcs.so"
-loadmodule "rtpengine.so"
-
-modparam("ctl", "binrpc", CTL_SOCK)
-modparam("db_text", "db_mode", 1)
-modparam("jsonrpcs", "transport", 0)
-modparam("jsonrpcs", "fifo_name", JSONRPC_FIFO)
-modparam("jsonrpcs", "fifo_reply_dir", JSONRPC_REPLY_DIR)
-modparam("rtpengine", "db_url", DB_URL)
-modparam("rtpengine", "rtpengine_tout_ms", 1000)
-modparam("rtpengine", "rtpengine_retr", 2)
-modparam("rtpengine", "rtpengine_disable_tout", 10)
-modparam("rtpengine", "rtpengine_allow_op", 1)
-modparam("rtpengine", "hash_table_size", 4096)
-modparam("rtpengine", "hash_table_tout", 14400)
-modparam("rtpengine", "write_sdp_pv", "$avp(rtpe_sdp)")
-
-request_route {
-	if (is_method("ACK")) { exit; }
-	if (is_method("INVITE")) {
-		if (!rtpengine_offer("replace-origin replace-session-connection")) {
-			xlog("L_ERR", "rtpengine_offer failed for $ci\\n");
-			sl_send_reply("503", "Media Relay Unavailable"); exit;
-		}
-		set_reply_body("$avp(rtpe_sdp)", "application/sdp");
-		sl_send_reply("200", "OK"); exit;
-	}
-	if (is_method("BYE")) {
-		if (!rtpengine_delete()) { sl_send_reply("500", "Delete Failed"); exit; }
-		sl_send_reply("200", "OK"); exit;
-	}
-	sl_send_reply("405", "Method Not Allowed");
-}
-
-event_route[xhttp:request] {
-	if ($si != "127.0.0.1") { xhttp_reply("403", "Forbidden", "text/plain", "no"); exit; }
-	if ($hu =~ "^/RPC") { jsonrpc_dispatch(); exit; }
-	xhttp_reply("404", "Not Found", "text/plain", "not found");
-}
-`;
+/** The e2e config over the db_text table: the production builder, Kamailio answering INVITEs itself. */
+export const KAMAILIO_DB_CFG = kamailioConfig({ nodes: 'db', sip: 'uas', http: true, testControl: true, children: 2 });
 
 export interface KamailioDb extends KamailioHandle {
   dbDir: string;

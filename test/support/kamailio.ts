@@ -8,6 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { freePort } from './ports.js';
+import { kamailioConfig } from '../../src/local/kamailio-cfg.js';
 
 export interface KamailioOptions {
   /** The kamailio.cfg text. It may use the defines below with `#!ifndef … #!define` defaults. */
@@ -160,92 +161,12 @@ export async function startKamailio(o: KamailioOptions): Promise<KamailioHandle>
 }
 
 /**
- * A minimal Kamailio 5.6 test config: INVITE → rtpengine_offer (200 OK echoes the rewritten
- * SDP), BYE/CANCEL → rtpengine_delete, binrpc at CTL_SOCK, JSON-RPC FIFO. Defines: SIP_LISTEN,
- * RTPE_SOCK, CTL_SOCK, SERVER_ID, RTPE_TOUT_MS, RTPE_RETR, JSONRPC_FIFO, JSONRPC_REPLY_DIR.
+ * The ng proxy tests' config: the project's builder (src/local/kamailio-cfg.ts) with a fixed node
+ * list, INVITE → rtpengine_offer (200 OK echoes the rewritten SDP), BYE/CANCEL → rtpengine_delete,
+ * binrpc at CTL_SOCK, JSON-RPC FIFO. Defines: SIP_LISTEN, RTPE_SOCK, CTL_SOCK, SERVER_ID,
+ * RTPE_TOUT_MS, RTPE_RETR, JSONRPC_FIFO, JSONRPC_REPLY_DIR.
  */
-export const PROXY_TEST_CFG = `#!KAMAILIO
-#!ifndef SIP_LISTEN
-#!define SIP_LISTEN udp:127.0.0.1:5060
-#!endif
-#!ifndef RTPE_SOCK
-#!define RTPE_SOCK "udp:127.0.0.1:2223 udp:127.0.0.1:2224"
-#!endif
-#!ifndef CTL_SOCK
-#!define CTL_SOCK "unix:/run/kamailio/kamailio_ctl"
-#!endif
-#!ifndef SERVER_ID
-#!define SERVER_ID 1
-#!endif
-#!ifndef RTPE_TOUT_MS
-#!define RTPE_TOUT_MS 1000
-#!endif
-#!ifndef RTPE_RETR
-#!define RTPE_RETR 2
-#!endif
-#!ifndef JSONRPC_FIFO
-#!define JSONRPC_FIFO "/tmp/kamailio_jsonrpc_fifo"
-#!endif
-#!ifndef JSONRPC_REPLY_DIR
-#!define JSONRPC_REPLY_DIR "/tmp"
-#!endif
-
-debug=2
-log_stderror=yes
-fork=yes
-children=2
-auto_aliases=no
-listen=SIP_LISTEN
-server_id=SERVER_ID
-
-loadmodule "kex.so"
-loadmodule "corex.so"
-loadmodule "tm.so"
-loadmodule "sl.so"
-loadmodule "pv.so"
-loadmodule "textops.so"
-loadmodule "xlog.so"
-loadmodule "ctl.so"
-loadmodule "cfg_rpc.so"
-loadmodule "jsonrpcs.so"
-loadmodule "rtpengine.so"
-
-modparam("ctl", "binrpc", CTL_SOCK)
-modparam("jsonrpcs", "transport", 2)
-modparam("jsonrpcs", "fifo_name", JSONRPC_FIFO)
-modparam("jsonrpcs", "fifo_reply_dir", JSONRPC_REPLY_DIR)
-
-modparam("rtpengine", "rtpengine_sock", RTPE_SOCK)
-modparam("rtpengine", "rtpengine_tout_ms", RTPE_TOUT_MS)
-modparam("rtpengine", "rtpengine_retr", RTPE_RETR)
-modparam("rtpengine", "rtpengine_disable_tout", 10)
-modparam("rtpengine", "rtpengine_allow_op", 1)
-modparam("rtpengine", "hash_table_size", 4096)
-modparam("rtpengine", "hash_table_tout", 14400)
-modparam("rtpengine", "write_sdp_pv", "$avp(rtpe_sdp)")
-
-request_route {
-	if (is_method("ACK")) { exit; }
-	if (is_method("OPTIONS")) { sl_send_reply("200", "OK"); exit; }
-	if (is_method("INVITE")) {
-		if (!has_body("application/sdp")) { sl_send_reply("488", "No SDP"); exit; }
-		if (!rtpengine_offer("replace-origin replace-session-connection")) {
-			xlog("L_ERR", "rtpengine_offer failed for $ci\\n");
-			sl_send_reply("503", "Media Relay Unavailable"); exit;
-		}
-		set_reply_body("$avp(rtpe_sdp)", "application/sdp");
-		sl_send_reply("200", "OK"); exit;
-	}
-	if (is_method("BYE|CANCEL")) {
-		if (!rtpengine_delete()) {
-			xlog("L_ERR", "rtpengine_delete failed for $ci\\n");
-			sl_send_reply("500", "Media Relay Delete Failed"); exit;
-		}
-		sl_send_reply("200", "OK"); exit;
-	}
-	sl_send_reply("405", "Method Not Allowed");
-}
-`;
+export const PROXY_TEST_CFG = kamailioConfig({ nodes: 'sock', sip: 'uas', http: false, testControl: true, children: 2 });
 
 /** The rtpengine_sock value for a list of ng endpoints: `"udp:H:P udp:H:P"`. */
 export function rtpengineSock(nodes: Array<{ host: string; port: number }>): string {
