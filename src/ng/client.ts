@@ -258,8 +258,10 @@ export class NgUdpClient implements NgUpstream {
   }
 
   private sendConnected(p: Pending): void {
-    this.unconfirmed.push(p);
     this.socket.send(p.datagram, this.onSent);
+    // After the call: its callback never runs before send() returns, and a send that throws
+    // (socket gone) must leave no entry that would shift every later callback onto the wrong request.
+    this.unconfirmed.push(p);
   }
 
   /** The send callback of the connected socket: the oldest unconfirmed send is this one. */
