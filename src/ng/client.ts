@@ -61,6 +61,10 @@ interface Pending {
   deadline: number;
   /** The kernel took at least one attempt (a failed send before that: the request was never sent). */
   sent: boolean;
+  /** Attempts the kernel refused; equal to `attempts` with none sent: nothing of it went out. */
+  refused: number;
+  /** The code of this request's last refused send (named in its NG_TIMEOUT). */
+  sendError: string | undefined;
   startedAt: number;
   ctx: unknown;
   handler: NgForwardHandler<unknown>;
@@ -221,7 +225,7 @@ export class NgUdpClient implements NgUpstream {
     const now = this.clock.monotonic();
     const p: Pending = {
       seq, datagram, dictStart, attempts: 1, maxAttempts: opts?.retries === undefined ? this.retries : Math.max(1, opts.retries),
-      timeoutMs, deadline: now + timeoutMs, startedAt: now, sent: false,
+      timeoutMs, deadline: now + timeoutMs, startedAt: now, sent: false, refused: 0, sendError: undefined,
       ctx, handler: handler as NgForwardHandler<unknown>, signal, onAbort: undefined,
     };
     if (signal) {
@@ -273,16 +277,20 @@ export class NgUdpClient implements NgUpstream {
   };
 
   /**
-   * The kernel took the datagram, or refused it (firewall EPERM, ENOBUFS, no route). A request none
-   * of whose attempts went out fails now with NG_SOCKET (#15 defect 2), never as a timeout; one
-   * already sent keeps waiting for its reply, and its timeout names the failed retransmission.
+   * The kernel took the datagram, or refused it. A refusal that is the peer's ICMP answer to an
+   * earlier datagram (a connected socket reports ECONNREFUSED etc. on the next send) is soft, as
+   * on receive: a restarting rtpengine may answer the retransmission. Any other (a firewall's
+   * EPERM, ENOBUFS): a request every attempt of which was refused — none went out, none is still
+   * on its way — fails now with NG_SOCKET (#15 defect 2), never as a timeout; one that went out
+   * keeps waiting for its reply, and its timeout names the refused retransmission.
    */
   private sendDone(p: Pending, err: Error | null | undefined): void {
     if (!err) { p.sent = true; return; }
     if (this.pending.get(p.seq) !== p) return; // answered or settled meanwhile
     const code = (err as NodeJS.ErrnoException).code ?? 'EIO';
-    this.lastSoftError = { code, at: this.clock.monotonic() };
-    if (p.sent) return;
+    if (SOFT_ERRORS.has(code)) { this.lastSoftError = { code, at: this.clock.monotonic() }; return; }
+    p.sendError = code;
+    if (p.sent || ++p.refused < p.attempts) return;
     this.settle(p);
     this.log?.debug({ code, peer: this.peer, cookie: this.cookieOf(p) }, 'ng request could not be sent');
     p.handler.fail(p.ctx, new NgError('NG_SOCKET', {
@@ -344,8 +352,10 @@ export class NgUdpClient implements NgUpstream {
         peer: this.peer, attempts: p.attempts, timeoutMs: p.timeoutMs,
         command: dictCommand(p.datagram.subarray(p.dictStart)) ?? 'unknown', cookie: this.cookieOf(p),
       };
-      // The peer's ICMP answer (port closed, no route), or a send the kernel refused, while this request waited.
-      if (this.lastSoftError && this.lastSoftError.at >= p.startedAt) details.socketError = this.lastSoftError.code;
+      // A retransmission of this request the kernel refused, else the peer's ICMP answer (port
+      // closed, no route) seen while this request waited.
+      if (p.sendError) details.socketError = p.sendError;
+      else if (this.lastSoftError && this.lastSoftError.at >= p.startedAt) details.socketError = this.lastSoftError.code;
       p.handler.fail(p.ctx, new NgError('NG_TIMEOUT', details));
     }
     if (!this.closed && next < this.timerAt) this.arm(next, now);
