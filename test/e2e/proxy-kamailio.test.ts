@@ -42,7 +42,9 @@ async function startNode(o: { proxy?: Partial<ProxyConfig>; lossyUpstream?: bool
   cleanup.push(() => proxy.close());
   const control = await startControlServer({ host: '127.0.0.1', port: 0, registry, target: proxy, log: silentLogger });
   cleanup.push(() => control.close());
-  const direct = new NgUdpClient({ host: '127.0.0.1', port: rtp.ngPort, timeoutMs: 500, retries: 2 });
+  // The test's own view of rtpengine: patient (a busy CI machine can hold a `statistics` past 1 s;
+  // a retransmission is answered from rtpengine's cookie cache).
+  const direct = new NgUdpClient({ host: '127.0.0.1', port: rtp.ngPort, timeoutMs: 2000, retries: 3 });
   cleanup.push(async () => direct.close());
   return { rtp, proxy, registry, port, control, direct, relay };
 }

@@ -37,7 +37,9 @@ async function rig(overrides: Partial<ProxyConfig> = {}, upstreamPort?: (rtp: Rt
     await rtp.stop();
     throw e;
   }
-  const direct = new NgUdpClient({ host: '127.0.0.1', port: rtp.ngPort, timeoutMs: 500, retries: 2 });
+  // The test's own view of rtpengine: patient (a busy CI machine can hold a `statistics` past 1 s;
+  // a retransmission is answered from rtpengine's cookie cache).
+  const direct = new NgUdpClient({ host: '127.0.0.1', port: rtp.ngPort, timeoutMs: 2000, retries: 3 });
   return {
     rtp, proxy, registry, port, direct,
     close: async () => { direct.close(); await proxy.close(); await rtp.stop(); },
