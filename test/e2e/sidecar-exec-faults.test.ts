@@ -186,7 +186,8 @@ test('a lost lease whose table went to another pod: new calls refused at once, n
   { skip: requires('rtpengine'), timeout: 120_000 }, async () => {
     const s = await setup([], undefined, 3000); // renewals every second
     const registry = createRegistry({ defaultMetrics: false });
-    const h = await startSidecar(s.cfg, { log: silentLogger, registry });
+    // A start that fails must still close the set-up (else its allocator holds the file open until the 300 s limit).
+    const h = await startSidecar(s.cfg, { log: silentLogger, registry }).catch(async (e: unknown) => { await s.close(); throw e; });
     const client = new AllocatorClient({ socket: s.alloc.socket });
     const lostTotal = async (outcome: string) => Number((await registry.getSingleMetric('rtpengine_k8s_sidecar_lease_lost_total')?.get())?.values.find((v) => v.labels.outcome === outcome)?.value ?? 0);
     const calls = ['held', 'held2'];

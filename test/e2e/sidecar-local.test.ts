@@ -20,9 +20,11 @@ interface Local { child: ChildProcess; dir: string; out: () => string; exit: Pro
 
 async function startLocal(extra: string[], pods = 2): Promise<Local> {
   const dir = await mkdtemp(join(tmpdir(), 'rtpe-local-'));
-  const ng = await freePortBlock(pods);
-  const ctl = await freePortBlock(pods);
-  const up = await freePortBlock(pods);
+  // Pod i uses base + i: room for the pods a test scales out to (`local scale 3` from 2).
+  const room = pods + 2;
+  const ng = await freePortBlock(room);
+  const ctl = await freePortBlock(room);
+  const up = await freePortBlock(room);
   const sip = await freePortBlock(2);
   const sipp = await freePortBlock(8);
   const redis = await freePortBlock(1);
